@@ -1,0 +1,158 @@
+//! Model and run configuration. The command line and the language server read the same
+//! environment variables (`RLM_BASE_URL`, `RLM_MODEL`, ...); with no endpoint configured the
+//! shared local model is used.
+
+use crate::engine::{EngineConfig, Models};
+use crate::llm::local::{LocalServer, LocalServerHandle};
+use crate::llm::{ChatClient, Endpoint, LlmError};
+use std::time::Duration;
+
+/// Where the models are. Every field can also come from its environment variable.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ModelSettings {
+    /// OpenAI-compatible base URL of the root model, ending in /v1 [default: the local model]
+    #[arg(long, env = "RLM_BASE_URL")]
+    pub base_url: Option<String>,
+    /// Root model name [default: the only model the server lists]
+    #[arg(long, env = "RLM_MODEL")]
+    pub model: Option<String>,
+    /// Base URL of the sub model used by llm_query [default: the root's]
+    #[arg(long, env = "RLM_SUB_BASE_URL")]
+    pub sub_base_url: Option<String>,
+    /// Sub model name [default: the root's]
+    #[arg(long, env = "RLM_SUB_MODEL")]
+    pub sub_model: Option<String>,
+    /// Name of the environment variable holding the API key (e.g. OPENAI_API_KEY); never the key itself
+    #[arg(long, env = "RLM_API_KEY_ENV")]
+    pub api_key_env: Option<String>,
+    /// Sub-calls in flight at once [default: 8, or 1 for the local model]
+    #[arg(long, env = "RLM_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// Seconds to wait for one model reply
+    #[arg(long, env = "RLM_TIMEOUT_SECS", default_value_t = 600)]
+    pub timeout_secs: u64,
+}
+
+/// Models ready to use, plus the local server they may be holding open.
+pub struct ResolvedModels {
+    pub models: Models,
+    pub concurrency: usize,
+    /// Whether the default local model is in use (it shapes the prompt and window budgets).
+    pub local: bool,
+    /// Keeps the shared local llama-server alive for as long as this value lives.
+    _local_server: Option<LocalServerHandle>,
+}
+
+const MAX_TOKENS: u32 = 1024;
+
+impl ModelSettings {
+    /// Resolves endpoints: explicit ones as given, otherwise the shared local model (started on
+    /// first use). Reads the API key from the named variable.
+    pub async fn resolve(&self) -> Result<ResolvedModels, anyhow::Error> {
+        let api_key = match &self.api_key_env {
+            Some(var) => match std::env::var(var) {
+                Ok(k) if !k.trim().is_empty() => Some(k.trim().to_string()),
+                _ => anyhow::bail!(
+                    "RLM_API_KEY_ENV / --api-key-env names the variable {var}, but {var} is not set or empty: export {var}=<your key>"
+                ),
+            },
+            None => None,
+        };
+        let timeout = Duration::from_secs(self.timeout_secs.max(1));
+        let endpoint = |base_url: String, model: String| Endpoint {
+            base_url,
+            model,
+            api_key: api_key.clone(),
+            api_key_env: self.api_key_env.clone(),
+            timeout,
+            max_tokens: MAX_TOKENS,
+            temperature: 0.0,
+        };
+
+        let (root_url, root_model, local_server) = match &self.base_url {
+            Some(url) => {
+                check_base_url(url)?;
+                let model = match &self.model {
+                    Some(m) => m.clone(),
+                    None => only_model(&ChatClient::new(endpoint(url.clone(), String::new())))
+                        .await?,
+                };
+                (url.clone(), model, None)
+            }
+            None => {
+                let handle = LocalServer::acquire().await?;
+                let model = self
+                    .model
+                    .clone()
+                    .unwrap_or_else(|| handle.model_name().to_string());
+                (handle.base_url().to_string(), model, Some(handle))
+            }
+        };
+        let sub_url = self.sub_base_url.clone().unwrap_or_else(|| root_url.clone());
+        if let Some(url) = &self.sub_base_url {
+            check_base_url(url)?;
+        }
+        let sub_model = match (&self.sub_model, &self.sub_base_url) {
+            (Some(m), _) => m.clone(),
+            (None, Some(url)) if url != &root_url => {
+                only_model(&ChatClient::new(endpoint(url.clone(), String::new()))).await?
+            }
+            _ => root_model.clone(),
+        };
+        let local = local_server.is_some();
+        Ok(ResolvedModels {
+            models: Models {
+                root: ChatClient::new(endpoint(root_url, root_model)),
+                sub: ChatClient::new(endpoint(sub_url, sub_model)),
+            },
+            // Two llama-server slots: one keeps the root conversation's prompt cache warm.
+            concurrency: self.concurrency.unwrap_or(if local { 1 } else { 8 }),
+            local,
+            _local_server: local_server,
+        })
+    }
+}
+
+impl ResolvedModels {
+    /// Engine budgets sized for the model: the 1.5B local model has a 16K-token slot.
+    pub fn engine_config(&self, max_iterations: u32) -> EngineConfig {
+        let mut cfg = EngineConfig {
+            max_iterations,
+            sub_concurrency: self.concurrency,
+            ..EngineConfig::default()
+        };
+        if self.local {
+            cfg.max_context_chars = 36_000;
+            cfg.sub_model_chars = 20_000;
+            cfg.max_output_chars = 2_000;
+        } else {
+            cfg.max_context_chars = 200_000;
+            cfg.sub_model_chars = 100_000;
+            cfg.max_output_chars = 6_000;
+        }
+        cfg
+    }
+}
+
+fn check_base_url(url: &str) -> anyhow::Result<()> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        anyhow::bail!("base URL {url:?} must start with http:// or https:// (e.g. http://127.0.0.1:8080/v1)");
+    }
+    Ok(())
+}
+
+/// With no model named, a server that serves exactly one (llama-server, a single vLLM model) is
+/// unambiguous.
+async fn only_model(client: &ChatClient) -> Result<String, anyhow::Error> {
+    let url = &client.endpoint().base_url;
+    let ids = client.list_models().await?;
+    match ids.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => anyhow::bail!("{url} lists no models; name one with --model / RLM_MODEL"),
+        many => Err(LlmError::Config(format!(
+            "{url} serves several models ({}); choose one with --model / RLM_MODEL",
+            many.join(", ")
+        ))
+        .into()),
+    }
+}

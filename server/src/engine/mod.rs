@@ -1,0 +1,480 @@
+//! The RLM loop: the root model writes code against the workspace held by a REPL worker, sees a
+//! truncated view of its output, calls sub-models from inside the REPL, and ends with FINAL.
+
+mod parse;
+pub mod prompt;
+mod subcalls;
+mod trajectory;
+mod truncate;
+
+pub use parse::{FinalAnswer, ParsedReply, parse_reply};
+pub use trajectory::Event;
+pub use truncate::truncate_for_model;
+
+use crate::llm::{ChatClient, ChatMessage, LlmError, Role, Usage};
+use crate::repl::{CellOutput, ContextBlob, Repl, ReplConfig, ReplError};
+use crate::workspace::Snapshot;
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use subcalls::SubCaller;
+use tokio::sync::mpsc::UnboundedSender;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub max_iterations: u32,
+    /// Characters of one turn's code output the root model sees.
+    pub max_output_chars: usize,
+    /// Above this many characters of conversation, the oldest outputs are elided.
+    pub max_context_chars: usize,
+    /// Sub-calls in flight at once for one `llm_query_batched`.
+    pub sub_concurrency: usize,
+    /// What the prompt tells the root model the sub model can read.
+    pub sub_model_chars: usize,
+    pub repl: ReplConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_iterations: 20,
+            max_output_chars: 2_500,
+            max_context_chars: 48_000,
+            sub_concurrency: 8,
+            sub_model_chars: 40_000,
+            repl: ReplConfig::default(),
+        }
+    }
+}
+
+/// The root and sub models of a run.
+#[derive(Debug, Clone)]
+pub struct Models {
+    pub root: ChatClient,
+    pub sub: ChatClient,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model gave FINAL (in code or text), or a plain answer after being asked for FINAL.
+    Final,
+    /// The turn budget ran out; the answer is the model's best effort.
+    MaxIterations,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopReason::Final => "final",
+            StopReason::MaxIterations => "max_iterations",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelUsage {
+    /// `root` or `sub`.
+    pub role: String,
+    pub model: String,
+    pub calls: u32,
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub answer: String,
+    /// True when the run ended without a FINAL (turns ran out).
+    pub best_effort: bool,
+    pub stop_reason: StopReason,
+    pub iterations: u32,
+    pub sub_calls: u32,
+    pub usage: Vec<ModelUsage>,
+    #[serde(serialize_with = "as_millis")]
+    pub wall: Duration,
+    /// Time spent waiting on models (root calls and sub-call batches).
+    #[serde(serialize_with = "as_millis")]
+    pub model_wait: Duration,
+    #[serde(skip)]
+    pub events: Vec<Event>,
+}
+
+fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the root model call failed: {0}")]
+    Root(#[source] LlmError),
+    #[error(transparent)]
+    Repl(#[from] ReplError),
+}
+
+/// Collects events in order and forwards each to an optional live listener.
+#[derive(Default)]
+pub(crate) struct Recorder {
+    events: Mutex<Vec<Event>>,
+    live: Option<UnboundedSender<Event>>,
+}
+
+impl Recorder {
+    pub(crate) fn record(&self, event: Event) {
+        if let Some(tx) = &self.live {
+            // A listener that went away only stops live updates, never the run.
+            let _ = tx.send(event.clone());
+        }
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+    }
+
+    fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+pub struct Engine {
+    models: Models,
+    cfg: EngineConfig,
+}
+
+/// Mutable state of one run.
+struct Run<'a> {
+    engine: &'a Engine,
+    rec: Arc<Recorder>,
+    messages: Vec<ChatMessage>,
+    /// Indices of messages holding code output, which may be elided when the window fills.
+    elidable: Vec<usize>,
+    root_usage: Usage,
+    root_calls: u32,
+    model_wait: Duration,
+}
+
+impl Engine {
+    pub fn new(models: Models, cfg: EngineConfig) -> Self {
+        Engine { models, cfg }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Answers `question` about `snapshot`. Dropping the returned future cancels the run and
+    /// kills its worker.
+    pub async fn run(
+        &self,
+        snapshot: &Snapshot,
+        blob: Arc<ContextBlob>,
+        question: &str,
+        live: Option<UnboundedSender<Event>>,
+    ) -> Result<RunReport, EngineError> {
+        let started = Instant::now();
+        let rec = Arc::new(Recorder {
+            events: Mutex::new(Vec::new()),
+            live,
+        });
+        let max = self.cfg.max_iterations.max(1);
+        rec.record(Event::RunStart {
+            question: question.to_string(),
+            workspace: snapshot.root.display().to_string(),
+            files: snapshot.files.len(),
+            bytes: snapshot.total_bytes(),
+            root_model: self.models.root.endpoint().model.clone(),
+            sub_model: self.models.sub.endpoint().model.clone(),
+            max_iterations: max,
+        });
+        let sub = SubCaller::new(
+            self.models.sub.clone(),
+            self.cfg.sub_concurrency,
+            rec.clone(),
+        );
+        let mut repl = Repl::start(self.cfg.repl.clone(), blob).await?;
+        let mut run = Run {
+            engine: self,
+            rec: rec.clone(),
+            messages: Vec::new(),
+            elidable: Vec::new(),
+            root_usage: Usage::default(),
+            root_calls: 0,
+            model_wait: Duration::ZERO,
+        };
+        run.push(
+            0,
+            ChatMessage::system(prompt::system_prompt(self.cfg.sub_model_chars)),
+        );
+        run.push(
+            0,
+            ChatMessage::user(prompt::first_message(snapshot, question, max)),
+        );
+
+        let outcome = run.iterate(&mut repl, &sub, max).await;
+        repl.shutdown().await;
+        let (answer, stop_reason, iterations) = outcome?;
+
+        let sub_stats = sub.stats();
+        let wall = started.elapsed();
+        rec.record(Event::RunEnd {
+            answer: answer.clone(),
+            best_effort: stop_reason != StopReason::Final,
+            stop_reason: stop_reason.to_string(),
+            iterations,
+            sub_calls: sub_stats.calls,
+            wall_ms: wall.as_millis() as u64,
+        });
+        let mut usage = vec![ModelUsage {
+            role: "root".into(),
+            model: self.models.root.endpoint().model.clone(),
+            calls: run.root_calls,
+            usage: run.root_usage,
+        }];
+        if sub_stats.calls > 0 {
+            usage.push(ModelUsage {
+                role: "sub".into(),
+                model: self.models.sub.endpoint().model.clone(),
+                calls: sub_stats.calls,
+                usage: sub_stats.usage,
+            });
+        }
+        Ok(RunReport {
+            answer,
+            best_effort: stop_reason != StopReason::Final,
+            stop_reason,
+            iterations,
+            sub_calls: sub_stats.calls,
+            usage,
+            wall,
+            model_wait: run.model_wait + sub_stats.wait,
+            events: rec.take(),
+        })
+    }
+}
+
+impl Run<'_> {
+    fn push(&mut self, iteration: u32, msg: ChatMessage) {
+        if msg.role != Role::Assistant {
+            self.rec.record(Event::RootMessage {
+                iteration,
+                role: msg.role,
+                content: msg.content.clone(),
+                usage: None,
+                latency_ms: None,
+            });
+        }
+        self.messages.push(msg);
+    }
+
+    fn push_output(&mut self, iteration: u32, text: String) {
+        self.elidable.push(self.messages.len());
+        self.push(iteration, ChatMessage::user(text));
+    }
+
+    async fn ask_root(&mut self, iteration: u32) -> Result<String, EngineError> {
+        self.compact();
+        let c = self
+            .engine
+            .models
+            .root
+            .complete(&self.messages)
+            .await
+            .map_err(EngineError::Root)?;
+        self.root_usage += c.usage;
+        self.root_calls += 1;
+        self.model_wait += c.latency;
+        self.rec.record(Event::RootMessage {
+            iteration,
+            role: Role::Assistant,
+            content: c.text.clone(),
+            usage: Some(c.usage),
+            latency_ms: Some(c.latency.as_millis() as u64),
+        });
+        self.messages.push(ChatMessage::assistant(c.text.clone()));
+        Ok(c.text)
+    }
+
+    /// Keeps the conversation inside the root model's window by eliding the oldest outputs
+    /// (never the latest one, which the model is about to read).
+    fn compact(&mut self) {
+        let budget = self.engine.cfg.max_context_chars;
+        let mut total: usize = self.messages.iter().map(|m| m.content.len()).sum();
+        let latest = self.elidable.last().copied();
+        for &i in &self.elidable {
+            if total <= budget {
+                break;
+            }
+            if Some(i) == latest || self.messages[i].content.starts_with("[elided") {
+                continue;
+            }
+            let note = "[elided: an earlier output, removed to save space; re-run code if you need it]";
+            total -= self.messages[i].content.len();
+            total += note.len();
+            self.messages[i].content = note.to_string();
+        }
+    }
+
+    async fn iterate(
+        &mut self,
+        repl: &mut Repl,
+        sub: &SubCaller,
+        max: u32,
+    ) -> Result<(String, StopReason, u32), EngineError> {
+        let mut code_ran = false;
+        // Replies in a row with neither code nor FINAL, after code has run.
+        let mut plain_replies = 0;
+        for iteration in 1..=max {
+            let reply = self.ask_root(iteration).await?;
+            let parsed = parse_reply(&reply);
+            if parsed.code_blocks.is_empty() {
+                if parsed.unclosed_block {
+                    self.push(iteration, ChatMessage::user(prompt::UNCLOSED_BLOCK));
+                    continue;
+                }
+                match (parsed.final_answer, code_ran) {
+                    (Some(answer), true) => {
+                        match self.resolve_final(repl, answer, iteration).await? {
+                            Some(text) => return Ok((text, StopReason::Final, iteration)),
+                            None => continue,
+                        }
+                    }
+                    (_, false) => self.push(iteration, ChatMessage::user(prompt::NO_CODE_YET)),
+                    (None, true) => {
+                        plain_replies += 1;
+                        // Small models often state the answer plainly instead of calling FINAL;
+                        // asked once and answering plainly again, the reply is the answer.
+                        if plain_replies >= 2 && !reply.trim().is_empty() {
+                            return Ok((reply.trim().to_string(), StopReason::Final, iteration));
+                        }
+                        self.push(iteration, ChatMessage::user(prompt::NEED_CODE_OR_FINAL));
+                    }
+                }
+                continue;
+            }
+            plain_replies = 0;
+            code_ran = true;
+            let mut sections = Vec::new();
+            for (index, code) in parsed.code_blocks.iter().enumerate() {
+                sub.set_iteration(iteration);
+                let out = repl.exec(code, sub).await?;
+                self.record_cell(iteration, index, code, &out);
+                if let Some(answer) = out.final_answer {
+                    return Ok((answer, StopReason::Final, iteration));
+                }
+                sections.push(self.describe_cell(&out, parsed.code_blocks.len() > 1, index));
+            }
+            let mut text = format!(
+                "Output of your code (turn {iteration} of {max}):\n{}",
+                sections.join("\n")
+            );
+            if parsed.final_answer.is_some() {
+                text.push_str(&format!("\n{}", prompt::CODE_AND_FINAL));
+            }
+            let steer = prompt::turn_steer(max - iteration);
+            if !steer.is_empty() {
+                text.push_str(&format!("\n\n{steer}"));
+            }
+            self.push_output(iteration, text);
+        }
+        // Out of turns: one last reply, with no code, is the best effort.
+        self.push(max, ChatMessage::user(prompt::OUT_OF_TURNS));
+        let reply = self.ask_root(max + 1).await?;
+        let parsed = parse_reply(&reply);
+        let answer = match parsed.final_answer {
+            Some(FinalAnswer::Text(t)) => t,
+            Some(FinalAnswer::Var(name)) => repl
+                .get_var(&name)
+                .await?
+                .unwrap_or_else(|| reply.trim().to_string()),
+            None => reply.trim().to_string(),
+        };
+        Ok((answer, StopReason::MaxIterations, max))
+    }
+
+    /// The text of a FINAL given outside code; `None` (after telling the model) when it names a
+    /// variable that does not exist.
+    async fn resolve_final(
+        &mut self,
+        repl: &mut Repl,
+        answer: FinalAnswer,
+        iteration: u32,
+    ) -> Result<Option<String>, EngineError> {
+        match answer {
+            FinalAnswer::Text(t) => Ok(Some(t)),
+            FinalAnswer::Var(name) => match repl.get_var(&name).await? {
+                Some(v) => Ok(Some(v)),
+                None => {
+                    self.push(
+                        iteration,
+                        ChatMessage::user(format!(
+                            "There is no variable named `{name}` in the REPL. Use FINAL(your answer) instead."
+                        )),
+                    );
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    fn record_cell(&self, iteration: u32, index: usize, code: &str, out: &CellOutput) {
+        self.rec.record(Event::CodeCell {
+            iteration,
+            index,
+            code: code.to_string(),
+            stdout: out.stdout.clone(),
+            stderr: out.stderr.clone(),
+            output_bytes: out.output_bytes,
+            error: out.error.clone(),
+            final_answer: out.final_answer.clone(),
+            timed_out: out.timed_out,
+            worker_died: out.worker_died.clone(),
+            restored_helpers: out.restored_helpers.clone(),
+            duration_ms: out.duration.as_millis() as u64,
+        });
+    }
+
+    /// The model's view of one cell: its output cut to size, then what went wrong, plainly.
+    fn describe_cell(&self, out: &CellOutput, numbered: bool, index: usize) -> String {
+        let cap = self.engine.cfg.max_output_chars;
+        let mut printed = out.stdout.clone();
+        if !out.stderr.is_empty() {
+            if !printed.is_empty() && !printed.ends_with('\n') {
+                printed.push('\n');
+            }
+            printed.push_str(&out.stderr);
+        }
+        let kept = printed.len() as u64;
+        let total = out.output_bytes.max(kept) as usize;
+        let mut s = String::new();
+        if numbered {
+            s.push_str(&format!("[block {}]\n", index + 1));
+        }
+        if printed.trim().is_empty() && out.error.is_none() {
+            s.push_str("(no output: print() what you want to see)\n");
+        } else if !printed.trim().is_empty() {
+            s.push_str("```text\n");
+            s.push_str(truncate_for_model(printed.trim_end(), total, cap).as_str());
+            s.push_str("\n```\n");
+        }
+        if let Some(err) = &out.error {
+            s.push_str("Error:\n```text\n");
+            s.push_str(&truncate_for_model(err.trim_end(), err.len(), cap / 2));
+            s.push_str("\n```\n");
+        }
+        if out.timed_out {
+            s.push_str(&format!(
+                "The cell was killed after {} s. The REPL was restarted and your variables are lost; write faster code (search with `in` or `re` before splitting lines).\n",
+                self.engine.cfg.repl.cell_timeout.as_secs()
+            ));
+        }
+        if let Some(why) = &out.worker_died {
+            s.push_str(&format!(
+                "The REPL process died ({why}). It was restarted and your variables are lost.\n"
+            ));
+        }
+        if !out.restored_helpers.is_empty() {
+            s.push_str(&format!(
+                "Note: your code replaced {}; the original helpers were restored. Use other names for your variables.\n",
+                out.restored_helpers.join(", ")
+            ));
+        }
+        s
+    }
+}

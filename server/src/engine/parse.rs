@@ -1,0 +1,273 @@
+//! Reading the root model's reply: fenced code blocks to run, and a FINAL answer given as text.
+
+/// What a reply asks the engine to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedReply {
+    /// `repl` / `python` / `py` fenced blocks, in order.
+    pub code_blocks: Vec<String>,
+    /// A code block that was opened but never closed (the reply hit its token limit).
+    pub unclosed_block: bool,
+    /// A FINAL given on its own line outside code.
+    pub final_answer: Option<FinalAnswer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinalAnswer {
+    /// `FINAL(answer)`: the answer text.
+    Text(String),
+    /// `FINAL_VAR(name)`: the name of a REPL variable holding the answer.
+    Var(String),
+}
+
+const CODE_LANGS: &[&str] = &["repl", "python", "py", "python3"];
+
+pub fn parse_reply(reply: &str) -> ParsedReply {
+    let mut code_blocks = Vec::new();
+    let mut prose = String::new();
+    let mut open: Option<(String, bool, usize)> = None; // (body, runnable, fence length)
+    for line in reply.lines() {
+        let trimmed = line.trim_start();
+        match &mut open {
+            None => {
+                if let Some(rest) = trimmed.strip_prefix("```") {
+                    let ticks = 3 + rest.chars().take_while(|&c| c == '`').count();
+                    let lang = rest.trim_start_matches('`').trim().to_ascii_lowercase();
+                    let runnable = CODE_LANGS.contains(&lang.as_str());
+                    open = Some((String::new(), runnable, ticks));
+                } else {
+                    prose.push_str(line);
+                    prose.push('\n');
+                }
+            }
+            Some((body, runnable, ticks)) => {
+                let closes = trimmed.starts_with(&"`".repeat(*ticks))
+                    && trimmed.trim_end().chars().all(|c| c == '`');
+                if closes {
+                    if *runnable && !body.trim().is_empty() {
+                        code_blocks.push(std::mem::take(body));
+                    }
+                    open = None;
+                } else {
+                    body.push_str(line);
+                    body.push('\n');
+                }
+            }
+        }
+    }
+    let unclosed_block = matches!(&open, Some((body, true, _)) if !body.trim().is_empty());
+    ParsedReply {
+        code_blocks,
+        unclosed_block,
+        final_answer: find_final(&prose),
+    }
+}
+
+/// The last line outside code that starts with `FINAL(` or `FINAL_VAR(`; the answer runs to its
+/// balanced closing parenthesis, across lines. A FINAL mentioned mid-sentence ("then I will call
+/// FINAL(answer)") is a plan, not an answer, and is ignored.
+pub fn find_final(prose: &str) -> Option<FinalAnswer> {
+    let lines: Vec<&str> = prose.lines().collect();
+    for start in (0..lines.len()).rev() {
+        let line = strip_decoration(lines[start]);
+        let (is_var, rest) = if let Some(r) = line.strip_prefix("FINAL_VAR(") {
+            (true, r)
+        } else if let Some(r) = line.strip_prefix("FINAL(") {
+            (false, r)
+        } else {
+            continue;
+        };
+        let mut tail = rest.to_string();
+        for l in &lines[start + 1..] {
+            tail.push('\n');
+            tail.push_str(l);
+        }
+        let inner = balanced_prefix(&tail);
+        let inner = inner.trim();
+        if is_var {
+            let name = inner.trim_matches(|c| c == '"' || c == '\'' || c == '`').trim();
+            if is_identifier(name) {
+                return Some(FinalAnswer::Var(name.to_string()));
+            }
+            continue;
+        }
+        let text = unquote(inner);
+        if text.is_empty() {
+            continue;
+        }
+        return Some(FinalAnswer::Text(text));
+    }
+    None
+}
+
+/// Small models often wrap the marker in Markdown: `**FINAL(42)**`, `` `FINAL(42)` ``, `> FINAL(42)`.
+fn strip_decoration(line: &str) -> &str {
+    line.trim()
+        .trim_start_matches(['*', '`', '>', '-', '_'])
+        .trim_start()
+}
+
+/// The text up to the parenthesis that closes an already-open one; the whole text when unbalanced.
+fn balanced_prefix(s: &str) -> &str {
+    let mut depth = 1usize;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &s[..i];
+                }
+            }
+            _ => {}
+        }
+    }
+    s.trim_end().trim_end_matches(['*', '`'])
+}
+
+/// `FINAL("42")` means the answer 42, not the string with quotes.
+fn unquote(s: &str) -> String {
+    for q in ["\"\"\"", "'''", "\"", "'"] {
+        if s.len() >= 2 * q.len() && s.starts_with(q) && s.ends_with(q) {
+            return s[q.len()..s.len() - q.len()].trim().to_string();
+        }
+    }
+    s.to_string()
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::{Expect, expect};
+
+    fn check(reply: &str, expect: Expect) {
+        let parsed = parse_reply(reply);
+        let mut out = String::new();
+        for (i, b) in parsed.code_blocks.iter().enumerate() {
+            out.push_str(&format!("block {i}:\n{b}"));
+        }
+        if parsed.unclosed_block {
+            out.push_str("unclosed block\n");
+        }
+        out.push_str(&format!("final: {:?}\n", parsed.final_answer));
+        expect.assert_eq(&out);
+    }
+
+    #[test]
+    fn repl_and_python_fences_run_others_do_not() {
+        check(
+            "Let me look.\n```repl\nprint(len(context))\n```\nand\n```python\nx = 1\n```\n```rust\nfn main() {}\n```\n",
+            expect![[r#"
+                block 0:
+                print(len(context))
+                block 1:
+                x = 1
+                final: None
+            "#]],
+        );
+    }
+
+    #[test]
+    fn final_inside_code_is_code_not_text() {
+        check(
+            "```repl\nFINAL(answer)\n```\n",
+            expect![[r#"
+                block 0:
+                FINAL(answer)
+                final: None
+            "#]],
+        );
+    }
+
+    #[test]
+    fn plan_mentioning_final_is_not_an_answer() {
+        check(
+            "First I will search, then call FINAL(answer) with what I find.\n",
+            expect![[r#"
+                final: None
+            "#]],
+        );
+    }
+
+    #[test]
+    fn final_with_nested_parentheses_and_lines() {
+        check(
+            "The search found it.\nFINAL(The limit is `max(a, b)` (see src/lib.rs:10)\nand it is applied twice.)\n",
+            expect![[r#"
+                final: Some(Text("The limit is `max(a, b)` (see src/lib.rs:10)\nand it is applied twice."))
+            "#]],
+        );
+    }
+
+    #[test]
+    fn quoted_decorated_and_unbalanced_finals() {
+        check(
+            "**FINAL(\"4817263\")**",
+            expect![[r#"
+                final: Some(Text("4817263"))
+            "#]],
+        );
+        check(
+            "FINAL(the answer is 7",
+            expect![[r#"
+                final: Some(Text("the answer is 7"))
+            "#]],
+        );
+        check(
+            "FINAL()\n",
+            expect![[r#"
+                final: None
+            "#]],
+        );
+    }
+
+    #[test]
+    fn final_var_takes_an_identifier() {
+        check(
+            "FINAL_VAR(result)",
+            expect![[r#"
+                final: Some(Var("result"))
+            "#]],
+        );
+        check(
+            "FINAL_VAR('answer_text')",
+            expect![[r#"
+                final: Some(Var("answer_text"))
+            "#]],
+        );
+        check(
+            "FINAL_VAR(not a name)",
+            expect![[r#"
+                final: None
+            "#]],
+        );
+    }
+
+    #[test]
+    fn truncated_reply_leaves_an_unclosed_block() {
+        check(
+            "```repl\nfor p in context:\n    print(p",
+            expect![[r#"
+                unclosed block
+                final: None
+            "#]],
+        );
+    }
+
+    #[test]
+    fn code_and_final_in_one_reply() {
+        check(
+            "```repl\nprint(1)\n```\nFINAL(1)",
+            expect![[r#"
+                block 0:
+                print(1)
+                final: Some(Text("1"))
+            "#]],
+        );
+    }
+}

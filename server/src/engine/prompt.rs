@@ -1,0 +1,155 @@
+//! Everything the engine says to the root model: the system prompt (from `prompts/`), the
+//! metadata-only first message, and the short steering lines that keep small models on track.
+
+use crate::workspace::Snapshot;
+use std::collections::BTreeMap;
+
+const SYSTEM: &str = include_str!("../../../prompts/system.md");
+
+/// Characters per token, roughly, for code and English (used only for budgeting and metadata).
+pub const CHARS_PER_TOKEN: usize = 4;
+
+pub fn system_prompt(sub_model_chars: usize) -> String {
+    SYSTEM.replace("{sub_chars}", &group_digits(sub_model_chars as u64))
+}
+
+/// The first user message: the question and what the workspace looks like, never its text.
+pub fn first_message(snapshot: &Snapshot, question: &str, max_iterations: u32) -> String {
+    let files = snapshot.files.len();
+    let chars: u64 = snapshot.files.iter().map(|f| f.text.chars().count() as u64).sum();
+    let mut by_ext: BTreeMap<String, usize> = BTreeMap::new();
+    let mut by_dir: BTreeMap<String, usize> = BTreeMap::new();
+    for f in &snapshot.files {
+        let name = f.path.rsplit('/').next().unwrap_or(&f.path);
+        let ext = match name.rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() => format!(".{ext}"),
+            _ => "(none)".into(),
+        };
+        *by_ext.entry(ext).or_default() += 1;
+        let dir = match f.path.split_once('/') {
+            Some((d, _)) => format!("{d}/"),
+            None => "./".into(),
+        };
+        *by_dir.entry(dir).or_default() += 1;
+    }
+    let top = |m: BTreeMap<String, usize>| {
+        let mut v: Vec<_> = m.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let more = v.len().saturating_sub(12);
+        let mut s = v
+            .into_iter()
+            .take(12)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if more > 0 {
+            s.push_str(&format!(", and {more} more"));
+        }
+        s
+    };
+    let mut largest: Vec<_> = snapshot.files.iter().collect();
+    largest.sort_by(|a, b| b.text.len().cmp(&a.text.len()).then(a.path.cmp(&b.path)));
+    let largest = largest
+        .iter()
+        .take(5)
+        .map(|f| format!("{} ({} chars)", f.path, group_digits(f.text.len() as u64)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "Question: {question}\n\n\
+         The workspace is in the REPL as `context`: {files} files, {} characters (about {} tokens), \
+         far more than you can read at once.\n\
+         Files by type: {}\n\
+         Files by top-level directory: {}\n\
+         Largest files: {largest}\n\n\
+         You have {max_iterations} turns. Start by searching `context` with code.",
+        group_digits(chars),
+        group_digits(chars / CHARS_PER_TOKEN as u64),
+        top(by_ext),
+        top(by_dir),
+    )
+}
+
+pub const NO_CODE_YET: &str = "You have not looked at the workspace yet, so that answer is a guess. \
+Write a ```repl block that searches `context` for the evidence first.";
+
+pub const NEED_CODE_OR_FINAL: &str = "Write a ```repl block to keep looking, or, if the output above \
+already answers the question, reply with one line: FINAL(your answer).";
+
+pub const UNCLOSED_BLOCK: &str = "Your code block was cut off before its closing ``` and was not run. \
+Write a shorter block.";
+
+pub const CODE_AND_FINAL: &str = "You gave FINAL together with code, before seeing the code's output, \
+so the FINAL was ignored. Read the output above first.";
+
+pub fn turn_steer(remaining: u32) -> String {
+    match remaining {
+        0 => String::new(),
+        1 => "This is your last turn: reply with FINAL(your answer) based on what you found.".into(),
+        _ => format!(
+            "{remaining} turns left. If this output answers the question, reply with FINAL(your answer) now; otherwise write the next ```repl block."
+        ),
+    }
+}
+
+pub const OUT_OF_TURNS: &str = "You are out of turns. Reply now with one line, FINAL(your best answer), \
+using only what the outputs above showed. Do not write code.";
+
+pub fn group_digits(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workspace::{IndexStats, SourceFile};
+    use expect_test::expect;
+
+    #[test]
+    fn first_message_has_metadata_and_no_text() {
+        let files = [
+            ("src/main.rs", "fn main() { secret(); }\n"),
+            ("src/lib.rs", "pub fn secret() {}\n"),
+            ("README.md", "# Demo\n"),
+            ("Makefile", "all:\n"),
+        ];
+        let snap = Snapshot {
+            root: "/w".into(),
+            files: files
+                .iter()
+                .map(|(p, t)| SourceFile {
+                    path: p.to_string(),
+                    text: t.to_string(),
+                })
+                .collect(),
+            stats: IndexStats::default(),
+        };
+        let msg = first_message(&snap, "What does secret do?", 20);
+        assert!(!msg.contains("fn main"));
+        expect![[r#"
+            Question: What does secret do?
+
+            The workspace is in the REPL as `context`: 4 files, 55 characters (about 13 tokens), far more than you can read at once.
+            Files by type: .rs 2, (none) 1, .md 1
+            Files by top-level directory: src/ 2, ./ 2
+            Largest files: src/main.rs (24 chars), src/lib.rs (19 chars), README.md (7 chars), Makefile (5 chars)
+
+            You have 20 turns. Start by searching `context` with code."#]]
+        .assert_eq(&msg);
+    }
+
+    #[test]
+    fn digits_are_grouped() {
+        assert_eq!(group_digits(0), "0");
+        assert_eq!(group_digits(1234567), "1,234,567");
+        assert_eq!(group_digits(100), "100");
+    }
+}

@@ -1,0 +1,85 @@
+//! Model calls made from inside the REPL (`llm_query`, `llm_query_batched`): concurrent under a
+//! limit, results in order, a failed call reported in its own slot.
+
+use super::{Event, Recorder};
+use crate::llm::{ChatClient, ChatMessage, Usage};
+use crate::repl::SubCalls;
+use futures::future::BoxFuture;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SubStats {
+    pub calls: u32,
+    pub usage: Usage,
+    /// Wall time the REPL spent waiting on sub-call batches.
+    pub wait: Duration,
+}
+
+pub(crate) struct SubCaller {
+    client: ChatClient,
+    limit: Arc<Semaphore>,
+    rec: Arc<Recorder>,
+    iteration: AtomicU32,
+    stats: Mutex<SubStats>,
+}
+
+impl SubCaller {
+    pub(crate) fn new(client: ChatClient, concurrency: usize, rec: Arc<Recorder>) -> Self {
+        SubCaller {
+            client,
+            limit: Arc::new(Semaphore::new(concurrency.max(1))),
+            rec,
+            iteration: AtomicU32::new(0),
+            stats: Mutex::new(SubStats::default()),
+        }
+    }
+
+    pub(crate) fn set_iteration(&self, iteration: u32) {
+        self.iteration.store(iteration, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stats(&self) -> SubStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn one(&self, prompt: String) -> Result<String, String> {
+        let _permit = self.limit.acquire().await.map_err(|e| e.to_string())?;
+        let result = self.client.complete(&[ChatMessage::user(prompt.clone())]).await;
+        let (response, error, usage, latency) = match result {
+            Ok(c) => (Some(c.text), None, c.usage, c.latency),
+            Err(e) => (None, Some(e.to_string()), Usage::default(), Duration::ZERO),
+        };
+        {
+            let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            s.calls += 1;
+            s.usage += usage;
+        }
+        self.rec.record(Event::SubCall {
+            iteration: self.iteration.load(Ordering::Relaxed),
+            model: self.client.endpoint().model.clone(),
+            prompt,
+            response: response.clone(),
+            error: error.clone(),
+            usage,
+            latency_ms: latency.as_millis() as u64,
+        });
+        match (response, error) {
+            (Some(r), _) => Ok(r),
+            (None, e) => Err(e.unwrap_or_default()),
+        }
+    }
+}
+
+impl SubCalls for SubCaller {
+    fn batch(&self, prompts: Vec<String>) -> BoxFuture<'_, Vec<Result<String, String>>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let results = futures::future::join_all(prompts.into_iter().map(|p| self.one(p))).await;
+            self.stats.lock().unwrap_or_else(|e| e.into_inner()).wait += started.elapsed();
+            results
+        })
+    }
+}

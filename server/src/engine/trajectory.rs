@@ -1,0 +1,67 @@
+//! The record of a run: every root message, code cell with its full output, and sub-call, as
+//! events. The CLI writes them as JSONL; the language server turns them into progress.
+
+use crate::llm::Usage;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    RunStart {
+        question: String,
+        workspace: String,
+        files: usize,
+        bytes: u64,
+        root_model: String,
+        sub_model: String,
+        max_iterations: u32,
+    },
+    /// A message sent to, or received from, the root model.
+    RootMessage {
+        iteration: u32,
+        role: crate::llm::Role,
+        content: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        usage: Option<Usage>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        latency_ms: Option<u64>,
+    },
+    CodeCell {
+        iteration: u32,
+        index: usize,
+        code: String,
+        stdout: String,
+        stderr: String,
+        /// Bytes the cell printed in all (stdout and stderr may hold only head and tail).
+        output_bytes: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        final_answer: Option<String>,
+        timed_out: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        worker_died: Option<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        restored_helpers: Vec<String>,
+        duration_ms: u64,
+    },
+    SubCall {
+        iteration: u32,
+        model: String,
+        prompt: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        response: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        usage: Usage,
+        latency_ms: u64,
+    },
+    RunEnd {
+        answer: String,
+        best_effort: bool,
+        stop_reason: String,
+        iterations: u32,
+        sub_calls: u32,
+        wall_ms: u64,
+    },
+}

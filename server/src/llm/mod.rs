@@ -1,0 +1,107 @@
+//! Model backends: the OpenAI-compatible chat API (OpenAI, vLLM, SGLang, llama.cpp, Ollama, ...)
+//! and the shared local llama-server used when nothing is configured.
+
+pub mod local;
+mod openai;
+pub mod scripted;
+
+pub use openai::{ChatClient, Endpoint};
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn system(content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: Role::System,
+            content: content.into(),
+        }
+    }
+    pub fn user(content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: Role::User,
+            content: content.into(),
+        }
+    }
+    pub fn assistant(content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: Role::Assistant,
+            content: content.into(),
+        }
+    }
+}
+
+/// Tokens as the server reported them (zero when it reports none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, o: Usage) {
+        self.prompt_tokens += o.prompt_tokens;
+        self.completion_tokens += o.completion_tokens;
+    }
+}
+
+/// One answered chat request.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub text: String,
+    pub usage: Usage,
+    pub latency: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error(
+        "no model server at {url}: {detail}. Start one (scripts/setup.sh sets up the local model) or point --base-url / RLM_BASE_URL at a running OpenAI-compatible server"
+    )]
+    Unreachable { url: String, detail: String },
+    #[error("the model server at {url} dropped the request: {detail}. Is it still running?")]
+    Disconnected { url: String, detail: String },
+    #[error("{url} rejected the API key (HTTP {status}): {hint}")]
+    Unauthorized {
+        url: String,
+        status: u16,
+        hint: String,
+    },
+    #[error(
+        "model '{model}' is not served at {url} (HTTP 404): {body}. Check --model / RLM_MODEL{available}"
+    )]
+    UnknownModel {
+        model: String,
+        url: String,
+        body: String,
+        available: String,
+    },
+    #[error("{url} answered HTTP {status}: {body}")]
+    Http {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error(
+        "{url} did not answer within {secs} s; the model may be overloaded, or raise the timeout"
+    )]
+    Timeout { url: String, secs: u64 },
+    #[error("{url} returned a response that is not a chat completion: {detail}")]
+    Malformed { url: String, detail: String },
+    #[error("{0}")]
+    Config(String),
+}

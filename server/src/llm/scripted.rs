@@ -1,0 +1,195 @@
+//! A scripted OpenAI-compatible chat server on loopback, for deterministic tests of the loop and
+//! for injecting faults. It stands beside the real local model in tests, never instead of it.
+//!
+//! Root requests (those with a system message) take the next step of the script; sub-calls (no
+//! system message) are answered by a rule. Every request body is kept for assertions.
+
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One scripted answer to a root request.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Reply with this assistant text.
+    Reply(String),
+    /// Reply with this text after a delay.
+    Delayed(Duration, String),
+    /// Answer with an HTTP status and body.
+    Status(u16, String),
+    /// A 200 whose body is not JSON.
+    Garbage,
+    /// Close the connection without answering.
+    Hangup,
+}
+
+/// How sub-calls are answered.
+#[derive(Debug, Clone)]
+pub enum SubRule {
+    /// `"echo: " + prompt`.
+    Echo,
+    /// Fail (HTTP 500) for prompts containing this text; echo the rest.
+    FailIfContains(String),
+}
+
+struct State {
+    root: VecDeque<Step>,
+    sub: SubRule,
+    requests: Vec<Value>,
+}
+
+#[derive(Clone)]
+pub struct ScriptedServer {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl ScriptedServer {
+    /// Starts serving on a free loopback port. When the script runs out, root requests get
+    /// HTTP 500 "script exhausted".
+    pub async fn start(root: Vec<Step>, sub: SubRule) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State {
+            root: root.into(),
+            sub,
+            requests: Vec::new(),
+        }));
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let _ = serve(sock, st).await;
+                });
+            }
+        });
+        Ok(ScriptedServer {
+            addr,
+            state,
+            task: Arc::new(task),
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Bodies of all chat requests so far.
+    pub fn requests(&self) -> Vec<Value> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).requests.clone()
+    }
+
+    /// Stops accepting connections (a model server that went away).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+    loop {
+        let Some((head, body)) = read_request(&mut sock).await? else {
+            return Ok(());
+        };
+        let first = head.lines().next().unwrap_or_default().to_string();
+        if first.starts_with("GET ") && first.contains("/models") {
+            write_json(&mut sock, 200, &json!({"object": "list", "data": [{"id": "scripted"}]}).to_string()).await?;
+            continue;
+        }
+        let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let messages = req["messages"].as_array().cloned().unwrap_or_default();
+        let is_root = messages.iter().any(|m| m["role"] == "system");
+        let step = {
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            st.requests.push(req.clone());
+            if is_root {
+                st.root.pop_front().unwrap_or(Step::Status(500, "script exhausted".into()))
+            } else {
+                let prompt = messages.last().and_then(|m| m["content"].as_str()).unwrap_or_default();
+                match &st.sub {
+                    SubRule::FailIfContains(s) if prompt.contains(s.as_str()) => {
+                        Step::Status(500, "scripted sub-call failure".into())
+                    }
+                    _ => Step::Reply(format!("echo: {prompt}")),
+                }
+            }
+        };
+        match step {
+            Step::Reply(text) => write_json(&mut sock, 200, &completion(&text, &messages)).await?,
+            Step::Delayed(d, text) => {
+                tokio::time::sleep(d).await;
+                write_json(&mut sock, 200, &completion(&text, &messages)).await?
+            }
+            Step::Status(code, body) => {
+                write_json(&mut sock, code, &json!({"error": {"message": body}}).to_string()).await?
+            }
+            Step::Garbage => write_json(&mut sock, 200, "<html>not json</html>").await?,
+            Step::Hangup => return Ok(()),
+        }
+    }
+}
+
+fn completion(text: &str, messages: &[Value]) -> String {
+    let prompt_chars: usize = messages
+        .iter()
+        .map(|m| m["content"].as_str().map_or(0, str::len))
+        .sum();
+    json!({
+        "id": "scripted",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_chars / 4, "completion_tokens": text.len() / 4}
+    })
+    .to_string()
+}
+
+async fn read_request(sock: &mut TcpStream) -> std::io::Result<Option<(String, Vec<u8>)>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i;
+        }
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < len {
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok(Some((head, body)))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn write_json(sock: &mut TcpStream, status: u16, body: &str) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).await?;
+    sock.write_all(body.as_bytes()).await?;
+    sock.flush().await
+}

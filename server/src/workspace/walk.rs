@@ -1,0 +1,254 @@
+//! Walking a workspace root with ripgrep's walker (`ignore`): gitignore rules, hidden files,
+//! per-file and total size caps, binary detection and lossy UTF-8 decoding.
+
+use super::{IndexStats, SkipReason, SkippedFile, Snapshot, SourceFile, WorkspaceError};
+use std::io::Read;
+use std::path::Path;
+
+/// How much of the tree to take. The defaults keep a large monorepo in memory without surprises.
+#[derive(Debug, Clone)]
+pub struct WalkOptions {
+    /// Files larger than this are skipped (recorded with their size).
+    pub max_file_bytes: u64,
+    /// Once this many bytes are indexed, further files are skipped (recorded).
+    pub max_total_bytes: u64,
+    /// Include hidden files and directories (`.github/`, `.env.example`, ...).
+    pub include_hidden: bool,
+    /// Honour `.gitignore`, `.ignore` and git's global excludes.
+    pub respect_gitignore: bool,
+}
+
+impl Default for WalkOptions {
+    fn default() -> Self {
+        WalkOptions {
+            max_file_bytes: 4 * 1024 * 1024,
+            max_total_bytes: 1024 * 1024 * 1024,
+            include_hidden: false,
+            respect_gitignore: true,
+        }
+    }
+}
+
+/// Bytes inspected for a NUL to call a file binary (git and ripgrep use the same idea).
+const BINARY_SNIFF_BYTES: usize = 8 * 1024;
+
+/// Reads every text file under `root` into an immutable snapshot, in path order.
+pub fn walk(root: &Path, opts: &WalkOptions) -> Result<Snapshot, WorkspaceError> {
+    let meta = std::fs::metadata(root).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => WorkspaceError::NotFound(root.to_path_buf()),
+        _ => WorkspaceError::Io {
+            path: root.to_path_buf(),
+            source: e,
+        },
+    })?;
+    if !meta.is_dir() {
+        return Err(WorkspaceError::NotADirectory(root.to_path_buf()));
+    }
+    let root = root.canonicalize().map_err(|source| WorkspaceError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
+
+    let walker = ignore::WalkBuilder::new(&root)
+        .hidden(!opts.include_hidden)
+        .git_ignore(opts.respect_gitignore)
+        .git_global(opts.respect_gitignore)
+        .git_exclude(opts.respect_gitignore)
+        .ignore(opts.respect_gitignore)
+        // A workspace that is not a git repository still has meaningful .gitignore files.
+        .require_git(false)
+        .follow_links(false)
+        .sort_by_file_path(|a, b| a.cmp(b))
+        .build();
+
+    let mut files = Vec::new();
+    let mut stats = IndexStats::default();
+    let mut total: u64 = 0;
+    for entry in walker {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(err) => {
+                let path = match &err {
+                    ignore::Error::WithPath { path, .. } => rel_path(&root, path),
+                    _ => String::new(),
+                };
+                stats.skipped.push(SkippedFile {
+                    path,
+                    reason: SkipReason::Unreadable {
+                        error: err.to_string(),
+                    },
+                });
+                continue;
+            }
+        };
+        if !entry.file_type().is_some_and(|t| t.is_file()) {
+            continue;
+        }
+        let path = rel_path(&root, entry.path());
+        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        let skip = |reason| SkippedFile {
+            path: path.clone(),
+            reason,
+        };
+        if size > opts.max_file_bytes {
+            stats.skipped.push(skip(SkipReason::TooLarge {
+                bytes: size,
+                cap: opts.max_file_bytes,
+            }));
+            continue;
+        }
+        if total + size > opts.max_total_bytes {
+            stats.skipped.push(skip(SkipReason::TotalCapReached {
+                cap: opts.max_total_bytes,
+            }));
+            continue;
+        }
+        let bytes = match read_capped(entry.path(), opts.max_file_bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                stats.skipped.push(skip(SkipReason::Unreadable {
+                    error: e.to_string(),
+                }));
+                continue;
+            }
+        };
+        if bytes.len() as u64 > opts.max_file_bytes {
+            // Grew between stat and read.
+            stats.skipped.push(skip(SkipReason::TooLarge {
+                bytes: bytes.len() as u64,
+                cap: opts.max_file_bytes,
+            }));
+            continue;
+        }
+        if bytes[..bytes.len().min(BINARY_SNIFF_BYTES)].contains(&0) {
+            stats.skipped.push(skip(SkipReason::Binary));
+            continue;
+        }
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                stats.lossy_utf8.push(path.clone());
+                String::from_utf8_lossy(e.as_bytes()).into_owned()
+            }
+        };
+        total += text.len() as u64;
+        files.push(SourceFile { path, text });
+    }
+    // The walker sorts within a directory; a global byte order makes lookups by path binary searches.
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    stats.files_indexed = files.len();
+    stats.bytes_indexed = total;
+    Ok(Snapshot { root, files, stats })
+}
+
+/// Reads at most `cap + 1` bytes, so a file that grew past the cap is detected without reading it all.
+fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?
+        .take(cap + 1)
+        .read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+fn rel_path(root: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::{Expect, expect};
+
+    /// Builds a tree from `(path, bytes)` pairs, walks it, and renders what was kept and skipped.
+    fn check(files: &[(&str, &[u8])], opts: WalkOptions, expect: Expect) {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, bytes) in files {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, bytes).unwrap();
+        }
+        let snap = walk(dir.path(), &opts).unwrap();
+        let mut out = String::new();
+        for f in &snap.files {
+            out.push_str(&format!("{} {:?}\n", f.path, f.text));
+        }
+        for s in &snap.stats.skipped {
+            out.push_str(&format!("skipped {}: {}\n", s.path, s.reason));
+        }
+        for p in &snap.stats.lossy_utf8 {
+            out.push_str(&format!("lossy {p}\n"));
+        }
+        out.push_str(&format!(
+            "indexed {} files, {} bytes\n",
+            snap.stats.files_indexed, snap.stats.bytes_indexed
+        ));
+        expect.assert_eq(&out);
+    }
+
+    #[test]
+    fn keeps_text_and_records_skips() {
+        check(
+            &[
+                ("src/main.rs", b"fn main() {}\n"),
+                ("src/lib.rs", b"pub mod a;\n"),
+                (".gitignore", b"target/\n*.log\n"),
+                ("target/debug/out.rs", b"ignored\n"),
+                ("build.log", b"ignored\n"),
+                (".hidden/secret.txt", b"hidden\n"),
+                ("logo.png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
+                ("latin1.txt", b"caf\xe9\n"),
+                ("big.txt", &[b'x'; 100]),
+            ],
+            WalkOptions {
+                max_file_bytes: 64,
+                ..WalkOptions::default()
+            },
+            expect![[r#"
+                latin1.txt "caf\u{fffd}\n"
+                src/lib.rs "pub mod a;\n"
+                src/main.rs "fn main() {}\n"
+                skipped big.txt: too large (100 bytes > cap of 64 bytes)
+                skipped logo.png: binary
+                lossy latin1.txt
+                indexed 3 files, 35 bytes
+            "#]],
+        );
+    }
+
+    #[test]
+    fn total_cap_skips_the_rest() {
+        check(
+            &[("a.txt", b"aaaa\n"), ("b.txt", b"bbbb\n"), ("c.txt", b"cccc\n")],
+            WalkOptions {
+                max_total_bytes: 10,
+                ..WalkOptions::default()
+            },
+            expect![[r#"
+                a.txt "aaaa\n"
+                b.txt "bbbb\n"
+                skipped c.txt: total size cap of 10 bytes reached
+                indexed 2 files, 10 bytes
+            "#]],
+        );
+    }
+
+    #[test]
+    fn empty_and_missing_workspaces() {
+        check(
+            &[],
+            WalkOptions::default(),
+            expect![[r#"
+                indexed 0 files, 0 bytes
+            "#]],
+        );
+        let err = walk(Path::new("/definitely/not/here"), &WalkOptions::default()).unwrap_err();
+        assert_eq!(err.to_string(), "workspace /definitely/not/here does not exist");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let err = walk(file.path(), &WalkOptions::default()).unwrap_err();
+        assert!(err.to_string().ends_with("is not a directory"), "{err}");
+    }
+}

@@ -1,0 +1,313 @@
+//! The RLM loop against a scripted OpenAI-compatible server on loopback, with the real REPL
+//! worker: multi-turn runs, batched sub-calls, timeouts, replies without code, models that fail.
+
+use rlm_lsp::engine::{Engine, EngineConfig, EngineError, Event, Models, RunReport, StopReason};
+use rlm_lsp::llm::scripted::{ScriptedServer, Step, SubRule};
+use rlm_lsp::llm::{ChatClient, Endpoint};
+use rlm_lsp::repl::{ContextBlob, ReplConfig};
+use rlm_lsp::workspace::{self, Snapshot, WalkOptions};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn code(body: &str) -> Step {
+    Step::Reply(format!("Let me look.\n```repl\n{body}\n```\n"))
+}
+
+fn reply(text: &str) -> Step {
+    Step::Reply(text.to_string())
+}
+
+fn fixture() -> (tempfile::TempDir, Snapshot) {
+    let dir = tempfile::tempdir().unwrap();
+    for (p, t) in [
+        ("src/a.rs", "fn a() {}\n"),
+        ("src/b.rs", "// the answer is 42\nfn b() {}\n"),
+        ("README.md", "# demo\n"),
+    ] {
+        let full = dir.path().join(p);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, t).unwrap();
+    }
+    let snap = workspace::walk(dir.path(), &WalkOptions::default()).unwrap();
+    (dir, snap)
+}
+
+/// Every file's path and bytes: a run must leave the workspace exactly as it was.
+fn tree(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in ignore::WalkBuilder::new(root).hidden(false).build().flatten() {
+        if e.file_type().is_some_and(|t| t.is_file()) {
+            out.push((e.path().to_path_buf(), std::fs::read(e.path()).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn engine(server: &ScriptedServer, cfg: EngineConfig) -> Engine {
+    let ep = Endpoint {
+        base_url: server.base_url(),
+        model: "scripted".into(),
+        api_key: None,
+        api_key_env: None,
+        timeout: Duration::from_secs(5),
+        max_tokens: 256,
+        temperature: 0.0,
+    };
+    let client = ChatClient::new(ep);
+    Engine::new(
+        Models {
+            root: client.clone(),
+            sub: client,
+        },
+        cfg,
+    )
+}
+
+fn config(max_iterations: u32) -> EngineConfig {
+    EngineConfig {
+        max_iterations,
+        repl: ReplConfig {
+            worker_exe: env!("CARGO_BIN_EXE_rlm-lsp").into(),
+            ..ReplConfig::default()
+        },
+        ..EngineConfig::default()
+    }
+}
+
+async fn run_script(
+    steps: Vec<Step>,
+    sub: SubRule,
+    cfg: EngineConfig,
+) -> (Result<RunReport, EngineError>, ScriptedServer) {
+    let (dir, snap) = fixture();
+    let before = tree(dir.path());
+    let server = ScriptedServer::start(steps, sub).await.unwrap();
+    let blob = ContextBlob::write(&snap).unwrap();
+    let result = engine(&server, cfg)
+        .run(&snap, blob, "What is the answer?", None)
+        .await;
+    assert_eq!(before, tree(dir.path()), "the run changed the workspace");
+    (result, server)
+}
+
+/// The text of the `n`th root request's last message (what the engine told the model).
+fn last_user_message(server: &ScriptedServer, n: usize) -> String {
+    let reqs: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r["messages"][0]["role"] == "system")
+        .collect();
+    let msgs = reqs[n]["messages"].as_array().unwrap();
+    msgs.last().unwrap()["content"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn multi_turn_run_with_a_nudge_for_final() {
+    let (result, server) = run_script(
+        vec![
+            code("hits = [p for p, t in context.items() if 'answer' in t]\nprint(hits)"),
+            reply("It is in src/b.rs."),
+            reply("FINAL(42, see src/b.rs:1)"),
+        ],
+        SubRule::Echo,
+        config(10),
+    )
+    .await;
+    let report = result.unwrap();
+    assert_eq!(report.answer, "42, see src/b.rs:1");
+    assert_eq!(report.stop_reason, StopReason::Final);
+    assert_eq!(report.iterations, 3);
+    assert!(!report.best_effort);
+    // The root model never sees workspace text in its first message, only metadata.
+    let first = &server.requests()[0]["messages"][1]["content"];
+    assert!(!first.as_str().unwrap().contains("the answer is 42"), "{first}");
+    let turn1 = last_user_message(&server, 1);
+    assert!(turn1.contains("['src/b.rs']"), "{turn1}");
+    assert!(turn1.contains("turn 1 of 10"), "{turn1}");
+    let turn2 = last_user_message(&server, 2);
+    assert!(turn2.contains("FINAL(your answer)"), "{turn2}");
+    // The trajectory has the messages, the cell with its output, and the end.
+    let kinds: Vec<&str> = report
+        .events
+        .iter()
+        .map(|e| match e {
+            Event::RunStart { .. } => "start",
+            Event::RootMessage { .. } => "msg",
+            Event::CodeCell { .. } => "cell",
+            Event::SubCall { .. } => "sub",
+            Event::RunEnd { .. } => "end",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["start", "msg", "msg", "msg", "cell", "msg", "msg", "msg", "msg", "end"]
+    );
+}
+
+#[tokio::test]
+async fn plain_answer_twice_is_accepted() {
+    let (result, _server) = run_script(
+        vec![code("print(len(context))"), reply("42"), reply("42")],
+        SubRule::Echo,
+        config(10),
+    )
+    .await;
+    let report = result.unwrap();
+    assert_eq!(report.answer, "42");
+    assert_eq!(report.iterations, 3);
+}
+
+#[tokio::test]
+async fn batched_sub_calls_isolate_failures() {
+    let (result, server) = run_script(
+        vec![
+            code(
+                "r = llm_query_batched(['one', 'two BAD', 'three'])\nprint(r)\nprint(llm_query('four'))",
+            ),
+            reply("FINAL_VAR(r)"),
+        ],
+        SubRule::FailIfContains("BAD".into()),
+        EngineConfig {
+            sub_concurrency: 2,
+            ..config(5)
+        },
+    )
+    .await;
+    let report = result.unwrap();
+    assert_eq!(report.sub_calls, 4);
+    assert!(
+        report.answer.starts_with("['echo: one', 'Error: "),
+        "{}",
+        report.answer
+    );
+    assert!(report.answer.ends_with("'echo: three']"), "{}", report.answer);
+    let turn = last_user_message(&server, 1);
+    assert!(turn.contains("echo: four"), "{turn}");
+    let subs = report
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::SubCall { .. }))
+        .count();
+    assert_eq!(subs, 4);
+    assert_eq!(report.usage.len(), 2, "root and sub usage: {:?}", report.usage);
+}
+
+#[tokio::test]
+async fn a_cell_that_hangs_is_killed_and_the_run_goes_on() {
+    let mut cfg = config(5);
+    cfg.repl.cell_timeout = Duration::from_secs(1);
+    let (result, server) = run_script(
+        vec![
+            code("x = 1\nwhile True:\n    pass"),
+            code("print(x)"),
+            code("FINAL('recovered')"),
+        ],
+        SubRule::Echo,
+        cfg,
+    )
+    .await;
+    let report = result.unwrap();
+    assert_eq!(report.answer, "recovered");
+    let turn1 = last_user_message(&server, 1);
+    assert!(turn1.contains("killed after 1 s"), "{turn1}");
+    let turn2 = last_user_message(&server, 2);
+    assert!(turn2.contains("NameError"), "{turn2}");
+}
+
+#[tokio::test]
+async fn answers_before_any_code_are_refused() {
+    let (result, server) = run_script(
+        vec![
+            reply("I think it is 7."),
+            reply("FINAL(7)"),
+            code("print('answer' in context['src/b.rs'])"),
+            reply("FINAL(42)"),
+        ],
+        SubRule::Echo,
+        config(10),
+    )
+    .await;
+    assert_eq!(result.unwrap().answer, "42");
+    assert!(last_user_message(&server, 1).contains("not looked at the workspace"));
+    assert!(last_user_message(&server, 2).contains("not looked at the workspace"));
+}
+
+#[tokio::test]
+async fn turns_run_out_with_a_best_effort_answer() {
+    let (result, server) = run_script(
+        vec![
+            code("print(1)"),
+            code("print(2)"),
+            reply("FINAL(probably 42)"),
+        ],
+        SubRule::Echo,
+        config(2),
+    )
+    .await;
+    let report = result.unwrap();
+    assert_eq!(report.answer, "probably 42");
+    assert!(report.best_effort);
+    assert_eq!(report.stop_reason, StopReason::MaxIterations);
+    assert!(last_user_message(&server, 2).contains("out of turns"));
+}
+
+#[tokio::test]
+async fn model_server_going_away_mid_run_is_a_clear_error() {
+    let (result, _server) = run_script(
+        vec![code("print(1)"), Step::Hangup],
+        SubRule::Echo,
+        config(5),
+    )
+    .await;
+    let err = result.unwrap_err().to_string();
+    assert!(err.starts_with("the root model call failed"), "{err}");
+    assert!(err.contains("127.0.0.1"), "{err}");
+}
+
+#[tokio::test]
+async fn garbage_and_rejections_are_explained() {
+    let (result, _s) = run_script(vec![Step::Garbage], SubRule::Echo, config(5)).await;
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("not a chat completion"), "{err}");
+
+    let (result, _s) = run_script(
+        vec![Step::Status(401, "invalid api key".into())],
+        SubRule::Echo,
+        config(5),
+    )
+    .await;
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("rejected the API key"), "{err}");
+    assert!(err.contains("RLM_API_KEY_ENV"), "{err}");
+
+    let (result, _s) = run_script(
+        vec![Step::Status(404, "model 'x' not found".into())],
+        SubRule::Echo,
+        config(5),
+    )
+    .await;
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("is not served"), "{err}");
+    assert!(err.contains("the server has: scripted"), "{err}");
+}
+
+#[tokio::test]
+async fn raising_and_flooding_code_is_reported_to_the_model() {
+    let (result, server) = run_script(
+        vec![
+            code("1 / 0"),
+            code("print('x' * 100_000_000)"),
+            reply("FINAL(done)"),
+        ],
+        SubRule::Echo,
+        config(5),
+    )
+    .await;
+    assert_eq!(result.unwrap().answer, "done");
+    let turn1 = last_user_message(&server, 1);
+    assert!(turn1.contains("ZeroDivisionError"), "{turn1}");
+    let turn2 = last_user_message(&server, 2);
+    assert!(turn2.len() < 5_000, "{} chars shown", turn2.len());
+    assert!(turn2.contains("the full output was 1000000"), "{turn2}");
+}

@@ -1,0 +1,65 @@
+//! The README's main job, for real: `rlm-lsp ask` on the generated haystack (400K+ tokens, more
+//! than ten times the local model's window) with the default local model (llama-server +
+//! Qwen2.5-Coder-1.5B), which must find the planted 7-digit magic number.
+//!
+//! It needs `scripts/setup.sh` to have run (CI runs it); without the model it fails, never skips.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const MAGIC: &str = "4817263";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Generates the haystack into the (git-ignored) fixtures directory when it is not there yet.
+fn haystack() -> PathBuf {
+    let dir = repo().join("fixtures/haystack");
+    if !dir.join(".complete").exists() {
+        let out = Command::new("python3")
+            .arg(repo().join("fixtures/gen_haystack.py"))
+            .arg(&dir)
+            .output()
+            .expect("python3 runs fixtures/gen_haystack.py");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::write(dir.join(".complete"), "").unwrap();
+    }
+    dir
+}
+
+#[test]
+fn local_model_finds_the_magic_number_in_the_haystack() {
+    let ws = haystack();
+    let traj = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rlm-lsp"));
+    for var in ["RLM_BASE_URL", "RLM_MODEL", "RLM_SUB_BASE_URL", "RLM_SUB_MODEL", "RLM_API_KEY_ENV"] {
+        cmd.env_remove(var);
+    }
+    let o = cmd
+        .args(["ask", "--json", "--workspace"])
+        .arg(&ws)
+        .arg("--trajectory")
+        .arg(traj.path())
+        .arg("What is the magic number?")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success(),
+        "rlm-lsp ask failed (run scripts/setup.sh to install the local model):\n{err}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let answer = v["answer"].as_str().unwrap();
+    eprintln!(
+        "answer: {answer:?}; {} iterations, {} ms, usage {}",
+        v["iterations"], v["wall_ms"], v["usage"]
+    );
+    assert!(
+        answer.contains(MAGIC),
+        "the answer {answer:?} lacks {MAGIC}; trajectory:\n{}",
+        std::fs::read_to_string(traj.path()).unwrap_or_default()
+    );
+    // The snapshot was far larger than the model's window, and the model never saw it whole.
+    assert!(v["usage"][0]["prompt_tokens"].as_u64().unwrap() > 0);
+}
