@@ -134,14 +134,25 @@ PY
 setup_rlm_lsp() {
   log "rlm-lsp: cargo build --release"
   (cd "$ROOT" && PYO3_PYTHON=$PYTHON cargo build --release --quiet --bin rlm-lsp)
-  ln -sfn "$ROOT/target/release/rlm-lsp" "$LOCAL/bin/rlm-lsp"
+  mkdir -p "$LOCAL/bin"
+  ln -sfn "${CARGO_TARGET_DIR:-$ROOT/target}/release/rlm-lsp" "$LOCAL/bin/rlm-lsp"
   log "rlm-lsp: $LOCAL/bin/rlm-lsp"
+}
+
+setup_haystack() {
+  # The README's example workspace: generated, deterministic, git-ignored.
+  if [ ! -f "$ROOT/fixtures/haystack/.complete" ]; then
+    python3 "$ROOT/fixtures/gen_haystack.py" "$ROOT/fixtures/haystack" >&2
+    touch "$ROOT/fixtures/haystack/.complete"
+  fi
 }
 
 case "${1:-all}" in
   model) setup_model ;;
   llama) setup_llama_server ;;
   python) setup_python ;;
-  all) setup_python; setup_model; setup_llama_server; setup_rlm_lsp ;;
-  *) die "usage: scripts/setup.sh [all|model|llama|python]" ;;
+  # What the tests need, without the release build (CI builds the test profile only).
+  deps) setup_python; setup_model; setup_llama_server; setup_haystack ;;
+  all) setup_python; setup_model; setup_llama_server; setup_haystack; setup_rlm_lsp ;;
+  *) die "usage: scripts/setup.sh [all|deps|model|llama|python]" ;;
 esac
