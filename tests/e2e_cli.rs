@@ -44,7 +44,10 @@ fn missing_workspace_is_a_clear_error() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(stderr(&o).trim(), "error: workspace /no/such/dir does not exist");
+    assert_eq!(
+        stderr(&o).trim(),
+        "error: workspace /no/such/dir does not exist"
+    );
 }
 
 #[test]
@@ -58,7 +61,10 @@ fn empty_workspace_is_a_clear_error() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("has no text files to ask about (1 skipped"), "{err}");
+    assert!(
+        err.contains("has no text files to ask about (1 skipped"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -79,7 +85,10 @@ fn unreachable_model_server_says_what_to_do() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains(&format!("no model server at http://127.0.0.1:{port}/v1")), "{err}");
+    assert!(
+        err.contains(&format!("no model server at http://127.0.0.1:{port}/v1")),
+        "{err}"
+    );
     assert!(err.contains("RLM_BASE_URL"), "{err}");
 }
 
@@ -87,7 +96,14 @@ fn unreachable_model_server_says_what_to_do() {
 fn api_key_variable_that_is_not_set() {
     let dir = workspace(&[("a.txt", b"hello\n")]);
     let o = rlm()
-        .args(["ask", "-q", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"])
+        .args([
+            "ask",
+            "-q",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--model",
+            "m",
+        ])
         .args(["--api-key-env", "RLM_TEST_SURELY_UNSET_KEY", "--workspace"])
         .arg(dir.path())
         .arg("q")
@@ -96,7 +112,10 @@ fn api_key_variable_that_is_not_set() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("export RLM_TEST_SURELY_UNSET_KEY=<your key>"), "{err}");
+    assert!(
+        err.contains("export RLM_TEST_SURELY_UNSET_KEY=<your key>"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -118,7 +137,7 @@ fn index_reports_skipped_and_lossy_files() {
     let body: String = out.lines().skip(1).map(|l| format!("{l}\n")).collect();
     assert_eq!(
         body,
-        "indexed: 2 files, 18 bytes\n\
+        "indexed: 2 files, 20 bytes\n\
          decoded lossily (invalid UTF-8): 1\n  latin1.txt\n\
          skipped: 2\n  big.log: too large (2048 bytes > cap of 1024 bytes)\n  image.png: binary\n"
     );
@@ -130,7 +149,9 @@ fn ask_prints_markdown_then_a_summary_and_writes_a_trajectory() {
     let server = rt
         .block_on(ScriptedServer::start(
             vec![
-                Step::Reply("```repl\nprint([p for p in context if 'needle' in context[p]])\n```".into()),
+                Step::Reply(
+                    "```repl\nprint([p for p in context if 'needle' in context[p]])\n```".into(),
+                ),
                 Step::Reply("FINAL(The needle is in `b.txt:1`.)".into()),
             ],
             SubRule::Echo,
@@ -140,7 +161,13 @@ fn ask_prints_markdown_then_a_summary_and_writes_a_trajectory() {
     let out_dir = tempfile::tempdir().unwrap();
     let traj2 = out_dir.path().join("run.jsonl");
     let o = rlm()
-        .args(["ask", "-q", "--base-url", &server.base_url(), "--trajectory"])
+        .args([
+            "ask",
+            "-q",
+            "--base-url",
+            &server.base_url(),
+            "--trajectory",
+        ])
         .arg(&traj2)
         .arg("--workspace")
         .arg(dir.path())
@@ -170,14 +197,19 @@ fn ask_prints_markdown_then_a_summary_and_writes_a_trajectory() {
     // --json: one object with the answer in `answer`.
     let server = rt
         .block_on(ScriptedServer::start(
-            vec![
-                Step::Reply("```repl\nFINAL(len(context))\n```".into()),
-            ],
+            vec![Step::Reply("```repl\nFINAL(len(context))\n```".into())],
             SubRule::Echo,
         ))
         .unwrap();
     let o = rlm()
-        .args(["ask", "-q", "--json", "--base-url", &server.base_url(), "--workspace"])
+        .args([
+            "ask",
+            "-q",
+            "--json",
+            "--base-url",
+            &server.base_url(),
+            "--workspace",
+        ])
         .arg(dir.path())
         .arg("How many files?")
         .output()

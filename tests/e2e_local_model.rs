@@ -4,13 +4,18 @@
 //!
 //! It needs `scripts/setup.sh` to have run (CI runs it); without the model it fails, never skips.
 
+#![allow(clippy::print_stderr)] // reports the run it measured
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const MAGIC: &str = "4817263";
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Generates the haystack into the (git-ignored) fixtures directory when it is not there yet.
@@ -22,7 +27,11 @@ fn haystack() -> PathBuf {
             .arg(&dir)
             .output()
             .expect("python3 runs fixtures/gen_haystack.py");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::write(dir.join(".complete"), "").unwrap();
     }
     dir
@@ -33,7 +42,13 @@ fn local_model_finds_the_magic_number_in_the_haystack() {
     let ws = haystack();
     let traj = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rlm-lsp"));
-    for var in ["RLM_BASE_URL", "RLM_MODEL", "RLM_SUB_BASE_URL", "RLM_SUB_MODEL", "RLM_API_KEY_ENV"] {
+    for var in [
+        "RLM_BASE_URL",
+        "RLM_MODEL",
+        "RLM_SUB_BASE_URL",
+        "RLM_SUB_MODEL",
+        "RLM_API_KEY_ENV",
+    ] {
         cmd.env_remove(var);
     }
     let o = cmd

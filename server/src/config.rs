@@ -59,51 +59,73 @@ impl ModelSettings {
             None => None,
         };
         let timeout = Duration::from_secs(self.timeout_secs.max(1));
-        let endpoint = |base_url: String, model: String| Endpoint {
+        let endpoint = |base_url: String, model: String, api_key: Option<String>| Endpoint {
             base_url,
             model,
-            api_key: api_key.clone(),
+            api_key,
             api_key_env: self.api_key_env.clone(),
             timeout,
             max_tokens: MAX_TOKENS,
             temperature: 0.0,
         };
 
-        let (root_url, root_model, local_server) = match &self.base_url {
+        let (root_url, root_model, root_key, local_server) = match &self.base_url {
             Some(url) => {
                 check_base_url(url)?;
                 let model = match &self.model {
                     Some(m) => m.clone(),
-                    None => only_model(&ChatClient::new(endpoint(url.clone(), String::new())))
-                        .await?,
+                    None => {
+                        only_model(&ChatClient::new(endpoint(
+                            url.clone(),
+                            String::new(),
+                            api_key.clone(),
+                        )))
+                        .await?
+                    }
                 };
-                (url.clone(), model, None)
+                (url.clone(), model, api_key.clone(), None)
             }
             None => {
+                // May start the server and wait for the model to load (off the async runtime).
                 let handle = LocalServer::acquire().await?;
                 let model = self
                     .model
                     .clone()
                     .unwrap_or_else(|| handle.model_name().to_string());
-                (handle.base_url().to_string(), model, Some(handle))
+                let key = handle.api_key().map(str::to_string);
+                (handle.base_url().to_string(), model, key, Some(handle))
             }
         };
-        let sub_url = self.sub_base_url.clone().unwrap_or_else(|| root_url.clone());
+        let sub_url = self
+            .sub_base_url
+            .clone()
+            .unwrap_or_else(|| root_url.clone());
         if let Some(url) = &self.sub_base_url {
             check_base_url(url)?;
         }
         let sub_model = match (&self.sub_model, &self.sub_base_url) {
             (Some(m), _) => m.clone(),
             (None, Some(url)) if url != &root_url => {
-                only_model(&ChatClient::new(endpoint(url.clone(), String::new()))).await?
+                only_model(&ChatClient::new(endpoint(
+                    url.clone(),
+                    String::new(),
+                    api_key.clone(),
+                )))
+                .await?
             }
             _ => root_model.clone(),
         };
         let local = local_server.is_some();
+        // The local server's own key serves the sub model too when it is the same server.
+        let sub_key = if sub_url == root_url {
+            root_key.clone()
+        } else {
+            api_key.clone()
+        };
         Ok(ResolvedModels {
             models: Models {
-                root: ChatClient::new(endpoint(root_url, root_model)),
-                sub: ChatClient::new(endpoint(sub_url, sub_model)),
+                root: ChatClient::new(endpoint(root_url, root_model, root_key)),
+                sub: ChatClient::new(endpoint(sub_url, sub_model, sub_key)),
             },
             // Two llama-server slots: one keeps the root conversation's prompt cache warm.
             concurrency: self.concurrency.unwrap_or(if local { 1 } else { 8 }),
@@ -136,7 +158,9 @@ impl ResolvedModels {
 
 fn check_base_url(url: &str) -> anyhow::Result<()> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        anyhow::bail!("base URL {url:?} must start with http:// or https:// (e.g. http://127.0.0.1:8080/v1)");
+        anyhow::bail!(
+            "base URL {url:?} must start with http:// or https:// (e.g. http://127.0.0.1:8080/v1)"
+        );
     }
     Ok(())
 }

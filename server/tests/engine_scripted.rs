@@ -35,7 +35,11 @@ fn fixture() -> (tempfile::TempDir, Snapshot) {
 /// Every file's path and bytes: a run must leave the workspace exactly as it was.
 fn tree(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
-    for e in ignore::WalkBuilder::new(root).hidden(false).build().flatten() {
+    for e in ignore::WalkBuilder::new(root)
+        .hidden(false)
+        .build()
+        .flatten()
+    {
         if e.file_type().is_some_and(|t| t.is_file()) {
             out.push((e.path().to_path_buf(), std::fs::read(e.path()).unwrap()));
         }
@@ -99,7 +103,10 @@ fn last_user_message(server: &ScriptedServer, n: usize) -> String {
         .filter(|r| r["messages"][0]["role"] == "system")
         .collect();
     let msgs = reqs[n]["messages"].as_array().unwrap();
-    msgs.last().unwrap()["content"].as_str().unwrap().to_string()
+    msgs.last().unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test]
@@ -121,7 +128,10 @@ async fn multi_turn_run_with_a_nudge_for_final() {
     assert!(!report.best_effort);
     // The root model never sees workspace text in its first message, only metadata.
     let first = &server.requests()[0]["messages"][1]["content"];
-    assert!(!first.as_str().unwrap().contains("the answer is 42"), "{first}");
+    assert!(
+        !first.as_str().unwrap().contains("the answer is 42"),
+        "{first}"
+    );
     let turn1 = last_user_message(&server, 1);
     assert!(turn1.contains("['src/b.rs']"), "{turn1}");
     assert!(turn1.contains("turn 1 of 10"), "{turn1}");
@@ -141,7 +151,9 @@ async fn multi_turn_run_with_a_nudge_for_final() {
         .collect();
     assert_eq!(
         kinds,
-        ["start", "msg", "msg", "msg", "cell", "msg", "msg", "msg", "msg", "end"]
+        [
+            "start", "msg", "msg", "msg", "cell", "msg", "msg", "msg", "msg", "end"
+        ]
     );
 }
 
@@ -181,7 +193,11 @@ async fn batched_sub_calls_isolate_failures() {
         "{}",
         report.answer
     );
-    assert!(report.answer.ends_with("'echo: three']"), "{}", report.answer);
+    assert!(
+        report.answer.ends_with("'echo: three']"),
+        "{}",
+        report.answer
+    );
     let turn = last_user_message(&server, 1);
     assert!(turn.contains("echo: four"), "{turn}");
     let subs = report
@@ -190,7 +206,12 @@ async fn batched_sub_calls_isolate_failures() {
         .filter(|e| matches!(e, Event::SubCall { .. }))
         .count();
     assert_eq!(subs, 4);
-    assert_eq!(report.usage.len(), 2, "root and sub usage: {:?}", report.usage);
+    assert_eq!(
+        report.usage.len(),
+        2,
+        "root and sub usage: {:?}",
+        report.usage
+    );
 }
 
 #[tokio::test]

@@ -125,7 +125,10 @@ impl Recorder {
             // A listener that went away only stops live updates, never the run.
             let _ = tx.send(event.clone());
         }
-        self.events.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(event);
     }
 
     fn take(&self) -> Vec<Event> {
@@ -141,6 +144,7 @@ pub struct Engine {
 /// Mutable state of one run.
 struct Run<'a> {
     engine: &'a Engine,
+    question: String,
     rec: Arc<Recorder>,
     messages: Vec<ChatMessage>,
     /// Indices of messages holding code output, which may be elided when the window fills.
@@ -191,6 +195,7 @@ impl Engine {
         let mut repl = Repl::start(self.cfg.repl.clone(), blob).await?;
         let mut run = Run {
             engine: self,
+            question: question.to_string(),
             rec: rec.clone(),
             messages: Vec::new(),
             elidable: Vec::new(),
@@ -274,7 +279,7 @@ impl Run<'_> {
             .engine
             .models
             .root
-            .complete(&self.messages)
+            .complete(&self.messages, prompt::ROOT_STOP)
             .await
             .map_err(EngineError::Root)?;
         self.root_usage += c.usage;
@@ -287,7 +292,6 @@ impl Run<'_> {
             usage: Some(c.usage),
             latency_ms: Some(c.latency.as_millis() as u64),
         });
-        self.messages.push(ChatMessage::assistant(c.text.clone()));
         Ok(c.text)
     }
 
@@ -304,7 +308,8 @@ impl Run<'_> {
             if Some(i) == latest || self.messages[i].content.starts_with("[elided") {
                 continue;
             }
-            let note = "[elided: an earlier output, removed to save space; re-run code if you need it]";
+            let note =
+                "[elided: an earlier output, removed to save space; re-run code if you need it]";
             total -= self.messages[i].content.len();
             total += note.len();
             self.messages[i].content = note.to_string();
@@ -323,6 +328,8 @@ impl Run<'_> {
         for iteration in 1..=max {
             let reply = self.ask_root(iteration).await?;
             let parsed = parse_reply(&reply);
+            self.messages
+                .push(ChatMessage::assistant(parsed.kept.clone()));
             if parsed.code_blocks.is_empty() {
                 if parsed.unclosed_block {
                     self.push(iteration, ChatMessage::user(prompt::UNCLOSED_BLOCK));
@@ -364,10 +371,10 @@ impl Run<'_> {
                 "Output of your code (turn {iteration} of {max}):\n{}",
                 sections.join("\n")
             );
-            if parsed.final_answer.is_some() {
-                text.push_str(&format!("\n{}", prompt::CODE_AND_FINAL));
+            if parsed.kept.len() < reply.trim_end().len() {
+                text.push_str(&format!("\n{}", prompt::AFTER_CODE_IGNORED));
             }
-            let steer = prompt::turn_steer(max - iteration);
+            let steer = prompt::turn_steer(&self.question, max - iteration);
             if !steer.is_empty() {
                 text.push_str(&format!("\n\n{steer}"));
             }
@@ -377,6 +384,8 @@ impl Run<'_> {
         self.push(max, ChatMessage::user(prompt::OUT_OF_TURNS));
         let reply = self.ask_root(max + 1).await?;
         let parsed = parse_reply(&reply);
+        self.messages
+            .push(ChatMessage::assistant(parsed.kept.clone()));
         let answer = match parsed.final_answer {
             Some(FinalAnswer::Text(t)) => t,
             Some(FinalAnswer::Var(name)) => repl
@@ -440,8 +449,7 @@ impl Run<'_> {
             }
             printed.push_str(&out.stderr);
         }
-        let kept = printed.len() as u64;
-        let total = out.output_bytes.max(kept) as usize;
+        let total = out.output_bytes as usize;
         let mut s = String::new();
         if numbered {
             s.push_str(&format!("[block {}]\n", index + 1));
@@ -450,12 +458,12 @@ impl Run<'_> {
             s.push_str("(no output: print() what you want to see)\n");
         } else if !printed.trim().is_empty() {
             s.push_str("```text\n");
-            s.push_str(truncate_for_model(printed.trim_end(), total, cap).as_str());
+            s.push_str(&truncate_for_model(&printed, total, cap));
             s.push_str("\n```\n");
         }
         if let Some(err) = &out.error {
             s.push_str("Error:\n```text\n");
-            s.push_str(&truncate_for_model(err.trim_end(), err.len(), cap / 2));
+            s.push_str(&truncate_for_model(err, err.len(), cap / 2));
             s.push_str("\n```\n");
         }
         if out.timed_out {

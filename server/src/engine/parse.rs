@@ -9,6 +9,9 @@ pub struct ParsedReply {
     pub unclosed_block: bool,
     /// A FINAL given on its own line outside code.
     pub final_answer: Option<FinalAnswer>,
+    /// The reply up to the end of its last code block: what the model wrote after it (often an
+    /// imagined output and answer) is dropped from the conversation.
+    pub kept: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +28,13 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
     let mut code_blocks = Vec::new();
     let mut prose = String::new();
     let mut open: Option<(String, bool, usize)> = None; // (body, runnable, fence length)
-    for line in reply.lines() {
+    let mut kept_len = reply.len();
+    let mut offset = 0;
+    for line in reply.split_inclusive('\n') {
+        let line_end = offset + line.len();
+        offset = line_end;
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
         let trimmed = line.trim_start();
         match &mut open {
             None => {
@@ -45,6 +54,7 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
                 if closes {
                     if *runnable && !body.trim().is_empty() {
                         code_blocks.push(std::mem::take(body));
+                        kept_len = line_end;
                     }
                     open = None;
                 } else {
@@ -55,10 +65,14 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
         }
     }
     let unclosed_block = matches!(&open, Some((body, true, _)) if !body.trim().is_empty());
+    if code_blocks.is_empty() {
+        kept_len = reply.len();
+    }
     ParsedReply {
         code_blocks,
         unclosed_block,
         final_answer: find_final(&prose),
+        kept: reply[..kept_len].trim_end().to_string(),
     }
 }
 
@@ -84,7 +98,9 @@ pub fn find_final(prose: &str) -> Option<FinalAnswer> {
         let inner = balanced_prefix(&tail);
         let inner = inner.trim();
         if is_var {
-            let name = inner.trim_matches(|c| c == '"' || c == '\'' || c == '`').trim();
+            let name = inner
+                .trim_matches(|c| c == '"' || c == '\'' || c == '`')
+                .trim();
             if is_identifier(name) {
                 return Some(FinalAnswer::Var(name.to_string()));
             }
@@ -155,6 +171,9 @@ mod tests {
             out.push_str("unclosed block\n");
         }
         out.push_str(&format!("final: {:?}\n", parsed.final_answer));
+        if parsed.kept != reply.trim_end() {
+            out.push_str(&format!("kept: {:?}\n", parsed.kept));
+        }
         expect.assert_eq(&out);
     }
 
@@ -168,6 +187,7 @@ mod tests {
                 block 1:
                 x = 1
                 final: None
+                kept: "Let me look.\n```repl\nprint(len(context))\n```\nand\n```python\nx = 1\n```"
             "#]],
         );
     }
@@ -260,6 +280,19 @@ mod tests {
     }
 
     #[test]
+    fn imagined_output_after_code_is_dropped() {
+        check(
+            "```repl\nprint(1)\n```\nOutput:\n1 hit\n\nFINAL(The magic number is 420.)",
+            expect![[r#"
+                block 0:
+                print(1)
+                final: Some(Text("The magic number is 420."))
+                kept: "```repl\nprint(1)\n```"
+            "#]],
+        );
+    }
+
+    #[test]
     fn code_and_final_in_one_reply() {
         check(
             "```repl\nprint(1)\n```\nFINAL(1)",
@@ -267,6 +300,7 @@ mod tests {
                 block 0:
                 print(1)
                 final: Some(Text("1"))
+                kept: "```repl\nprint(1)\n```"
             "#]],
         );
     }

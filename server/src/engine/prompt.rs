@@ -16,7 +16,11 @@ pub fn system_prompt(sub_model_chars: usize) -> String {
 /// The first user message: the question and what the workspace looks like, never its text.
 pub fn first_message(snapshot: &Snapshot, question: &str, max_iterations: u32) -> String {
     let files = snapshot.files.len();
-    let chars: u64 = snapshot.files.iter().map(|f| f.text.chars().count() as u64).sum();
+    let chars: u64 = snapshot
+        .files
+        .iter()
+        .map(|f| f.text.chars().count() as u64)
+        .sum();
     let mut by_ext: BTreeMap<String, usize> = BTreeMap::new();
     let mut by_dir: BTreeMap<String, usize> = BTreeMap::new();
     for f in &snapshot.files {
@@ -79,15 +83,22 @@ already answers the question, reply with one line: FINAL(your answer).";
 pub const UNCLOSED_BLOCK: &str = "Your code block was cut off before its closing ``` and was not run. \
 Write a shorter block.";
 
-pub const CODE_AND_FINAL: &str = "You gave FINAL together with code, before seeing the code's output, \
-so the FINAL was ignored. Read the output above first.";
+pub const AFTER_CODE_IGNORED: &str = "Only your code was run: what you wrote after it (an imagined \
+output or answer) was ignored. The real output is above.";
 
-pub fn turn_steer(remaining: u32) -> String {
+/// Small models go on to imagine the output of the code they just wrote; stop them there.
+pub const ROOT_STOP: &[&str] = &["\nOutput:"];
+
+/// Repeating the question after each output is what makes a small model notice that the answer
+/// is on screen (measured with the 1.5B local model: without it, it kept searching).
+pub fn turn_steer(question: &str, remaining: u32) -> String {
     match remaining {
         0 => String::new(),
-        1 => "This is your last turn: reply with FINAL(your answer) based on what you found.".into(),
+        1 => format!(
+            "The question is: {question}\nThis is your last turn: reply with FINAL(...) holding the answer and the path:line where you saw it."
+        ),
         _ => format!(
-            "{remaining} turns left. If this output answers the question, reply with FINAL(your answer) now; otherwise write the next ```repl block."
+            "The question is: {question}\nIf the output above answers it, reply now with FINAL(...) holding the answer and the path:line where you saw it. Otherwise write the next ```repl block ({remaining} turns left)."
         ),
     }
 }
@@ -99,7 +110,7 @@ pub fn group_digits(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -139,7 +150,7 @@ mod tests {
 
             The workspace is in the REPL as `context`: 4 files, 55 characters (about 13 tokens), far more than you can read at once.
             Files by type: .rs 2, (none) 1, .md 1
-            Files by top-level directory: src/ 2, ./ 2
+            Files by top-level directory: ./ 2, src/ 2
             Largest files: src/main.rs (24 chars), src/lib.rs (19 chars), README.md (7 chars), Makefile (5 chars)
 
             You have 20 turns. Start by searching `context` with code."#]]

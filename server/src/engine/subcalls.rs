@@ -47,7 +47,10 @@ impl SubCaller {
 
     async fn one(&self, prompt: String) -> Result<String, String> {
         let _permit = self.limit.acquire().await.map_err(|e| e.to_string())?;
-        let result = self.client.complete(&[ChatMessage::user(prompt.clone())]).await;
+        let result = self
+            .client
+            .complete(&[ChatMessage::user(prompt.clone())], &[])
+            .await;
         let (response, error, usage, latency) = match result {
             Ok(c) => (Some(c.text), None, c.usage, c.latency),
             Err(e) => (None, Some(e.to_string()), Usage::default(), Duration::ZERO),

@@ -2,22 +2,23 @@
 //! noisy cell cannot flood a small model's window.
 
 /// Keeps about `max_chars` characters: 60% from the head, the rest from the tail, cut at line
-/// boundaries where one is near. `total_chars` is the length of the full output (which may be
-/// longer than `text` when the worker already kept only head and tail).
-pub fn truncate_for_model(text: &str, total_chars: usize, max_chars: usize) -> String {
+/// boundaries where one is near. `total_bytes` is the size of the full output, which is larger
+/// than `text` when the worker already kept only head and tail. Trailing whitespace is dropped.
+pub fn truncate_for_model(text: &str, total_bytes: usize, max_chars: usize) -> String {
+    let complete = total_bytes <= text.len();
+    let text = text.trim_end();
     let n = text.chars().count();
-    if n <= max_chars && total_chars <= n {
+    if n <= max_chars && complete {
         return text.to_string();
     }
+    let total = total_bytes.max(text.len());
     let head_n = max_chars * 3 / 5;
-    let tail_n = max_chars - head_n;
+    let tail_n = (max_chars - head_n).min(n.saturating_sub(head_n));
     let head = snap_back_to_line(take_chars(text, head_n));
-    let tail = snap_forward_to_line(take_last_chars(text, tail_n.min(n.saturating_sub(head_n))));
-    let shown = head.chars().count() + tail.chars().count();
-    let omitted = total_chars.max(n).saturating_sub(shown);
+    let tail = snap_forward_to_line(take_last_chars(text, tail_n));
+    let omitted = total.saturating_sub(head.len() + tail.len());
     format!(
-        "{head}\n... [{omitted} characters omitted; the full output was {} characters. Print less: filter, count, or slice] ...\n{tail}",
-        total_chars.max(n)
+        "{head}\n... [{omitted} characters omitted; the full output was {total} characters. Print less: filter, count, or slice] ...\n{tail}"
     )
 }
 
@@ -60,13 +61,15 @@ mod tests {
 
     #[test]
     fn short_output_is_unchanged() {
-        assert_eq!(truncate_for_model("a\nb\n", 4, 100), "a\nb\n");
+        assert_eq!(truncate_for_model("a\nb\n", 4, 100), "a\nb");
+        let s = "é and ü\n";
+        assert_eq!(truncate_for_model(s, s.len(), 100), "é and ü");
     }
 
     #[test]
     fn long_output_keeps_head_and_tail_on_line_boundaries() {
         let text: String = (1..=40).map(|i| format!("line {i}\n")).collect();
-        let n = text.chars().count();
+        let n = text.len();
         expect![[r#"
             line 1
             line 2
@@ -74,19 +77,21 @@ mod tests {
             line 4
             line 5
             line 6
-            line 7
-            ... [234 characters omitted; the full output was 311 characters. Print less: filter, count, or slice] ...
+            ... [239 characters omitted; the full output was 311 characters. Print less: filter, count, or slice] ...
+            line 37
             line 38
             line 39
-            line 40
-        "#]]
+            line 40"#]]
         .assert_eq(&truncate_for_model(&text, n, 80));
     }
 
     #[test]
     fn states_the_true_length_when_the_worker_already_cut() {
         let out = truncate_for_model("abc", 100_000_000, 1000);
-        assert!(out.contains("the full output was 100000000 characters"), "{out}");
+        assert!(
+            out.contains("the full output was 100000000 characters"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -100,17 +100,24 @@ impl ChatClient {
         }
     }
 
-    /// One chat completion. Consecutive messages of one role are merged first: llama-server and
+    /// One chat completion, ending early at any of `stop`. Consecutive messages of one role are merged first: llama-server and
     /// some others reject two assistant (or user) messages in a row.
-    pub async fn complete(&self, messages: &[ChatMessage]) -> Result<Completion, LlmError> {
+    pub async fn complete(
+        &self,
+        messages: &[ChatMessage],
+        stop: &[&str],
+    ) -> Result<Completion, LlmError> {
         let url = self.url("chat/completions");
-        let body = json!({
+        let mut body = json!({
             "model": self.endpoint.model,
             "messages": merge_same_role(messages),
             "max_tokens": self.endpoint.max_tokens,
             "temperature": self.endpoint.temperature,
             "stream": false,
         });
+        if !stop.is_empty() {
+            body["stop"] = json!(stop);
+        }
         let started = Instant::now();
         let resp = self
             .authorized(self.http.post(&url).json(&body))
@@ -126,14 +133,19 @@ impl ChatClient {
         if !status.is_success() {
             return Err(self.status_error(&url, status.as_u16(), &text).await);
         }
-        let parsed: ChatResponse = serde_json::from_str(&text).map_err(|e| LlmError::Malformed {
-            url: url.clone(),
-            detail: format!("{e}; body starts with {:?}", snippet(&text, 200)),
-        })?;
-        let choice = parsed.choices.into_iter().next().ok_or(LlmError::Malformed {
-            url: url.clone(),
-            detail: "no choices in the response".into(),
-        })?;
+        let parsed: ChatResponse =
+            serde_json::from_str(&text).map_err(|e| LlmError::Malformed {
+                url: url.clone(),
+                detail: format!("{e}; body starts with {:?}", snippet(&text, 200)),
+            })?;
+        let choice = parsed
+            .choices
+            .into_iter()
+            .next()
+            .ok_or(LlmError::Malformed {
+                url: url.clone(),
+                detail: "no choices in the response".into(),
+            })?;
         let usage = parsed
             .usage
             .map(|u| Usage {

@@ -82,7 +82,11 @@ impl ScriptedServer {
 
     /// Bodies of all chat requests so far.
     pub fn requests(&self) -> Vec<Value> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).requests.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .requests
+            .clone()
     }
 
     /// Stops accepting connections (a model server that went away).
@@ -98,7 +102,12 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
         };
         let first = head.lines().next().unwrap_or_default().to_string();
         if first.starts_with("GET ") && first.contains("/models") {
-            write_json(&mut sock, 200, &json!({"object": "list", "data": [{"id": "scripted"}]}).to_string()).await?;
+            write_json(
+                &mut sock,
+                200,
+                &json!({"object": "list", "data": [{"id": "scripted"}]}).to_string(),
+            )
+            .await?;
             continue;
         }
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -108,9 +117,14 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
             let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
             st.requests.push(req.clone());
             if is_root {
-                st.root.pop_front().unwrap_or(Step::Status(500, "script exhausted".into()))
+                st.root
+                    .pop_front()
+                    .unwrap_or(Step::Status(500, "script exhausted".into()))
             } else {
-                let prompt = messages.last().and_then(|m| m["content"].as_str()).unwrap_or_default();
+                let prompt = messages
+                    .last()
+                    .and_then(|m| m["content"].as_str())
+                    .unwrap_or_default();
                 match &st.sub {
                     SubRule::FailIfContains(s) if prompt.contains(s.as_str()) => {
                         Step::Status(500, "scripted sub-call failure".into())
@@ -126,7 +140,12 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
                 write_json(&mut sock, 200, &completion(&text, &messages)).await?
             }
             Step::Status(code, body) => {
-                write_json(&mut sock, code, &json!({"error": {"message": body}}).to_string()).await?
+                write_json(
+                    &mut sock,
+                    code,
+                    &json!({"error": {"message": body}}).to_string(),
+                )
+                .await?
             }
             Step::Garbage => write_json(&mut sock, 200, "<html>not json</html>").await?,
             Step::Hangup => return Ok(()),
@@ -166,7 +185,8 @@ async fn read_request(sock: &mut TcpStream) -> std::io::Result<Option<(String, V
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
         })
         .unwrap_or(0);
     let mut body = buf[head_end + 4..].to_vec();

@@ -208,13 +208,13 @@ mod tests {
                 ..WalkOptions::default()
             },
             expect![[r#"
-                latin1.txt "caf\u{fffd}\n"
+                latin1.txt "caf�\n"
                 src/lib.rs "pub mod a;\n"
                 src/main.rs "fn main() {}\n"
                 skipped big.txt: too large (100 bytes > cap of 64 bytes)
                 skipped logo.png: binary
                 lossy latin1.txt
-                indexed 3 files, 35 bytes
+                indexed 3 files, 31 bytes
             "#]],
         );
     }
@@ -222,7 +222,11 @@ mod tests {
     #[test]
     fn total_cap_skips_the_rest() {
         check(
-            &[("a.txt", b"aaaa\n"), ("b.txt", b"bbbb\n"), ("c.txt", b"cccc\n")],
+            &[
+                ("a.txt", b"aaaa\n"),
+                ("b.txt", b"bbbb\n"),
+                ("c.txt", b"cccc\n"),
+            ],
             WalkOptions {
                 max_total_bytes: 10,
                 ..WalkOptions::default()
@@ -246,7 +250,10 @@ mod tests {
             "#]],
         );
         let err = walk(Path::new("/definitely/not/here"), &WalkOptions::default()).unwrap_err();
-        assert_eq!(err.to_string(), "workspace /definitely/not/here does not exist");
+        assert_eq!(
+            err.to_string(),
+            "workspace /definitely/not/here does not exist"
+        );
         let file = tempfile::NamedTempFile::new().unwrap();
         let err = walk(file.path(), &WalkOptions::default()).unwrap_err();
         assert!(err.to_string().ends_with("is not a directory"), "{err}");

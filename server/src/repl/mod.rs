@@ -1,0 +1,124 @@
+//! The Python REPL worker: protocol, parent-side host, worker-side Python embedding.
+//!
+//! Architecture invariant: model-written code never runs in the server process. A [`Repl`] owns a
+//! worker process (the same binary re-executed as `rlm-lsp __repl-worker`, in its own process
+//! group) that embeds CPython. The workspace reaches the worker as a [`ContextBlob`] file it maps
+//! into memory; everything else crosses the worker's stdin/stdout as small frames
+//! (`protocol.rs`). A cell that runs too long, or a worker that dies, costs the run its variables,
+//! never the server: the parent kills the whole process group and starts a fresh worker.
+//!
+//! - `protocol.rs`: frames and messages.
+//! - `blob.rs`: [`ContextBlob`] (written by the parent) and its reader (in the worker).
+//! - `host.rs`: [`Repl`], the parent side: spawning, timeouts, sub-calls, restarts.
+//! - `worker.rs`: [`worker_main`], the worker side: Python, `context`, captured output.
+//! - `prelude.py`: the helpers model code sees and the cell runner.
+//! - `capture.rs`: bounded head+tail capture of output.
+
+mod blob;
+mod capture;
+mod host;
+pub mod protocol;
+mod worker;
+
+pub use blob::ContextBlob;
+pub use host::Repl;
+pub use worker::worker_main;
+
+use futures::future::BoxFuture;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The hidden subcommand that runs [`worker_main`].
+pub const WORKER_SUBCOMMAND: &str = "__repl-worker";
+
+/// How workers are started and limited.
+#[derive(Debug, Clone)]
+pub struct ReplConfig {
+    /// The binary to run as `<worker_exe> __repl-worker`; the current executable by default.
+    pub worker_exe: PathBuf,
+    /// A cell running longer than this (not counting time spent answering sub-calls) is killed.
+    pub cell_timeout: Duration,
+    /// Bytes of a cell's stdout+stderr kept in [`CellOutput`] (head and tail); at most 16 MiB.
+    pub max_output_bytes: usize,
+}
+
+impl Default for ReplConfig {
+    fn default() -> Self {
+        ReplConfig {
+            worker_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rlm-lsp")),
+            cell_timeout: Duration::from_secs(60),
+            max_output_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Answers the model calls made from inside the REPL (`llm_query`, `llm_query_batched`).
+pub trait SubCalls: Send + Sync {
+    /// One result per prompt, in order; `Err(message)` for a failed call.
+    fn batch(&self, prompts: Vec<String>) -> BoxFuture<'_, Vec<Result<String, String>>>;
+}
+
+/// What one cell did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CellOutput {
+    /// Captured stdout (head and tail kept when huge, with a marker line saying how many bytes
+    /// were dropped).
+    pub stdout: String,
+    pub stderr: String,
+    /// True total bytes printed (stdout+stderr), including the dropped ones.
+    pub output_bytes: u64,
+    /// Set when the cell called `FINAL(x)` or `FINAL_VAR("name")`.
+    pub final_answer: Option<String>,
+    /// The Python traceback (last frames) when the cell raised, or the SyntaxError.
+    pub error: Option<String>,
+    /// The cell was killed after `cell_timeout`; a fresh worker is running, variables are lost.
+    pub timed_out: bool,
+    /// The worker died mid-cell (`os._exit`, a segfault, ...): what happened. A fresh worker is
+    /// running, variables are lost.
+    pub worker_died: Option<String>,
+    /// Helpers (or `sys.stdout`/`sys.stderr`/`sys.stdin`) the code replaced or deleted, now
+    /// restored.
+    pub restored_helpers: Vec<String>,
+    /// Time the cell ran, excluding the time spent answering sub-calls.
+    pub duration: Duration,
+}
+
+/// REPL failures the caller must handle; a failing cell is not one (see [`CellOutput`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplError {
+    #[error(
+        "cannot write the workspace context file {path}: {source}; check that the temp directory \
+         (TMPDIR) exists and has free space"
+    )]
+    Blob {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot create a working directory for the Python REPL worker: {0}; check that the temp \
+         directory (TMPDIR) exists and is writable"
+    )]
+    Workdir(std::io::Error),
+    #[error(
+        "cannot start the Python REPL worker {exe}: {source}; check that the rlm-lsp binary is \
+         intact and executable"
+    )]
+    Spawn {
+        exe: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the Python REPL worker failed to start: {0}; check that libpython3.11 is installed \
+         (scripts/setup.sh checks it) and see the log for the worker's stderr"
+    )]
+    Start(String),
+    #[error(
+        "the Python REPL worker was not ready after {0:?}; the machine may be overloaded, retry"
+    )]
+    StartTimeout(Duration),
+    #[error(
+        "reading variable `{name}` from the REPL failed: {reason}; a fresh worker was started and \
+         the variables are lost"
+    )]
+    GetVar { name: String, reason: String },
+}

@@ -1,0 +1,628 @@
+//! The worker process: `rlm-lsp __repl-worker`. Embeds CPython (pyo3), exposes the workspace and
+//! the helpers to model code, and runs cells on request of the parent (see `protocol.rs`).
+//!
+//! Start-up order matters:
+//! 1. move the protocol off fds 0/1 (model code cannot write into it by accident);
+//! 2. read `Init`, map the context blob;
+//! 3. start Python, install `_rlm` and the prelude;
+//! 4. [`harden_before_model_code`];
+//! 5. send `Ready`; from here on model code runs.
+
+use super::blob::BlobReader;
+use super::capture::{Capture, cap_string, finish_pair};
+use super::protocol::{self, CellDone, FrameError, FromWorker, SubCallResult, ToWorker};
+use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyString;
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, BufReader, Write};
+use std::os::fd::FromRawFd;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+const PRELUDE: &str = include_str!("prelude.py");
+/// A final answer or variable larger than this is cut (head and tail kept) to fit in a frame.
+const MAX_VALUE_BYTES: usize = 16 << 20;
+/// Upper bound for `max_output_bytes`, so a `Done` frame always fits in `MAX_FRAME_BYTES`.
+const MAX_OUTPUT_BYTES: usize = 16 << 20;
+
+/// Exit codes of the worker process.
+const EXIT_OK: i32 = 0;
+const EXIT_SETUP: i32 = 70;
+const EXIT_PROTOCOL: i32 = 71;
+
+struct Proto {
+    reader: BufReader<File>,
+    writer: File,
+}
+
+/// The protocol streams; shared by the main loop and `_rlm.subcall` (which model code may call
+/// from any thread: the lock serializes whole request/reply exchanges).
+static PROTO: OnceLock<Mutex<Proto>> = OnceLock::new();
+
+fn proto() -> MutexGuard<'static, Proto> {
+    PROTO
+        .get()
+        .expect("protocol streams are set up before Python starts")
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+fn send(p: &mut Proto, msg: &FromWorker) -> Result<(), FrameError> {
+    let frame = protocol::encode(msg)?;
+    p.writer.write_all(&frame)?;
+    Ok(())
+}
+
+/// Last-resort diagnostics go to fd 2, which the parent drains into its log.
+fn log_stderr(msg: &str) {
+    let _ = writeln!(io::stderr(), "rlm-lsp repl worker: {msg}");
+}
+
+/// Entry point of `rlm-lsp __repl-worker`; returns the process exit code.
+pub fn worker_main() -> i32 {
+    let (reader, writer) = match take_protocol_fds() {
+        Ok(fds) => fds,
+        Err(e) => {
+            log_stderr(&format!("cannot set up the protocol file descriptors: {e}"));
+            return EXIT_SETUP;
+        }
+    };
+    let _ = PROTO.set(Mutex::new(Proto {
+        reader: BufReader::with_capacity(64 << 10, reader),
+        writer,
+    }));
+    start_parent_watchdog();
+
+    let fatal = |message: String| {
+        log_stderr(&message);
+        let _ = send(&mut proto(), &FromWorker::Fatal { message });
+        EXIT_SETUP
+    };
+    let init = protocol::read_frame_sync::<_, ToWorker>(&mut proto().reader);
+    let (blob_path, workdir, max_output) = match init {
+        Ok(Some(ToWorker::Init {
+            blob,
+            workdir,
+            max_output_bytes,
+        })) => (blob, workdir, max_output_bytes),
+        Ok(None) => return EXIT_OK,
+        Ok(Some(other)) => return fatal(format!("expected Init, got {other:?}")),
+        Err(e) => return fatal(format!("reading Init: {e}")),
+    };
+    let max_output = (max_output.min(MAX_OUTPUT_BYTES as u64) as usize).max(64);
+    let blob = match BlobReader::open(&blob_path) {
+        Ok(b) => b,
+        Err(e) => return fatal(e),
+    };
+    let (files, bytes) = (blob.len() as u64, blob.bytes());
+
+    Python::initialize();
+    let host = match Python::attach(|py| Host::install(py, blob, max_output)) {
+        Ok(h) => h,
+        Err(e) => return fatal(format!("cannot set up Python: {e}")),
+    };
+    if let Err(e) = harden_before_model_code(&workdir) {
+        return fatal(format!("cannot prepare the sandbox: {e}"));
+    }
+    let ready = FromWorker::Ready {
+        python: Python::version_str().to_string(),
+        files,
+        bytes,
+    };
+    if send(&mut proto(), &ready).is_err() {
+        return EXIT_PROTOCOL;
+    }
+    serve(&host)
+}
+
+/// The main loop: one request at a time until `Shutdown` or the parent goes away.
+fn serve(host: &Host) -> i32 {
+    loop {
+        // Python is not attached while waiting, so threads started by model code keep running.
+        let msg = protocol::read_frame_sync::<_, ToWorker>(&mut proto().reader);
+        let reply = match msg {
+            Ok(None) | Ok(Some(ToWorker::Shutdown)) => return end_process_group(),
+            Ok(Some(ToWorker::Exec { code })) => {
+                FromWorker::Done(Python::attach(|py| host.run_cell(py, &code)))
+            }
+            Ok(Some(ToWorker::GetVar { name })) => FromWorker::Var {
+                value: Python::attach(|py| host.get_var(py, &name)),
+            },
+            Ok(Some(other)) => {
+                log_stderr(&format!("unexpected message {other:?}"));
+                return EXIT_PROTOCOL;
+            }
+            Err(e) => {
+                log_stderr(&format!("protocol error: {e}"));
+                return EXIT_PROTOCOL;
+            }
+        };
+        if let Err(e) = send(&mut proto(), &reply) {
+            log_stderr(&format!("cannot send a reply: {e}"));
+            return EXIT_PROTOCOL;
+        }
+    }
+}
+
+/// Everything the worker does to confine itself before the first line of model code runs.
+///
+/// Today: work in the private directory the parent created (also `HOME` and `TMPDIR`).
+/// Later: Landlock (read-only workspace and stdlib, writable `workdir`, no TCP), seccomp (no
+/// `AF_INET`/`AF_INET6` sockets), rlimits. Python and the prelude are loaded before this point,
+/// so the rules only need to allow what model code itself may do.
+fn harden_before_model_code(workdir: &Path) -> io::Result<()> {
+    std::env::set_current_dir(workdir)
+}
+
+/// Duplicates the protocol streams to new close-on-exec fds, then points fd 0 at `/dev/null` and
+/// fd 1 at fd 2, so that writes to fd 1 (by `os.write`, C code or subprocesses) go to the log.
+fn take_protocol_fds() -> io::Result<(File, File)> {
+    let check = |r: libc::c_int| {
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    };
+    // SAFETY: plain fd syscalls on fds this process owns; the new fds are owned by the returned
+    // `File`s and nothing else closes them.
+    unsafe {
+        let rd = check(libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3))?;
+        let wr = check(libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3))?;
+        let null = check(libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY))?;
+        check(libc::dup2(null, 0))?;
+        if null != 0 {
+            libc::close(null);
+        }
+        check(libc::dup2(2, 1))?;
+        Ok((File::from_raw_fd(rd), File::from_raw_fd(wr)))
+    }
+}
+
+/// Kills whatever model code started in the worker's process group (background processes),
+/// then the worker itself. Only when the worker leads its own group, as the parent arranges.
+fn end_process_group() -> i32 {
+    // SAFETY: getpid/getpgrp/kill have no memory-safety preconditions.
+    unsafe {
+        if libc::getpgrp() == libc::getpid() {
+            libc::kill(0, libc::SIGKILL);
+        }
+    }
+    EXIT_OK
+}
+
+/// If the parent dies without killing us (crash, SIGKILL), kill our whole process group: a cell
+/// stuck in a loop would otherwise never notice.
+fn start_parent_watchdog() {
+    // SAFETY: getppid and kill have no memory-safety preconditions.
+    let parent = unsafe { libc::getppid() };
+    let _ = std::thread::Builder::new()
+        .name("parent-watchdog".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(500));
+                if unsafe { libc::getppid() } != parent {
+                    end_process_group();
+                    unsafe { libc::_exit(EXIT_SETUP) };
+                }
+            }
+        });
+}
+
+/// The Python side of the worker.
+struct Host {
+    run_cell: Py<PyAny>,
+    get_var: Py<PyAny>,
+    out: Py<CapturedOutput>,
+    err: Py<CapturedOutput>,
+    max_output: usize,
+}
+
+impl Host {
+    fn install(py: Python<'_>, blob: BlobReader, max_output: usize) -> PyResult<Host> {
+        let m = PyModule::new(py, "_rlm")?;
+        m.add_class::<Context>()?;
+        m.add_class::<ContextIter>()?;
+        m.add_class::<CapturedOutput>()?;
+        m.add_function(wrap_pyfunction!(subcall, &m)?)?;
+        py.import("sys")?.getattr("modules")?.set_item("_rlm", &m)?;
+        let code = CString::new(PRELUDE)?;
+        let prelude = PyModule::from_code(py, &code, c"<rlm prelude>", c"_rlm_prelude")?;
+        let context = Py::new(py, Context::new(blob))?;
+        let out = Py::new(py, CapturedOutput::new("<stdout>", max_output))?;
+        let err = Py::new(py, CapturedOutput::new("<stderr>", max_output))?;
+        prelude
+            .getattr("setup")?
+            .call1((context, out.clone_ref(py), err.clone_ref(py)))?;
+        Ok(Host {
+            run_cell: prelude.getattr("run_cell")?.unbind(),
+            get_var: prelude.getattr("get_var")?.unbind(),
+            out,
+            err,
+            max_output,
+        })
+    }
+
+    fn run_cell(&self, py: Python<'_>, code: &str) -> CellDone {
+        self.out.get().clear();
+        self.err.get().clear();
+        let result = self.run_cell.call1(py, (code,)).and_then(|r| {
+            let (final_answer, error, restored): (
+                Option<Bound<'_, PyString>>,
+                Option<Bound<'_, PyString>>,
+                Vec<String>,
+            ) = r.extract(py)?;
+            Ok((
+                final_answer.map(|s| cap_string(s.to_string_lossy().into_owned(), MAX_VALUE_BYTES)),
+                error.map(|s| s.to_string_lossy().into_owned()),
+                restored,
+            ))
+        });
+        let (final_answer, error, restored_helpers) = result.unwrap_or_else(|e| {
+            (
+                None,
+                Some(format!("internal error in the REPL runner: {e}")),
+                Vec::new(),
+            )
+        });
+        let out = self.out.get().lock();
+        let err = self.err.get().lock();
+        let (stdout, stderr) = finish_pair(&out, &err, self.max_output);
+        CellDone {
+            stdout,
+            stderr,
+            output_bytes: out.total() + err.total(),
+            final_answer,
+            error,
+            restored_helpers,
+        }
+    }
+
+    fn get_var(&self, py: Python<'_>, name: &str) -> Option<String> {
+        match self.get_var.call1(py, (name,)) {
+            Ok(v) => v
+                .extract::<Option<Bound<'_, PyString>>>(py)
+                .ok()
+                .flatten()
+                .map(|s| cap_string(s.to_string_lossy().into_owned(), MAX_VALUE_BYTES)),
+            Err(e) => Some(format!("<reading {name} failed: {e}>")),
+        }
+    }
+}
+
+/// `_rlm.subcall(prompts) -> list[tuple[bool, str]]`: asks the parent to run sub-model calls.
+#[pyfunction]
+fn subcall(py: Python<'_>, prompts: Vec<String>) -> PyResult<Vec<(bool, String)>> {
+    let n = prompts.len();
+    let reply = py.detach(move || -> Result<Vec<SubCallResult>, String> {
+        let mut p = proto();
+        match send(&mut p, &FromWorker::SubCallRequest { prompts }) {
+            Ok(()) => {}
+            Err(e @ FrameError::TooLarge { .. }) => return Err(format!("prompts too large: {e}")),
+            Err(e) => {
+                log_stderr(&format!("cannot send a sub-call request: {e}"));
+                std::process::exit(EXIT_PROTOCOL);
+            }
+        }
+        match protocol::read_frame_sync::<_, ToWorker>(&mut p.reader) {
+            Ok(Some(ToWorker::SubCallReply { results })) => Ok(results),
+            Ok(None) | Ok(Some(ToWorker::Shutdown)) => std::process::exit(end_process_group()),
+            other => {
+                log_stderr(&format!("expected SubCallReply, got {other:?}"));
+                std::process::exit(EXIT_PROTOCOL);
+            }
+        }
+    });
+    let mut results = reply.map_err(PyRuntimeError::new_err)?;
+    results.resize(n, SubCallResult::Err("no answer from the parent".into()));
+    Ok(results
+        .into_iter()
+        .map(|r| match r {
+            SubCallResult::Ok(s) => (true, s),
+            SubCallResult::Err(s) => (false, s),
+        })
+        .collect())
+}
+
+/// `context`: the workspace as a read-only mapping path -> text, backed by the mapped blob.
+/// Strings are created on first access and cached.
+#[pyclass(frozen, mapping, module = "_rlm", name = "Context")]
+struct Context {
+    blob: BlobReader,
+    paths: Vec<PyOnceLock<Py<PyString>>>,
+    texts: Vec<PyOnceLock<Py<PyString>>>,
+}
+
+impl Context {
+    fn new(blob: BlobReader) -> Context {
+        let n = blob.len();
+        Context {
+            blob,
+            paths: (0..n).map(|_| PyOnceLock::new()).collect(),
+            texts: (0..n).map(|_| PyOnceLock::new()).collect(),
+        }
+    }
+
+    fn path<'py>(&self, py: Python<'py>, i: usize) -> Bound<'py, PyString> {
+        self.paths[i]
+            .get_or_init(py, || PyString::new(py, &self.blob.path(i)).unbind())
+            .bind(py)
+            .clone()
+    }
+
+    fn text<'py>(&self, py: Python<'py>, i: usize) -> Bound<'py, PyString> {
+        self.texts[i]
+            .get_or_init(py, || PyString::new(py, &self.blob.text(i)).unbind())
+            .bind(py)
+            .clone()
+    }
+
+    fn find(&self, key: &Bound<'_, PyAny>) -> Option<usize> {
+        let s = key.cast::<PyString>().ok()?;
+        self.blob.find(s.to_str().ok()?)
+    }
+
+    fn missing(&self, key: &Bound<'_, PyAny>) -> PyErr {
+        let Ok(s) = key.cast::<PyString>() else {
+            let kind = key
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            return PyKeyError::new_err(format!(
+                "context keys are file paths (str), not {kind}; see list(context)[:20]"
+            ));
+        };
+        let s = s.to_string_lossy();
+        let want = s.trim_start_matches("./").trim_start_matches('/');
+        let similar: Vec<String> = (0..self.blob.len())
+            .map(|i| self.blob.path(i))
+            .filter(|p| !want.is_empty() && (p.ends_with(&format!("/{want}")) || p == want))
+            .take(3)
+            .map(|p| format!("{p:?}"))
+            .collect();
+        let hint = if similar.is_empty() {
+            "paths are relative to the workspace root with '/' separators; see list(context)[:20] \
+             or use context.get(path)"
+                .to_string()
+        } else {
+            format!("did you mean {}?", similar.join(" or "))
+        };
+        PyKeyError::new_err(format!("{s:?} is not a file in context: {hint}"))
+    }
+}
+
+fn read_only() -> PyErr {
+    PyTypeError::new_err(
+        "context is read-only (a snapshot of the workspace); copy what you need into your own \
+         variables, e.g. text = context[path]",
+    )
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} bytes"),
+        1024..1_048_576 => format!("{:.1} KB", n as f64 / 1024.0),
+        _ => format!("{:.1} MB", n as f64 / 1_048_576.0),
+    }
+}
+
+#[pymethods]
+impl Context {
+    fn __len__(&self) -> usize {
+        self.blob.len()
+    }
+
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyString>> {
+        match self.find(key) {
+            Some(i) => Ok(self.text(py, i)),
+            None => Err(self.missing(key)),
+        }
+    }
+
+    fn __setitem__(&self, _key: &Bound<'_, PyAny>, _value: &Bound<'_, PyAny>) -> PyResult<()> {
+        Err(read_only())
+    }
+
+    fn __delitem__(&self, _key: &Bound<'_, PyAny>) -> PyResult<()> {
+        Err(read_only())
+    }
+
+    fn __contains__(&self, key: &Bound<'_, PyAny>) -> bool {
+        self.find(key).is_some()
+    }
+
+    fn __iter__(slf: Py<Self>) -> ContextIter {
+        ContextIter { ctx: slf, next: 0 }
+    }
+
+    fn keys<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        view(slf, "KeysView")
+    }
+
+    fn values<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        view(slf, "ValuesView")
+    }
+
+    fn items<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        view(slf, "ItemsView")
+    }
+
+    #[pyo3(signature = (key, default = None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> Option<Bound<'py, PyAny>> {
+        match self.find(key) {
+            Some(i) => Some(self.text(py, i).into_any()),
+            None => default,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<context: {} files, {}; read-only mapping path -> text>",
+            self.blob.len(),
+            human_bytes(self.blob.bytes())
+        )
+    }
+}
+
+fn view<'py>(ctx: &Bound<'py, Context>, kind: &str) -> PyResult<Bound<'py, PyAny>> {
+    ctx.py()
+        .import("collections.abc")?
+        .getattr(kind)?
+        .call1((ctx,))
+}
+
+#[pyclass(module = "_rlm", name = "ContextIterator")]
+struct ContextIter {
+    ctx: Py<Context>,
+    next: usize,
+}
+
+#[pymethods]
+impl ContextIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(
+        mut slf: PyRefMut<'py, Self>,
+        py: Python<'py>,
+    ) -> Option<Bound<'py, PyString>> {
+        let i = slf.next;
+        let ctx = slf.ctx.get();
+        if i >= ctx.blob.len() {
+            return None;
+        }
+        let key = ctx.path(py, i);
+        slf.next += 1;
+        Some(key)
+    }
+}
+
+/// `sys.stdout` / `sys.stderr` of model code: keeps the head and the tail of what a cell prints,
+/// counts the rest.
+#[pyclass(frozen, module = "_rlm", name = "CapturedOutput")]
+struct CapturedOutput {
+    name: &'static str,
+    cap: Mutex<Capture>,
+}
+
+impl CapturedOutput {
+    fn new(name: &'static str, max: usize) -> CapturedOutput {
+        CapturedOutput {
+            name,
+            cap: Mutex::new(Capture::new(max)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Capture> {
+        self.cap.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn clear(&self) {
+        self.lock().clear();
+    }
+}
+
+#[pymethods]
+impl CapturedOutput {
+    fn write(&self, s: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let Ok(s) = s.cast::<PyString>() else {
+            let kind = s
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            return Err(PyTypeError::new_err(format!(
+                "write() argument must be str, not {kind}"
+            )));
+        };
+        match s.to_str() {
+            Ok(text) => self.lock().push(text),
+            Err(_) => self.lock().push(&s.to_string_lossy()),
+        }
+        s.len()
+    }
+
+    fn writelines(&self, lines: &Bound<'_, PyAny>) -> PyResult<()> {
+        for line in lines.try_iter()? {
+            self.write(&line?)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) {}
+
+    fn close(&self) {}
+
+    fn isatty(&self) -> bool {
+        false
+    }
+
+    fn readable(&self) -> bool {
+        false
+    }
+
+    fn writable(&self) -> bool {
+        true
+    }
+
+    fn seekable(&self) -> bool {
+        false
+    }
+
+    fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
+        let unsupported = py.import("io")?.getattr("UnsupportedOperation")?;
+        Err(PyErr::from_type(
+            unsupported.cast_into()?,
+            format!("{} has no file descriptor (output is captured)", self.name),
+        ))
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        false
+    }
+
+    #[getter]
+    fn encoding(&self) -> &'static str {
+        "utf-8"
+    }
+
+    #[getter]
+    fn errors(&self) -> &'static str {
+        "strict"
+    }
+
+    #[getter]
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    #[getter]
+    fn mode(&self) -> &'static str {
+        "w"
+    }
+
+    #[getter]
+    fn line_buffering(&self) -> bool {
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<captured {}>", self.name)
+    }
+}
