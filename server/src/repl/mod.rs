@@ -17,7 +17,7 @@
 mod blob;
 mod capture;
 mod host;
-pub mod protocol;
+mod protocol;
 mod worker;
 
 pub use blob::ContextBlob;
