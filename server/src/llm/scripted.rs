@@ -209,7 +209,7 @@ async fn write_json(sock: &mut TcpStream, status: u16, body: &str) -> std::io::R
         "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
-    sock.write_all(head.as_bytes()).await?;
-    sock.write_all(body.as_bytes()).await?;
+    // One write: a head and a body in two segments meet delayed ACKs and cost 40 ms a reply.
+    sock.write_all(format!("{head}{body}").as_bytes()).await?;
     sock.flush().await
 }
