@@ -127,6 +127,21 @@ fn index_reports_skipped_and_lossy_files() {
         ("image.png", b"\x89PNG\0\0"),
         ("big.log", &big),
     ]);
+    // A 50 MB file (sparse, so the test stays cheap) is skipped by the default cap, not read.
+    let huge = std::fs::File::create(dir.path().join("dump.sql")).unwrap();
+    huge.set_len(50 * 1024 * 1024).unwrap();
+    let o = rlm()
+        .args(["index", "--workspace"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("dump.sql: too large (52428800 bytes > cap of 4194304 bytes)"),
+        "{}",
+        stdout(&o)
+    );
+    std::fs::remove_file(dir.path().join("dump.sql")).unwrap();
     let o = rlm()
         .args(["index", "--max-file-bytes", "1024", "--workspace"])
         .arg(dir.path())
