@@ -149,6 +149,7 @@ fn index_reports_skipped_and_lossy_files() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
+    assert!(out.starts_with("root "), "{out}");
     let body: String = out.lines().skip(1).map(|l| format!("{l}\n")).collect();
     assert_eq!(
         body,

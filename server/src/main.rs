@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use rlm_lsp::config::ModelSettings;
 use rlm_lsp::engine::{Engine, Event, RunReport};
 use rlm_lsp::repl::ContextBlob;
-use rlm_lsp::workspace::{self, WalkOptions};
+use rlm_lsp::workspace::{self, RootSpec, WalkOptions};
 use std::io::Write as _;
 use std::path::PathBuf;
 
@@ -35,6 +35,15 @@ struct WalkArgs {
     /// The workspace root
     #[arg(long, short = 'w', default_value = ".")]
     workspace: PathBuf,
+    /// Another workspace root (repeatable); with several roots, paths start with the root's name
+    #[arg(long = "root", value_name = "DIR")]
+    roots: Vec<PathBuf>,
+    /// A read-only extra root, e.g. a dependency's sources or a site-packages (repeatable)
+    #[arg(long = "extra-root", value_name = "DIR")]
+    extra_roots: Vec<PathBuf>,
+    /// Add the sources of the crates each root's Cargo.lock names (as `cargo fetch` unpacked them)
+    #[arg(long)]
+    cargo_deps: bool,
     /// Skip files larger than this many bytes
     #[arg(long, default_value_t = WalkOptions::default().max_file_bytes)]
     max_file_bytes: u64,
@@ -50,6 +59,52 @@ struct WalkArgs {
 }
 
 impl WalkArgs {
+    /// Walks every root: the workspace, the other roots, then the read-only extra roots.
+    fn walk(&self) -> anyhow::Result<workspace::Snapshot> {
+        let mut specs: Vec<RootSpec> = std::iter::once(&self.workspace)
+            .chain(&self.roots)
+            .map(|p| RootSpec {
+                path: p.clone(),
+                read_only: false,
+            })
+            .collect();
+        if self.cargo_deps {
+            for spec in specs.clone() {
+                let Some(deps) = workspace::cargo_dependency_roots(&spec.path) else {
+                    anyhow::bail!(
+                        "--cargo-deps: {} has no Cargo.lock (run `cargo generate-lockfile` there)",
+                        spec.path.display()
+                    );
+                };
+                if !deps.missing.is_empty() {
+                    // Often platform-specific crates (windows-*, wasm-*) that cargo never unpacks here.
+                    let shown: Vec<_> = deps.missing.iter().take(5).map(String::as_str).collect();
+                    let more = deps.missing.len() - shown.len();
+                    tracing::info!(
+                        "{} locked crates have no sources on disk (`cargo fetch` in {} unpacks those this platform needs): {}{}",
+                        deps.missing.len(),
+                        spec.path.display(),
+                        shown.join(", "),
+                        if more > 0 {
+                            format!(", and {more} more")
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+                specs.extend(deps.roots.into_iter().map(|path| RootSpec {
+                    path,
+                    read_only: true,
+                }));
+            }
+        }
+        specs.extend(self.extra_roots.iter().map(|p| RootSpec {
+            path: p.clone(),
+            read_only: true,
+        }));
+        Ok(workspace::walk_roots(&specs, &self.options())?)
+    }
+
     fn options(&self) -> WalkOptions {
         WalkOptions {
             max_file_bytes: self.max_file_bytes,
@@ -114,6 +169,11 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Die quietly on a closed pipe (`rlm-lsp index | head`), as command-line tools do.
+    // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Index(a) => index(a),
@@ -130,13 +190,22 @@ fn main() {
 }
 
 fn index(a: IndexArgs) -> anyhow::Result<()> {
-    let snap = workspace::walk(&a.walk.workspace, &a.walk.options())?;
+    let snap = a.walk.walk()?;
     let stats = &snap.stats;
     if a.json {
         println!("{}", serde_json::to_string_pretty(stats)?);
         return Ok(());
     }
-    println!("workspace: {}", snap.root.display());
+    for r in &stats.roots {
+        println!(
+            "root {}{}: {} ({} files, {} bytes)",
+            r.name,
+            if r.read_only { " (read-only)" } else { "" },
+            r.path.display(),
+            r.files,
+            r.bytes
+        );
+    }
     println!(
         "indexed: {} files, {} bytes",
         stats.files_indexed, stats.bytes_indexed
@@ -156,7 +225,7 @@ fn index(a: IndexArgs) -> anyhow::Result<()> {
 }
 
 async fn ask(a: AskArgs) -> anyhow::Result<()> {
-    let snap = workspace::walk(&a.walk.workspace, &a.walk.options())?;
+    let snap = a.walk.walk()?;
     if snap.files.is_empty() {
         anyhow::bail!(
             "workspace {} has no text files to ask about ({} skipped; see `rlm-lsp index --workspace {}`)",

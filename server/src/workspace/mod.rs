@@ -1,13 +1,17 @@
 //! The workspace as RLM context: walking the roots and holding an immutable snapshot of their text.
 
+mod deps;
 mod walk;
 
-pub use walk::{WalkOptions, walk};
+pub use deps::{CargoDeps, cargo_dependency_roots};
+pub use walk::{RootSpec, WalkOptions, walk, walk_roots};
 
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// One indexed file: its workspace-relative path (always `/`-separated) and its text.
+/// One indexed file and its text. The path is `/`-separated and relative to its root; with
+/// several roots it starts with the root's name (`tokio-1.40.0/src/lib.rs`), so every path says
+/// which root it is in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceFile {
     pub path: String,
@@ -17,6 +21,7 @@ pub struct SourceFile {
 /// An immutable view of the workspace; runs hold it for their whole life.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// The first root (the only one in a single-root workspace).
     pub root: PathBuf,
     /// Sorted by path.
     pub files: Vec<SourceFile>,
@@ -34,11 +39,58 @@ impl Snapshot {
             .ok()
             .map(|i| &self.files[i])
     }
+
+    /// The root a snapshot path belongs to, and the path inside that root.
+    pub fn root_of<'a>(&self, path: &'a str) -> Option<(&RootStats, &'a str)> {
+        if self.stats.roots.len() <= 1 {
+            return self.stats.roots.first().map(|r| (r, path));
+        }
+        self.stats
+            .roots
+            .iter()
+            .find_map(|r| path.strip_prefix(r.prefix.as_str()).map(|rel| (r, rel)))
+    }
+
+    /// Where a snapshot path lives on disk.
+    pub fn disk_path(&self, path: &str) -> PathBuf {
+        match self.root_of(path) {
+            Some((r, rel)) => r.path.join(rel),
+            None => self.root.join(path),
+        }
+    }
+}
+
+/// One root of the workspace as walked.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RootStats {
+    /// Its name in paths: the directory's name, made unique among the roots.
+    pub name: String,
+    pub path: PathBuf,
+    /// Extra roots (dependency sources, site-packages) are for reading only.
+    pub read_only: bool,
+    /// What the paths of its files start with: empty for a single root, else `name/`.
+    pub prefix: String,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+impl RootStats {
+    pub(crate) fn new(path: &Path, name: String, read_only: bool) -> Self {
+        RootStats {
+            name,
+            path: path.to_path_buf(),
+            read_only,
+            prefix: String::new(),
+            files: 0,
+            bytes: 0,
+        }
+    }
 }
 
 /// What the walk saw: what it kept, what it skipped and why.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct IndexStats {
+    pub roots: Vec<RootStats>,
     pub files_indexed: usize,
     pub bytes_indexed: u64,
     /// Files whose bytes were not valid UTF-8; they are indexed with U+FFFD replacements.

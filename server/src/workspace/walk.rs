@@ -1,9 +1,17 @@
 //! Walking a workspace root with ripgrep's walker (`ignore`): gitignore rules, hidden files,
 //! per-file and total size caps, binary detection and lossy UTF-8 decoding.
 
-use super::{IndexStats, SkipReason, SkippedFile, Snapshot, SourceFile, WorkspaceError};
+use super::{IndexStats, RootStats, SkipReason, SkippedFile, Snapshot, SourceFile, WorkspaceError};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A root to walk.
+#[derive(Debug, Clone)]
+pub struct RootSpec {
+    pub path: PathBuf,
+    /// Extra roots (dependency sources) are read-only: never the target of an edit.
+    pub read_only: bool,
+}
 
 /// How much of the tree to take. The defaults keep a large monorepo in memory without surprises.
 #[derive(Debug, Clone)]
@@ -34,6 +42,61 @@ const BINARY_SNIFF_BYTES: usize = 8 * 1024;
 
 /// Reads every text file under `root` into an immutable snapshot, in path order.
 pub fn walk(root: &Path, opts: &WalkOptions) -> Result<Snapshot, WorkspaceError> {
+    walk_roots(
+        &[RootSpec {
+            path: root.to_path_buf(),
+            read_only: false,
+        }],
+        opts,
+    )
+}
+
+/// Reads several roots into one snapshot. With more than one root, every path starts with its
+/// root's name (the directory name, made unique). The total-size cap is shared by all roots, in
+/// the order given, so the user's own roots come before dependency sources.
+pub fn walk_roots(specs: &[RootSpec], opts: &WalkOptions) -> Result<Snapshot, WorkspaceError> {
+    let mut roots = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let path = check_root(&spec.path)?;
+        let base = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "root".into());
+        let mut name = base.clone();
+        let mut n = 2;
+        while roots.iter().any(|r: &RootStats| r.name == name) {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        roots.push(RootStats::new(&path, name, spec.read_only));
+    }
+    if roots.len() > 1 {
+        for r in &mut roots {
+            r.prefix = format!("{}/", r.name);
+        }
+    }
+    let mut files = Vec::new();
+    let mut stats = IndexStats::default();
+    let mut total: u64 = 0;
+    for root in &mut roots {
+        let before = (files.len(), total);
+        walk_one(root, opts, &mut files, &mut stats, &mut total);
+        root.files = files.len() - before.0;
+        root.bytes = total - before.1;
+    }
+    // The walker sorts within a directory; a global byte order makes lookups by path binary searches.
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    stats.files_indexed = files.len();
+    stats.bytes_indexed = total;
+    stats.roots = roots;
+    Ok(Snapshot {
+        root: stats.roots[0].path.clone(),
+        files,
+        stats,
+    })
+}
+
+fn check_root(root: &Path) -> Result<PathBuf, WorkspaceError> {
     let meta = std::fs::metadata(root).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => WorkspaceError::NotFound(root.to_path_buf()),
         _ => WorkspaceError::Io {
@@ -44,12 +107,22 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<Snapshot, WorkspaceError>
     if !meta.is_dir() {
         return Err(WorkspaceError::NotADirectory(root.to_path_buf()));
     }
-    let root = root.canonicalize().map_err(|source| WorkspaceError::Io {
+    root.canonicalize().map_err(|source| WorkspaceError::Io {
         path: root.to_path_buf(),
         source,
-    })?;
+    })
+}
 
-    let walker = ignore::WalkBuilder::new(&root)
+fn walk_one(
+    root_stats: &RootStats,
+    opts: &WalkOptions,
+    files: &mut Vec<SourceFile>,
+    stats: &mut IndexStats,
+    total: &mut u64,
+) {
+    let root = root_stats.path.as_path();
+    let prefix = root_stats.prefix.as_str();
+    let walker = ignore::WalkBuilder::new(root)
         .hidden(!opts.include_hidden)
         .git_ignore(opts.respect_gitignore)
         .git_global(opts.respect_gitignore)
@@ -61,16 +134,13 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<Snapshot, WorkspaceError>
         .sort_by_file_path(|a, b| a.cmp(b))
         .build();
 
-    let mut files = Vec::new();
-    let mut stats = IndexStats::default();
-    let mut total: u64 = 0;
     for entry in walker {
         let entry = match entry {
             Ok(e) => e,
             Err(err) => {
                 let path = match &err {
-                    ignore::Error::WithPath { path, .. } => rel_path(&root, path),
-                    _ => String::new(),
+                    ignore::Error::WithPath { path, .. } => rel_path(root, prefix, path),
+                    _ => prefix.trim_end_matches('/').to_string(),
                 };
                 stats.skipped.push(SkippedFile {
                     path,
@@ -84,7 +154,7 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<Snapshot, WorkspaceError>
         if !entry.file_type().is_some_and(|t| t.is_file()) {
             continue;
         }
-        let path = rel_path(&root, entry.path());
+        let path = rel_path(root, prefix, entry.path());
         let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
         let skip = |reason| SkippedFile {
             path: path.clone(),
@@ -97,7 +167,7 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<Snapshot, WorkspaceError>
             }));
             continue;
         }
-        if total + size > opts.max_total_bytes {
+        if *total + size > opts.max_total_bytes {
             stats.skipped.push(skip(SkipReason::TotalCapReached {
                 cap: opts.max_total_bytes,
             }));
@@ -131,14 +201,9 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<Snapshot, WorkspaceError>
                 String::from_utf8_lossy(e.as_bytes()).into_owned()
             }
         };
-        total += text.len() as u64;
+        *total += text.len() as u64;
         files.push(SourceFile { path, text });
     }
-    // The walker sorts within a directory; a global byte order makes lookups by path binary searches.
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    stats.files_indexed = files.len();
-    stats.bytes_indexed = total;
-    Ok(Snapshot { root, files, stats })
 }
 
 /// Reads at most `cap + 1` bytes, so a file that grew past the cap is detected without reading it all.
@@ -150,12 +215,14 @@ fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn rel_path(root: &Path, path: &Path) -> String {
+fn rel_path(root: &Path, prefix: &str, path: &Path) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path);
-    rel.components()
+    let rel = rel
+        .components()
         .map(|c| c.as_os_str().to_string_lossy())
         .collect::<Vec<_>>()
-        .join("/")
+        .join("/");
+    format!("{prefix}{rel}")
 }
 
 #[cfg(test)]
@@ -238,6 +305,36 @@ mod tests {
                 indexed 2 files, 10 bytes
             "#]],
         );
+    }
+
+    #[test]
+    fn several_roots_prefix_paths_with_unique_names() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let app = a.path().join("app");
+        let lib1 = b.path().join("lib");
+        let lib2 = b.path().join("x/lib");
+        for (dir, file) in [(&app, "main.rs"), (&lib1, "lib.rs"), (&lib2, "lib.rs")] {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join(file), "fn f() {}\n").unwrap();
+        }
+        let specs = [(&app, false), (&lib1, true), (&lib2, true)].map(|(p, ro)| RootSpec {
+            path: p.clone(),
+            read_only: ro,
+        });
+        let snap = walk_roots(&specs, &WalkOptions::default()).unwrap();
+        let paths: Vec<_> = snap.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["app/main.rs", "lib-2/lib.rs", "lib/lib.rs"]);
+        let (root, rel) = snap.root_of("lib-2/lib.rs").unwrap();
+        assert_eq!(
+            (root.name.as_str(), root.read_only, rel),
+            ("lib-2", true, "lib.rs")
+        );
+        assert_eq!(
+            snap.disk_path("app/main.rs"),
+            app.canonicalize().unwrap().join("main.rs")
+        );
+        assert_eq!(snap.stats.roots.iter().map(|r| r.files).sum::<usize>(), 3);
     }
 
     #[test]
