@@ -4,7 +4,7 @@
 
 use crate::engine::{EngineConfig, Models};
 use crate::llm::local::{LocalServer, LocalServerHandle};
-use crate::llm::{ChatClient, Endpoint, LlmError};
+use crate::llm::{ChatClient, Endpoint, LlmError, Provider, RetryPolicy};
 use std::time::Duration;
 
 /// Where the models are. Every field can also come from its environment variable.
@@ -31,6 +31,13 @@ pub struct ModelSettings {
     /// Seconds to wait for one model reply
     #[arg(long, env = "RLM_TIMEOUT_SECS", default_value_t = 600)]
     pub timeout_secs: u64,
+    /// Wire format: openai (any OpenAI-compatible server) or anthropic [default: anthropic for
+    /// an anthropic.com URL, else openai]
+    #[arg(long, env = "RLM_BACKEND")]
+    pub backend: Option<Provider>,
+    /// Retries of a failed model call (rate limits, server errors, dropped connections, timeouts)
+    #[arg(long, env = "RLM_MAX_RETRIES", default_value_t = 3)]
+    pub max_retries: u32,
 }
 
 /// Models ready to use, plus the local server they may be holding open.
@@ -69,13 +76,30 @@ impl ModelSettings {
             temperature: 0.0,
         };
 
+        let retry = RetryPolicy {
+            max_retries: self.max_retries,
+            ..RetryPolicy::default()
+        };
+        let provider_for = |url: &str| {
+            self.backend.unwrap_or(if url.contains("anthropic.com") {
+                Provider::Anthropic
+            } else {
+                Provider::OpenAi
+            })
+        };
+        let client = |ep: Endpoint| {
+            let provider = provider_for(&ep.base_url);
+            ChatClient::new(ep)
+                .with_provider(provider)
+                .with_retry(retry)
+        };
         let (root_url, root_model, root_key, local_server) = match &self.base_url {
             Some(url) => {
                 check_base_url(url)?;
                 let model = match &self.model {
                     Some(m) => m.clone(),
                     None => {
-                        only_model(&ChatClient::new(endpoint(
+                        only_model(&client(endpoint(
                             url.clone(),
                             String::new(),
                             api_key.clone(),
@@ -106,7 +130,7 @@ impl ModelSettings {
         let sub_model = match (&self.sub_model, &self.sub_base_url) {
             (Some(m), _) => m.clone(),
             (None, Some(url)) if url != &root_url => {
-                only_model(&ChatClient::new(endpoint(
+                only_model(&client(endpoint(
                     url.clone(),
                     String::new(),
                     api_key.clone(),
@@ -124,8 +148,8 @@ impl ModelSettings {
         };
         Ok(ResolvedModels {
             models: Models {
-                root: ChatClient::new(endpoint(root_url, root_model, root_key)),
-                sub: ChatClient::new(endpoint(sub_url, sub_model, sub_key)),
+                root: client(endpoint(root_url, root_model, root_key)),
+                sub: client(endpoint(sub_url, sub_model, sub_key)),
             },
             // Two llama-server slots: one keeps the root conversation's prompt cache warm.
             concurrency: self.concurrency.unwrap_or(if local { 1 } else { 8 }),

@@ -3,7 +3,7 @@
 
 use rlm_lsp::engine::{Engine, EngineConfig, EngineError, Event, Models, RunReport, StopReason};
 use rlm_lsp::llm::scripted::{ScriptedServer, Step, SubRule};
-use rlm_lsp::llm::{ChatClient, Endpoint};
+use rlm_lsp::llm::{ChatClient, Endpoint, RetryPolicy};
 use rlm_lsp::repl::{ContextBlob, ReplConfig};
 use rlm_lsp::workspace::{self, Snapshot, WalkOptions};
 use std::path::{Path, PathBuf};
@@ -58,7 +58,12 @@ fn engine(server: &ScriptedServer, cfg: EngineConfig) -> Engine {
         max_tokens: 256,
         temperature: 0.0,
     };
-    let client = ChatClient::new(ep);
+    // Fast retries: the loop's tests are about the engine, the retry policy has its own.
+    let client = ChatClient::new(ep).with_retry(RetryPolicy {
+        max_retries: 1,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(10),
+    });
     Engine::new(
         Models {
             root: client.clone(),
@@ -288,7 +293,8 @@ async fn model_server_going_away_mid_run_is_a_clear_error() {
 
 #[tokio::test]
 async fn garbage_and_rejections_are_explained() {
-    let (result, _s) = run_script(vec![Step::Garbage], SubRule::Echo, config(5)).await;
+    let (result, _s) =
+        run_script(vec![Step::Garbage, Step::Garbage], SubRule::Echo, config(5)).await;
     let err = result.unwrap_err().to_string();
     assert!(err.contains("not a chat completion"), "{err}");
 

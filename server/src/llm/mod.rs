@@ -1,11 +1,14 @@
-//! Model backends: the OpenAI-compatible chat API (OpenAI, vLLM, SGLang, llama.cpp, Ollama, ...)
-//! and the shared local llama-server used when nothing is configured.
+//! Model backends: the OpenAI-compatible chat API (OpenAI, vLLM, SGLang, llama.cpp, Ollama, ...),
+//! Anthropic's Messages API, and the shared local llama-server used when nothing is configured.
 
+mod anthropic;
+mod client;
 pub mod local;
 mod openai;
+pub mod pricing;
 pub mod scripted;
 
-pub use openai::{ChatClient, Endpoint};
+pub use client::{ChatClient, Endpoint, RetryPolicy};
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -45,16 +48,45 @@ impl ChatMessage {
     }
 }
 
+/// Which wire format an endpoint speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// The OpenAI-compatible chat completions API.
+    #[default]
+    OpenAi,
+    /// Anthropic's Messages API.
+    Anthropic,
+}
+
+impl std::str::FromStr for Provider {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "openai" | "openai-compatible" => Ok(Provider::OpenAi),
+            "anthropic" => Ok(Provider::Anthropic),
+            other => Err(format!(
+                "unknown backend {other:?}: use openai or anthropic"
+            )),
+        }
+    }
+}
+
 /// Tokens as the server reported them (zero when it reports none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
+    /// All input tokens, cached or not.
     pub prompt_tokens: u64,
+    /// Input tokens served from the provider's prompt cache.
+    #[serde(default)]
+    pub cached_tokens: u64,
     pub completion_tokens: u64,
 }
 
 impl std::ops::AddAssign for Usage {
     fn add_assign(&mut self, o: Usage) {
         self.prompt_tokens += o.prompt_tokens;
+        self.cached_tokens += o.cached_tokens;
         self.completion_tokens += o.completion_tokens;
     }
 }
@@ -64,7 +96,10 @@ impl std::ops::AddAssign for Usage {
 pub struct Completion {
     pub text: String,
     pub usage: Usage,
+    /// From the first attempt to the answer, waits between retries included.
     pub latency: Duration,
+    /// Attempts after the first.
+    pub retries: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +137,8 @@ pub enum LlmError {
     Timeout { url: String, secs: u64 },
     #[error("{url} returned a response that is not a chat completion: {detail}")]
     Malformed { url: String, detail: String },
+    #[error("{last} (gave up after {retries} retries)")]
+    GaveUp { retries: u32, last: Box<LlmError> },
     #[error("{0}")]
     Config(String),
 }

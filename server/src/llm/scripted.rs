@@ -25,6 +25,10 @@ pub enum Step {
     Garbage,
     /// Close the connection without answering.
     Hangup,
+    /// HTTP 429 with `Retry-After: secs`.
+    RateLimited(u64),
+    /// A 200 that promises more body than it sends, then closes.
+    Truncated,
 }
 
 /// How sub-calls are answered.
@@ -40,6 +44,7 @@ struct State {
     root: VecDeque<Step>,
     sub: SubRule,
     requests: Vec<Value>,
+    heads: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -59,6 +64,7 @@ impl ScriptedServer {
             root: root.into(),
             sub,
             requests: Vec::new(),
+            heads: Vec::new(),
         }));
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -89,6 +95,15 @@ impl ScriptedServer {
             .clone()
     }
 
+    /// Request lines and headers of all chat requests so far.
+    pub fn request_heads(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .heads
+            .clone()
+    }
+
     /// Stops accepting connections (a model server that went away).
     pub fn stop(&self) {
         self.task.abort();
@@ -111,11 +126,13 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
             continue;
         }
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let anthropic = first.contains("/messages");
         let messages = req["messages"].as_array().cloned().unwrap_or_default();
-        let is_root = messages.iter().any(|m| m["role"] == "system");
+        let is_root = req.get("system").is_some() || messages.iter().any(|m| m["role"] == "system");
         let step = {
             let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
             st.requests.push(req.clone());
+            st.heads.push(head.clone());
             if is_root {
                 st.root
                     .pop_front()
@@ -133,11 +150,31 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
                 }
             }
         };
+        let reply = |text: &str| {
+            if anthropic {
+                anthropic_message(text, &messages)
+            } else {
+                completion(text, &messages)
+            }
+        };
         match step {
-            Step::Reply(text) => write_json(&mut sock, 200, &completion(&text, &messages)).await?,
+            Step::Reply(text) => write_json(&mut sock, 200, &reply(&text)).await?,
             Step::Delayed(d, text) => {
                 tokio::time::sleep(d).await;
-                write_json(&mut sock, 200, &completion(&text, &messages)).await?
+                write_json(&mut sock, 200, &reply(&text)).await?
+            }
+            Step::RateLimited(secs) => {
+                let body = r#"{"error":{"message":"rate limited"}}"#;
+                let msg = format!(
+                    "HTTP/1.1 429 X\r\nretry-after: {secs}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                sock.write_all(msg.as_bytes()).await?;
+            }
+            Step::Truncated => {
+                let msg = "HTTP/1.1 200 X\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"choices\": [";
+                sock.write_all(msg.as_bytes()).await?;
+                return Ok(());
             }
             Step::Status(code, body) => {
                 write_json(
@@ -163,6 +200,23 @@ fn completion(text: &str, messages: &[Value]) -> String {
         "object": "chat.completion",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": prompt_chars / 4, "completion_tokens": text.len() / 4}
+    })
+    .to_string()
+}
+
+fn anthropic_message(text: &str, messages: &[Value]) -> String {
+    let prompt_chars: usize = messages
+        .iter()
+        .map(|m| m["content"].to_string().len())
+        .sum();
+    json!({
+        "id": "scripted",
+        "type": "message",
+        "role": "assistant",
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": prompt_chars / 4, "output_tokens": text.len() / 4,
+                  "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
     })
     .to_string()
 }

@@ -1,0 +1,399 @@
+//! The chat client shared by every backend: sending, retries with backoff, and errors that say
+//! what to do. The wire formats live in `openai.rs` and `anthropic.rs`.
+
+use super::{ChatMessage, Completion, LlmError, Provider, Usage, anthropic, openai};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// Where and how to reach one model.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Base URL ending in `/v1`, e.g. `http://127.0.0.1:8080/v1`.
+    pub base_url: String,
+    pub model: String,
+    pub api_key: Option<String>,
+    /// Name of the environment variable the key came from, for error messages (never the key).
+    pub api_key_env: Option<String>,
+    pub timeout: Duration,
+    pub max_tokens: u32,
+    pub temperature: f32,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key itself is never printed.
+        f.debug_struct("Endpoint")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key_env", &self.api_key_env)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("max_tokens", &self.max_tokens)
+            .finish()
+    }
+}
+
+/// When and how long to retry a failed call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (0 = never retry).
+    pub max_retries: u32,
+    /// First backoff; doubled each retry, with ±50% jitter.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 3,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (0-based): the server's `Retry-After` when it gave
+    /// one (capped), else exponential backoff with jitter.
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(d) = retry_after {
+            return d.min(self.max_delay.max(Duration::from_secs(120)));
+        }
+        let exp = self.base_delay.saturating_mul(1u32 << retry.min(16));
+        let capped = exp.min(self.max_delay);
+        // Jitter in [0.5, 1.5): clients that failed together do not retry together.
+        capped.mul_f64(0.5 + jitter())
+    }
+}
+
+/// A pseudo-random number in [0, 1), good enough for jitter, without a dependency.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// One failed attempt: the error, and whether another attempt may succeed.
+struct Failure {
+    error: LlmError,
+    retriable: bool,
+    retry_after: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatClient {
+    http: reqwest::Client,
+    endpoint: Endpoint,
+    provider: Provider,
+    retry: RetryPolicy,
+}
+
+impl ChatClient {
+    /// An OpenAI-compatible client with the default retry policy.
+    pub fn new(endpoint: Endpoint) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        ChatClient {
+            http,
+            endpoint,
+            provider: Provider::OpenAi,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn with_provider(mut self, provider: Provider) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    fn url(&self, suffix: &str) -> String {
+        format!("{}/{suffix}", self.endpoint.base_url.trim_end_matches('/'))
+    }
+
+    fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match (self.provider, &self.endpoint.api_key) {
+            (Provider::Anthropic, Some(key)) => req
+                .header("x-api-key", key)
+                .header("anthropic-version", anthropic::API_VERSION),
+            (Provider::Anthropic, None) => req.header("anthropic-version", anthropic::API_VERSION),
+            (Provider::OpenAi, Some(key)) => req.bearer_auth(key),
+            (Provider::OpenAi, None) => req,
+        }
+    }
+
+    /// One chat completion, ending early at any of `stop`; retried on rate limits, server errors,
+    /// dropped connections and timeouts, never on a request the server refused as wrong.
+    pub async fn complete(
+        &self,
+        messages: &[ChatMessage],
+        stop: &[&str],
+    ) -> Result<Completion, LlmError> {
+        let (path, body) = match self.provider {
+            Provider::OpenAi => (
+                "chat/completions",
+                openai::request(&self.endpoint, messages, stop),
+            ),
+            Provider::Anthropic => (
+                "messages",
+                anthropic::request(&self.endpoint, messages, stop),
+            ),
+        };
+        let url = self.url(path);
+        let started = Instant::now();
+        let mut retries = 0;
+        loop {
+            match self.attempt(&url, &body).await {
+                Ok((text, usage)) => {
+                    return Ok(Completion {
+                        text,
+                        usage,
+                        latency: started.elapsed(),
+                        retries,
+                    });
+                }
+                Err(f) if f.retriable && retries < self.retry.max_retries => {
+                    let wait = self.retry.delay(retries, f.retry_after);
+                    tracing::warn!(
+                        "model call failed ({}); retry {} of {} in {:.1} s",
+                        f.error,
+                        retries + 1,
+                        self.retry.max_retries,
+                        wait.as_secs_f64()
+                    );
+                    tokio::time::sleep(wait).await;
+                    retries += 1;
+                }
+                Err(f) if retries > 0 => {
+                    return Err(LlmError::GaveUp {
+                        retries,
+                        last: Box::new(f.error),
+                    });
+                }
+                Err(f) => return Err(f.error),
+            }
+        }
+    }
+
+    async fn attempt(&self, url: &str, body: &Value) -> Result<(String, Usage), Failure> {
+        let resp = self
+            .authorized(self.http.post(url).json(body))
+            .timeout(self.endpoint.timeout)
+            .send()
+            .await
+            .map_err(|e| self.transport_failure(url, e))?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| self.transport_failure(url, e))?;
+        if !(200..300).contains(&status) {
+            return Err(Failure {
+                retriable: matches!(status, 408 | 409 | 429 | 500..=599),
+                error: self.status_error(url, status, &text).await,
+                retry_after,
+            });
+        }
+        let parsed = match self.provider {
+            Provider::OpenAi => openai::response(&text),
+            Provider::Anthropic => anthropic::response(&text),
+        };
+        parsed.map_err(|detail| Failure {
+            error: LlmError::Malformed {
+                url: url.to_string(),
+                detail,
+            },
+            // A well-formed error is the server's answer; a broken body may be a one-off.
+            retriable: true,
+            retry_after: None,
+        })
+    }
+
+    /// The model ids the server lists under `/models` (used to pick a default and to explain a 404).
+    pub async fn list_models(&self) -> Result<Vec<String>, LlmError> {
+        let url = self.url("models");
+        let resp = self
+            .authorized(self.http.get(&url))
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .map_err(|e| self.transport_failure(&url, e).error)?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| self.transport_failure(&url, e).error)?;
+        if !status.is_success() {
+            return Err(LlmError::Http {
+                url,
+                status: status.as_u16(),
+                body: snippet(&text, 300),
+            });
+        }
+        let list: Value = serde_json::from_str(&text).map_err(|e| LlmError::Malformed {
+            url: url.clone(),
+            detail: e.to_string(),
+        })?;
+        Ok(list["data"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m["id"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn transport_failure(&self, url: &str, e: reqwest::Error) -> Failure {
+        let error = if e.is_timeout() {
+            LlmError::Timeout {
+                url: url.to_string(),
+                secs: self.endpoint.timeout.as_secs(),
+            }
+        } else if e.is_connect() {
+            LlmError::Unreachable {
+                url: self.endpoint.base_url.clone(),
+                detail: root_cause(&e),
+            }
+        } else if e.is_decode() {
+            LlmError::Malformed {
+                url: url.to_string(),
+                detail: root_cause(&e),
+            }
+        } else {
+            LlmError::Disconnected {
+                url: self.endpoint.base_url.clone(),
+                detail: root_cause(&e),
+            }
+        };
+        Failure {
+            error,
+            retriable: true,
+            retry_after: None,
+        }
+    }
+
+    async fn status_error(&self, url: &str, status: u16, body: &str) -> LlmError {
+        match status {
+            401 | 403 => LlmError::Unauthorized {
+                url: url.to_string(),
+                status,
+                hint: match &self.endpoint.api_key_env {
+                    Some(var) if self.endpoint.api_key.is_some() => format!(
+                        "check the key in ${var} (named by --api-key-env / RLM_API_KEY_ENV)"
+                    ),
+                    _ => "set --api-key-env / RLM_API_KEY_ENV to the name of the environment variable that holds your key".into(),
+                },
+            },
+            404 => {
+                let available = match self.list_models().await {
+                    Ok(ids) if !ids.is_empty() => format!("; the server has: {}", ids.join(", ")),
+                    _ => String::new(),
+                };
+                LlmError::UnknownModel {
+                    model: self.endpoint.model.clone(),
+                    url: url.to_string(),
+                    body: snippet(body, 300),
+                    available,
+                }
+            }
+            _ => LlmError::Http {
+                url: url.to_string(),
+                status,
+                body: snippet(body, 500),
+            },
+        }
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from model APIs and treated as absent).
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+pub(crate) fn snippet(s: &str, max: usize) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let ep = Endpoint {
+            base_url: "http://x/v1".into(),
+            model: "m".into(),
+            api_key: Some("sk-secret".into()),
+            api_key_env: Some("OPENAI_API_KEY".into()),
+            timeout: Duration::from_secs(1),
+            max_tokens: 1,
+            temperature: 0.0,
+        };
+        let dbg = format!("{ep:?}");
+        assert!(!dbg.contains("sk-secret"), "{dbg}");
+        assert!(dbg.contains("<redacted>"));
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_honours_retry_after() {
+        let p = RetryPolicy::default();
+        for retry in 0..4 {
+            let d = p.delay(retry, None).as_secs_f64();
+            let nominal = 0.5 * f64::from(1u32 << retry);
+            assert!(
+                d >= nominal * 0.5 && d < nominal * 1.5,
+                "retry {retry}: {d}"
+            );
+        }
+        assert!(p.delay(20, None) < Duration::from_secs(45));
+        assert_eq!(
+            p.delay(0, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(parse_retry_after(" 2 "), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+}
