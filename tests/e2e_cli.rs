@@ -210,6 +210,20 @@ fn ask_prints_markdown_then_a_summary_and_writes_a_trajectory() {
     assert_eq!(cell["stdout"], "['b.txt']\n");
     assert_eq!(events.last().unwrap()["type"], "run_end");
 
+    // --replay re-runs the recording without any model: the same code, the same answer.
+    let o = rlm()
+        .args(["ask", "-q", "--json", "--replay"])
+        .arg(&traj2)
+        .arg("--workspace")
+        .arg(dir.path())
+        .arg("Where is the needle?")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["answer"], "The needle is in `b.txt:1`.");
+    assert_eq!(v["iterations"], 2);
+
     // --json: one object with the answer in `answer`.
     let server = rt
         .block_on(ScriptedServer::start(

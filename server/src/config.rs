@@ -3,8 +3,10 @@
 //! shared local model is used.
 
 use crate::engine::{EngineConfig, Models};
+use crate::llm::cache::ResponseCache;
 use crate::llm::local::{LocalServer, LocalServerHandle};
 use crate::llm::{ChatClient, Endpoint, LlmError, Provider, RetryPolicy};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where the models are. Every field can also come from its environment variable.
@@ -38,7 +40,23 @@ pub struct ModelSettings {
     /// Retries of a failed model call (rate limits, server errors, dropped connections, timeouts)
     #[arg(long, env = "RLM_MAX_RETRIES", default_value_t = 3)]
     pub max_retries: u32,
+    /// Sub-call response cache on disk: on (greedy calls only), all (sampled too) or off
+    #[arg(long, env = "RLM_RESPONSE_CACHE", default_value = "on")]
+    pub response_cache: CacheMode,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum CacheMode {
+    /// Cache sub-calls made at temperature 0 (their answers repeat).
+    #[default]
+    On,
+    /// Cache sampled sub-calls too.
+    All,
+    Off,
+}
+
+/// Size cap of the on-disk sub-call response cache.
+const RESPONSE_CACHE_BYTES: u64 = 256 << 20;
 
 /// Models ready to use, plus the local server they may be holding open.
 pub struct ResolvedModels {
@@ -146,10 +164,17 @@ impl ModelSettings {
         } else {
             api_key.clone()
         };
+        let mut sub = client(endpoint(sub_url, sub_model, sub_key));
+        if self.response_cache != CacheMode::Off
+            && let Ok(dir) = crate::llm::local::user_cache_dir()
+        {
+            let cache = ResponseCache::new(dir.join("responses"), RESPONSE_CACHE_BYTES);
+            sub = sub.with_cache(Arc::new(cache), self.response_cache == CacheMode::All);
+        }
         Ok(ResolvedModels {
             models: Models {
                 root: client(endpoint(root_url, root_model, root_key)),
-                sub: client(endpoint(sub_url, sub_model, sub_key)),
+                sub,
             },
             // Two llama-server slots: one keeps the root conversation's prompt cache warm.
             concurrency: self.concurrency.unwrap_or(if local { 1 } else { 8 }),

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use rlm_lsp::config::ModelSettings;
 use rlm_lsp::engine::{Engine, Event, RunReport};
+use rlm_lsp::llm::scripted;
 use rlm_lsp::repl::ContextBlob;
 use rlm_lsp::workspace::{self, RootSpec, WalkOptions};
 use std::io::Write as _;
@@ -138,6 +139,10 @@ struct AskArgs {
     /// Do not print progress to stderr
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Re-run a recorded trajectory (JSONL) without any model: its root replies and sub-call
+    /// answers are played back, the code runs again for real
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["base_url", "sub_base_url"])]
+    replay: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -247,7 +252,23 @@ async fn ask(a: AskArgs) -> anyhow::Result<()> {
             snap.total_bytes()
         );
     }
-    let resolved = a.models.resolve().await?;
+    // A replay serves the recording from a scripted server on loopback; the engine is unchanged.
+    let _replay_server;
+    let mut settings = a.models.clone();
+    if let Some(path) = &a.replay {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the trajectory {}", path.display()))?;
+        let (steps, sub) = scripted::replay_script(&text)
+            .map_err(|e| anyhow::anyhow!("cannot replay {}: {e}", path.display()))?;
+        let server = scripted::ScriptedServer::start(steps, sub).await?;
+        settings.base_url = Some(server.base_url());
+        settings.model = Some("replay".into());
+        settings.sub_model = Some("replay".into());
+        settings.backend = Some(rlm_lsp::llm::Provider::OpenAi);
+        settings.response_cache = rlm_lsp::config::CacheMode::Off;
+        _replay_server = server;
+    }
+    let resolved = settings.resolve().await?;
     let mut cfg = resolved.engine_config(a.max_iterations);
     cfg.repl.cell_timeout = std::time::Duration::from_secs(a.cell_timeout.max(1));
     let blob = ContextBlob::write(&snap)?;

@@ -195,3 +195,30 @@ async fn anthropic_requests_carry_its_headers_and_cache_breakpoints() {
     );
     assert_eq!(body["stop_sequences"][0], "\nOutput:");
 }
+
+#[tokio::test]
+async fn greedy_calls_are_answered_from_the_cache_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = std::sync::Arc::new(rlm_lsp::llm::cache::ResponseCache::new(
+        dir.path().to_path_buf(),
+        1 << 20,
+    ));
+    let (c, server) = client(vec![Step::Reply("fresh".into())], Duration::from_secs(5)).await;
+    let c = c.with_cache(cache, false);
+    let first = c.complete(&root_messages(), &[]).await.unwrap();
+    let second = c.complete(&root_messages(), &[]).await.unwrap();
+    assert_eq!((first.text.as_str(), first.from_cache), ("fresh", false));
+    assert_eq!((second.text.as_str(), second.from_cache), ("fresh", true));
+    assert_eq!(second.usage, rlm_lsp::llm::Usage::default());
+    assert_eq!(
+        root_requests(&server),
+        1,
+        "the second call never reached the server"
+    );
+    // Another prompt is another key.
+    let err = c
+        .complete(&[ChatMessage::system("s"), ChatMessage::user("other")], &[])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("script exhausted"), "{err}");
+}

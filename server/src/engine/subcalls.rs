@@ -51,9 +51,9 @@ impl SubCaller {
             .client
             .complete(&[ChatMessage::user(prompt.clone())], &[])
             .await;
-        let (response, error, usage, latency) = match result {
-            Ok(c) => (Some(c.text), None, c.usage, c.latency),
-            Err(e) => (None, Some(e.to_string()), Usage::default(), Duration::ZERO),
+        let (response, error, usage, latency, cached) = match result {
+            Ok(c) => (Some(c.text), None, c.usage, c.latency, c.from_cache),
+            Err(e) => (None, Some(e.to_string()), Usage::default(), Duration::ZERO, false),
         };
         {
             let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -68,6 +68,7 @@ impl SubCaller {
             error: error.clone(),
             usage,
             latency_ms: latency.as_millis() as u64,
+            cached,
         });
         match (response, error) {
             (Some(r), _) => Ok(r),

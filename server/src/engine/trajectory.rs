@@ -55,6 +55,9 @@ pub enum Event {
         error: Option<String>,
         usage: Usage,
         latency_ms: u64,
+        /// Answered from the response cache, without a model call.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        cached: bool,
     },
     RunEnd {
         answer: String,

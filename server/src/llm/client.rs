@@ -1,8 +1,10 @@
 //! The chat client shared by every backend: sending, retries with backoff, and errors that say
 //! what to do. The wire formats live in `openai.rs` and `anthropic.rs`.
 
+use super::cache::ResponseCache;
 use super::{ChatMessage, Completion, LlmError, Provider, Usage, anthropic, openai};
-use serde_json::Value;
+use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where and how to reach one model.
@@ -93,6 +95,9 @@ pub struct ChatClient {
     endpoint: Endpoint,
     provider: Provider,
     retry: RetryPolicy,
+    cache: Option<Arc<ResponseCache>>,
+    /// Cache sampled (temperature > 0) calls too, not only greedy ones.
+    cache_sampled: bool,
 }
 
 impl ChatClient {
@@ -107,7 +112,16 @@ impl ChatClient {
             endpoint,
             provider: Provider::OpenAi,
             retry: RetryPolicy::default(),
+            cache: None,
+            cache_sampled: false,
         }
+    }
+
+    /// Answers repeated requests from `cache`: greedy ones always, sampled ones if `sampled`.
+    pub fn with_cache(mut self, cache: Arc<ResponseCache>, sampled: bool) -> Self {
+        self.cache = Some(cache);
+        self.cache_sampled = sampled;
+        self
     }
 
     pub fn with_provider(mut self, provider: Provider) -> Self {
@@ -162,15 +176,37 @@ impl ChatClient {
         };
         let url = self.url(path);
         let started = Instant::now();
+        let cache = self
+            .cache
+            .as_ref()
+            .filter(|_| self.endpoint.temperature == 0.0 || self.cache_sampled);
+        // The URL is left out of the key: a local server's port changes from run to run.
+        let key =
+            cache.map(|_| ResponseCache::key(&json!({"provider": self.provider, "body": body})));
+        if let (Some(cache), Some(key)) = (cache, &key)
+            && let Some((text, _)) = cache.get(key)
+        {
+            return Ok(Completion {
+                text,
+                usage: Usage::default(),
+                latency: started.elapsed(),
+                retries: 0,
+                from_cache: true,
+            });
+        }
         let mut retries = 0;
         loop {
             match self.attempt(&url, &body).await {
                 Ok((text, usage)) => {
+                    if let (Some(cache), Some(key)) = (cache, &key) {
+                        cache.put(key, &text, usage);
+                    }
                     return Ok(Completion {
                         text,
                         usage,
                         latency: started.elapsed(),
                         retries,
+                        from_cache: false,
                     });
                 }
                 Err(f) if f.retriable && retries < self.retry.max_retries => {

@@ -362,6 +362,12 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// The user's cache directory for rlm-lsp: `$RLM_CACHE_DIR`, else `$XDG_CACHE_HOME/rlm-lsp`,
+/// else `~/.cache/rlm-lsp`.
+pub fn user_cache_dir() -> Result<PathBuf, LocalModelError> {
+    cache_dir(&|k| std::env::var_os(k))
+}
+
 fn cache_dir(var: &impl Fn(&str) -> Option<OsString>) -> Result<PathBuf, LocalModelError> {
     if let Some(dir) = var("RLM_CACHE_DIR") {
         return Ok(PathBuf::from(dir));

@@ -2,6 +2,7 @@
 //! Anthropic's Messages API, and the shared local llama-server used when nothing is configured.
 
 mod anthropic;
+pub mod cache;
 mod client;
 pub mod local;
 mod openai;
@@ -100,6 +101,8 @@ pub struct Completion {
     pub latency: Duration,
     /// Attempts after the first.
     pub retries: u32,
+    /// Answered from the response cache: no model was called and no tokens were spent.
+    pub from_cache: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@
 //! system message) are answered by a rule. Every request body is kept for assertions.
 
 use serde_json::{Value, json};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,6 +38,44 @@ pub enum SubRule {
     Echo,
     /// Fail (HTTP 500) for prompts containing this text; echo the rest.
     FailIfContains(String),
+    /// Echo after a fixed delay (a model with a known latency, for fan-out benchmarks).
+    Latency(Duration),
+    /// Recorded answers per prompt, in order (replay of a trajectory); `Err` is a failed call.
+    Recorded(HashMap<String, VecDeque<Result<String, String>>>),
+}
+
+/// The root replies and sub-call answers recorded in a JSONL trajectory, to re-run it without a
+/// model (`rlm-lsp ask --replay FILE`).
+pub fn replay_script(trajectory: &str) -> Result<(Vec<Step>, SubRule), String> {
+    let mut root = Vec::new();
+    let mut sub: HashMap<String, VecDeque<Result<String, String>>> = HashMap::new();
+    for (i, line) in trajectory.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let e: Value =
+            serde_json::from_str(line).map_err(|err| format!("line {}: {err}", i + 1))?;
+        match e["type"].as_str() {
+            Some("root_message") if e["role"] == "assistant" => {
+                root.push(Step::Reply(
+                    e["content"].as_str().unwrap_or_default().to_string(),
+                ));
+            }
+            Some("sub_call") => {
+                let prompt = e["prompt"].as_str().unwrap_or_default().to_string();
+                let answer = match (e["response"].as_str(), e["error"].as_str()) {
+                    (Some(r), _) => Ok(r.to_string()),
+                    (None, err) => Err(err.unwrap_or("recorded failure").to_string()),
+                };
+                sub.entry(prompt).or_default().push_back(answer);
+            }
+            _ => {}
+        }
+    }
+    if root.is_empty() {
+        return Err("the trajectory has no root model replies to replay".into());
+    }
+    Ok((root, SubRule::Recorded(sub)))
 }
 
 struct State {
@@ -142,9 +180,17 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
                     .last()
                     .and_then(|m| m["content"].as_str())
                     .unwrap_or_default();
-                match &st.sub {
+                match &mut st.sub {
                     SubRule::FailIfContains(s) if prompt.contains(s.as_str()) => {
                         Step::Status(500, "scripted sub-call failure".into())
+                    }
+                    SubRule::Latency(d) => Step::Delayed(*d, format!("echo: {prompt}")),
+                    SubRule::Recorded(answers) => {
+                        match answers.get_mut(prompt).and_then(VecDeque::pop_front) {
+                            Some(Ok(text)) => Step::Reply(text),
+                            Some(Err(e)) => Step::Status(500, e),
+                            None => Step::Status(500, "this prompt is not in the recording".into()),
+                        }
                     }
                     _ => Step::Reply(format!("echo: {prompt}")),
                 }
