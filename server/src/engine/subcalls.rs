@@ -29,8 +29,8 @@ pub(crate) struct SubCaller {
 impl SubCaller {
     pub(crate) fn new(client: ChatClient, concurrency: usize, rec: Arc<Recorder>) -> Self {
         SubCaller {
+            limit: crate::llm::limits::for_endpoint(&client.endpoint().base_url, concurrency),
             client,
-            limit: Arc::new(Semaphore::new(concurrency.max(1))),
             rec,
             iteration: AtomicU32::new(0),
             stats: Mutex::new(SubStats::default()),
@@ -53,7 +53,13 @@ impl SubCaller {
             .await;
         let (response, error, usage, latency, cached) = match result {
             Ok(c) => (Some(c.text), None, c.usage, c.latency, c.from_cache),
-            Err(e) => (None, Some(e.to_string()), Usage::default(), Duration::ZERO, false),
+            Err(e) => (
+                None,
+                Some(e.to_string()),
+                Usage::default(),
+                Duration::ZERO,
+                false,
+            ),
         };
         {
             let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());

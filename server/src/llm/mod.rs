@@ -4,6 +4,7 @@
 mod anthropic;
 pub mod cache;
 mod client;
+pub mod limits;
 pub mod local;
 mod openai;
 pub mod pricing;
