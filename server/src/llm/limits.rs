@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::Semaphore;
 
-static LIMITS: OnceLock<Mutex<HashMap<(String, usize), Arc<Semaphore>>>> = OnceLock::new();
+/// Semaphores by (base URL, limit).
+type Limits = HashMap<(String, usize), Arc<Semaphore>>;
+
+static LIMITS: OnceLock<Mutex<Limits>> = OnceLock::new();
 
 /// The semaphore for calls to `base_url` with `limit` slots. The same endpoint and limit always
 /// get the same semaphore; a run configured with another limit gets its own.
