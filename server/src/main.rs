@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Answer a question about a workspace; prints Markdown, then a one-line summary.
-    Ask(AskArgs),
+    Ask(Box<AskArgs>),
     /// Walk a workspace and print what would be indexed and what is skipped, with reasons.
     Index(IndexArgs),
 }
@@ -186,7 +186,7 @@ fn main() {
             .enable_all()
             .build()
             .context("starting the async runtime")
-            .and_then(|rt| rt.block_on(ask(a))),
+            .and_then(|rt| rt.block_on(ask(*a))),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
