@@ -150,13 +150,43 @@ fn index_reports_skipped_and_lossy_files() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.starts_with("root "), "{out}");
-    let body: String = out.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    // Without the timing line, which varies.
+    let body: String = out
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("time: "))
+        .map(|l| format!("{l}\n"))
+        .collect();
     assert_eq!(
         body,
-        "indexed: 2 files, 20 bytes\n\
+        "indexed: 2 files, 20 bytes, about 5 tokens\n\
+         definitions: 1, chunks: 2\n  \
+         rust: 1 files, 13 bytes, 1 definitions (function 1)\n  \
+         text: 1 files, 7 bytes, 0 definitions\n\
          decoded lossily (invalid UTF-8): 1\n  latin1.txt\n\
-         skipped: 2\n  big.log: too large (2048 bytes > cap of 1024 bytes)\n  image.png: binary\n"
+         skipped: 2 (binary 1, too_large 1)\n  \
+         big.log: too large (2048 bytes > cap of 1024 bytes)\n  image.png: binary\n"
     );
+    assert!(
+        out.lines()
+            .last()
+            .unwrap()
+            .starts_with("time: walk and read "),
+        "{out}"
+    );
+
+    // --json: a `languages` object keyed by language name, and skips by reason.
+    let o = rlm()
+        .args(["index", "--json", "--max-file-bytes", "1024", "--workspace"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["languages"]["rust"]["files"], 1);
+    assert_eq!(v["languages"]["rust"]["definitions"], 1);
+    assert_eq!(v["skipped_by_reason"]["binary"], 1);
+    assert_eq!(v["files"], 2);
+    assert!(v["phases_ms"]["walk"].as_f64().is_some());
 }
 
 #[test]

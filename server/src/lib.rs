@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod index;
 pub mod llm;
 pub mod repl;
 pub mod workspace;

@@ -5,12 +5,16 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use rlm_lsp::config::ModelSettings;
-use rlm_lsp::engine::{Engine, Event, RunReport};
+use rlm_lsp::engine::{Engine, Event, LiveIndex, RunReport};
+use rlm_lsp::index::{IndexOptions, WorkspaceIndex};
 use rlm_lsp::llm::scripted;
 use rlm_lsp::repl::ContextBlob;
 use rlm_lsp::workspace::{self, RootSpec, WalkOptions};
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
 
 #[derive(Parser)]
 #[command(
@@ -130,6 +134,14 @@ struct AskArgs {
     /// Seconds one code cell may run before its worker is killed
     #[arg(long, default_value_t = 60)]
     cell_timeout: u64,
+    /// Run model-written code WITHOUT the sandbox, with your full rights (for systems without
+    /// Landlock or seccomp; see docs/security.md)
+    #[arg(
+        long,
+        env = rlm_lsp::repl::UNSAFE_NO_SANDBOX_ENV,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    unsafe_no_sandbox: bool,
     /// Print one JSON object (the answer in `answer`) instead of Markdown and a summary
     #[arg(long)]
     json: bool,
@@ -149,6 +161,9 @@ struct AskArgs {
 struct IndexArgs {
     #[command(flatten)]
     walk: WalkArgs,
+    /// Only walk and read; skip the tree-sitter parse (definitions and chunks)
+    #[arg(long)]
+    no_parse: bool,
     /// Print the statistics as JSON
     #[arg(long)]
     json: bool,
@@ -195,42 +210,124 @@ fn main() {
 }
 
 fn index(a: IndexArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
     let snap = a.walk.walk()?;
+    let walk_ms = started.elapsed().as_secs_f64() * 1e3;
+    let started = Instant::now();
+    let index = (!a.no_parse).then(|| WorkspaceIndex::build(&snap, IndexOptions::default()));
+    let parse_ms = started.elapsed().as_secs_f64() * 1e3;
     let stats = &snap.stats;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(stats)?);
-        return Ok(());
+    let tokens = stats.bytes_indexed / rlm_lsp::engine::prompt::CHARS_PER_TOKEN as u64;
+    let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in &stats.skipped {
+        *by_reason.entry(s.reason.kind()).or_default() += 1;
     }
-    for r in &stats.roots {
+    let istats = index.as_ref().map(|i| i.statistics());
+    if a.json {
+        let mut v = serde_json::json!({
+            "roots": stats.roots,
+            "files": stats.files_indexed,
+            "bytes": stats.bytes_indexed,
+            "tokens_estimated": tokens,
+            "lossy_utf8": stats.lossy_utf8,
+            "skipped_by_reason": by_reason,
+            "skipped": stats.skipped,
+            "phases_ms": {"walk": walk_ms, "parse": parse_ms},
+        });
+        if let Some(i) = &istats {
+            v["languages"] = serde_json::to_value(&i.languages)?;
+            v["definitions"] = i.definitions.into();
+            v["chunks"] = i.chunks.into();
+            v["degraded"] = serde_json::to_value(&i.degraded)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for r in &stats.roots {
+            println!(
+                "root {}{}: {} ({} files, {} bytes)",
+                r.name,
+                if r.read_only { " (read-only)" } else { "" },
+                r.path.display(),
+                r.files,
+                r.bytes
+            );
+        }
         println!(
-            "root {}{}: {} ({} files, {} bytes)",
-            r.name,
-            if r.read_only { " (read-only)" } else { "" },
-            r.path.display(),
-            r.files,
-            r.bytes
+            "indexed: {} files, {} bytes, about {} tokens",
+            stats.files_indexed, stats.bytes_indexed, tokens
+        );
+        if let Some(i) = &istats {
+            println!("definitions: {}, chunks: {}", i.definitions, i.chunks);
+            let mut langs: Vec<_> = i.languages.iter().collect();
+            langs.sort_by(|a, b| b.1.files.cmp(&a.1.files).then(a.0.cmp(b.0)));
+            for (lang, l) in langs {
+                let mut kinds: Vec<_> = l.kinds.iter().collect();
+                kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+                let kinds = kinds
+                    .iter()
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                println!(
+                    "  {lang}: {} files, {} bytes, {} definitions{}",
+                    l.files,
+                    l.bytes,
+                    l.definitions,
+                    if kinds.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({kinds})")
+                    }
+                );
+            }
+            if !i.degraded.is_empty() {
+                println!("degraded to line chunks: {}", i.degraded.len());
+                for d in &i.degraded {
+                    println!("  {}: {}", d.path, d.reason);
+                }
+            }
+        }
+        println!(
+            "decoded lossily (invalid UTF-8): {}",
+            stats.lossy_utf8.len()
+        );
+        for p in &stats.lossy_utf8 {
+            println!("  {p}");
+        }
+        let reasons = by_reason
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "skipped: {}{}",
+            stats.skipped.len(),
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({reasons})")
+            }
+        );
+        for s in &stats.skipped {
+            println!("  {}: {}", s.path, s.reason);
+        }
+        println!(
+            "time: walk and read {walk_ms:.0} ms{}",
+            if index.is_some() {
+                format!(", parse {parse_ms:.0} ms")
+            } else {
+                String::new()
+            }
         );
     }
-    println!(
-        "indexed: {} files, {} bytes",
-        stats.files_indexed, stats.bytes_indexed
-    );
-    println!(
-        "decoded lossily (invalid UTF-8): {}",
-        stats.lossy_utf8.len()
-    );
-    for p in &stats.lossy_utf8 {
-        println!("  {p}");
-    }
-    println!("skipped: {}", stats.skipped.len());
-    for s in &stats.skipped {
-        println!("  {}: {}", s.path, s.reason);
-    }
+    // The process ends here: let the OS take the snapshot back instead of freeing it file by file.
+    std::mem::forget(snap);
+    std::mem::forget(index);
     Ok(())
 }
 
 async fn ask(a: AskArgs) -> anyhow::Result<()> {
-    let snap = a.walk.walk()?;
+    let snap = Arc::new(a.walk.walk()?);
     if snap.files.is_empty() {
         anyhow::bail!(
             "workspace {} has no text files to ask about ({} skipped; see `rlm-lsp index --workspace {}`)",
@@ -239,6 +336,9 @@ async fn ask(a: AskArgs) -> anyhow::Result<()> {
             a.walk.workspace.display()
         );
     }
+    // Parsed in the background from now on: the model never waits for it, and a small
+    // workspace is done by the time the first prompt is written.
+    let index = LiveIndex::spawn(snap.clone(), IndexOptions::default());
     let mut trajectory = match &a.trajectory {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
@@ -271,8 +371,14 @@ async fn ask(a: AskArgs) -> anyhow::Result<()> {
     let resolved = settings.resolve().await?;
     let mut cfg = resolved.engine_config(a.max_iterations);
     cfg.repl.cell_timeout = std::time::Duration::from_secs(a.cell_timeout.max(1));
+    if a.unsafe_no_sandbox {
+        cfg.repl.sandbox.enabled = false;
+        eprintln!(
+            "rlm-lsp: warning: the REPL sandbox is off; model-written code runs with your full rights"
+        );
+    }
     let blob = ContextBlob::write(&snap)?;
-    let engine = Engine::new(resolved.models.clone(), cfg);
+    let engine = Engine::new(resolved.models.clone(), cfg).with_index(index);
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let run = engine.run(&snap, blob, &a.question, Some(tx));
@@ -354,10 +460,14 @@ fn summary(r: &RunReport) -> String {
         r.iterations,
         r.sub_calls,
         r.wall.as_secs_f64(),
-        if r.best_effort {
-            " (best effort: no FINAL before the turns ran out)"
-        } else {
-            ""
+        match r.stop_reason {
+            rlm_lsp::engine::StopReason::Final => "",
+            rlm_lsp::engine::StopReason::MaxIterations => {
+                " (best effort: no FINAL before the turns ran out)"
+            }
+            rlm_lsp::engine::StopReason::Stalled => {
+                " (best effort: the model kept repeating itself)"
+            }
         }
     )
 }

@@ -338,3 +338,72 @@ async fn raising_and_flooding_code_is_reported_to_the_model() {
     assert!(turn2.len() < 5_000, "{} chars shown", turn2.len());
     assert!(turn2.contains("the full output was 1000000"), "{turn2}");
 }
+
+#[tokio::test]
+async fn repeated_code_is_not_rerun_and_a_stalled_run_ends_with_its_best_answer() {
+    let same = "print(sorted(context))";
+    let (result, server) = run_script(
+        vec![
+            code(same),
+            code(same),
+            code(same),
+            reply("FINAL(src/b.rs holds it)"),
+        ],
+        SubRule::Echo,
+        config(10),
+    )
+    .await;
+    let report = result.unwrap();
+    assert_eq!(report.answer, "src/b.rs holds it");
+    assert_eq!(report.stop_reason, StopReason::Stalled);
+    assert!(report.best_effort);
+    let cells = report
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::CodeCell { .. }))
+        .count();
+    assert_eq!(cells, 1, "the same code ran once");
+    let turn2 = last_user_message(&server, 2);
+    assert!(
+        turn2.contains("You already ran this exact code in turn 1"),
+        "{turn2}"
+    );
+    assert!(
+        turn2.contains("src/b.rs"),
+        "the earlier output is shown again: {turn2}"
+    );
+    assert!(last_user_message(&server, 3).contains("repeating code"));
+}
+
+#[tokio::test]
+async fn final_written_as_code_with_prose_is_the_answer() {
+    let (result, _server) = run_script(
+        vec![
+            code("print(1)"),
+            code("FINAL(The answer is 42, from src/b.rs:1)"),
+        ],
+        SubRule::Echo,
+        config(5),
+    )
+    .await;
+    let report = result.unwrap();
+    assert_eq!(report.answer, "The answer is 42, from src/b.rs:1");
+    assert_eq!(report.stop_reason, StopReason::Final);
+}
+
+#[tokio::test]
+async fn a_bare_question_to_the_sub_model_gets_a_note() {
+    let (result, server) = run_script(
+        vec![
+            code("print(llm_query('What is the answer?'))"),
+            code("print(llm_query('Summarize:\\n' + context['src/b.rs'] * 20))"),
+            reply("FINAL(42)"),
+        ],
+        SubRule::Echo,
+        config(5),
+    )
+    .await;
+    assert_eq!(result.unwrap().answer, "42");
+    assert!(last_user_message(&server, 1).contains("llm_query only sees the prompt"));
+    assert!(!last_user_message(&server, 2).contains("llm_query only sees the prompt"));
+}

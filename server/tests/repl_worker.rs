@@ -1,9 +1,13 @@
 //! The Python REPL worker, for real: each test spawns `rlm-lsp __repl-worker` processes.
 //!
+//! The worker runs sandboxed (the default); the few tests of child processes, which the sandbox
+//! forbids, opt out to check the process-group handling that the opt-out still relies on. Hostile
+//! code against the sandbox is `sandbox_hostile.rs`.
+//!
 //! The benchmark (`bench_repl_worker`, ignored) is run by `bench/repl_worker.sh`.
 
 use futures::future::BoxFuture;
-use rlm_lsp::repl::{CellOutput, ContextBlob, Repl, ReplConfig, SubCalls};
+use rlm_lsp::repl::{CellOutput, ContextBlob, Repl, ReplConfig, SandboxConfig, SubCalls};
 use rlm_lsp::workspace::{IndexStats, Snapshot, SourceFile};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,6 +17,21 @@ fn cfg() -> ReplConfig {
         worker_exe: env!("CARGO_BIN_EXE_rlm-lsp").into(),
         cell_timeout: Duration::from_secs(60),
         max_output_bytes: 1 << 20,
+        sandbox: SandboxConfig {
+            enabled: true,
+            ..SandboxConfig::default()
+        },
+    }
+}
+
+/// Without the sandbox, which forbids child processes: for the tests of what happens to them.
+fn unsandboxed() -> ReplConfig {
+    ReplConfig {
+        sandbox: SandboxConfig {
+            enabled: false,
+            ..SandboxConfig::default()
+        },
+        ..cfg()
     }
 }
 
@@ -79,7 +98,7 @@ impl SubCalls for FakeSub {
 }
 
 async fn run(repl: &mut Repl, code: &str) -> CellOutput {
-    repl.exec(code, &FakeSub::default()).await.unwrap()
+    repl.exec(code, &FakeSub::default(), None).await.unwrap()
 }
 
 /// Runs `code` and returns its stdout, failing on any error.
@@ -232,7 +251,7 @@ for r in llm_query_batched(["a", "please fail", 3]):
 print(llm_query_batched([]))
 "#;
     // Each sub-call takes 1.5 s and the cell timeout is 2 s: the clock pauses during sub-calls.
-    let out = repl.exec(code, &sub).await.unwrap();
+    let out = repl.exec(code, &sub, None).await.unwrap();
     assert_eq!(out.error, None, "{out:?}");
     assert!(!out.timed_out);
     assert_eq!(
@@ -252,7 +271,7 @@ print(llm_query_batched([]))
         ]
     );
     let out = repl
-        .exec("llm_query_batched('one string')", &sub)
+        .exec("llm_query_batched('one string')", &sub, None)
         .await
         .unwrap();
     assert!(out.error.unwrap().contains("takes a list of prompts"));
@@ -343,7 +362,15 @@ async fn a_cell_that_runs_too_long_is_killed_and_the_worker_replaced() {
     assert_eq!(ok(&mut repl, "print(len(context))").await, "3\n");
     let out = run(&mut repl, "lost").await;
     assert!(out.error.unwrap().contains("NameError"));
-    // A sleeping child process of the cell dies with the worker's process group.
+    repl.shutdown().await;
+
+    // Without the sandbox: a sleeping child process of the cell dies with the worker's process
+    // group.
+    let mut repl = start_with(ReplConfig {
+        cell_timeout: Duration::from_secs(2),
+        ..unsandboxed()
+    })
+    .await;
     let out = run(
         &mut repl,
         "import subprocess\nsubprocess.run(['sleep', '100'])",
@@ -419,7 +446,8 @@ async fn overwritten_helpers_are_restored_and_reported() {
 
 #[tokio::test]
 async fn writes_to_fd_1_do_not_corrupt_the_protocol() {
-    let mut repl = start().await;
+    // Unsandboxed, so that a child process can write to fd 1 too.
+    let mut repl = start_with(unsandboxed()).await;
     let out = run(
         &mut repl,
         "import os\nos.write(1, b'garbage')\nos.write(1, b'\\x05\\x00\\x00\\x00{\"type\":\"done\"}')\nprint('ok')",
@@ -474,7 +502,7 @@ async fn the_worker_runs_in_a_private_directory_with_a_clean_environment() {
 
 #[tokio::test]
 async fn shutdown_takes_down_what_model_code_started() {
-    let mut repl = start().await;
+    let mut repl = start_with(unsandboxed()).await;
     let pid: u32 = ok(
         &mut repl,
         "import subprocess\np = subprocess.Popen(['sleep', '100'])\np.pid",
@@ -570,12 +598,12 @@ async fn bench_repl_worker() {
     let mut repl = Repl::start(cfg(), blob.clone()).await.unwrap();
     let sub = FakeSub::default();
     for _ in 0..20 {
-        repl.exec("pass", &sub).await.unwrap();
+        repl.exec("pass", &sub, None).await.unwrap();
     }
     let n = 200;
     let started = Instant::now();
     for _ in 0..n {
-        let out = repl.exec("pass", &sub).await.unwrap();
+        let out = repl.exec("pass", &sub, None).await.unwrap();
         assert!(out.error.is_none());
     }
     println!(
@@ -584,7 +612,7 @@ async fn bench_repl_worker() {
     );
     let started = Instant::now();
     for _ in 0..n {
-        repl.exec("r = llm_query('x')", &sub).await.unwrap();
+        repl.exec("r = llm_query('x')", &sub, None).await.unwrap();
     }
     println!(
         "llm_query round trip (instant fake model): {:.3} ms average over {n} cells",
@@ -592,7 +620,7 @@ async fn bench_repl_worker() {
     );
     let started = Instant::now();
     let out = repl
-        .exec("sum(len(t) for t in context.values())", &sub)
+        .exec("sum(len(t) for t in context.values())", &sub, None)
         .await
         .unwrap();
     println!(
@@ -601,7 +629,7 @@ async fn bench_repl_worker() {
         out.stdout.trim()
     );
     let started = Instant::now();
-    repl.exec("sum(len(t) for t in context.values())", &sub)
+    repl.exec("sum(len(t) for t in context.values())", &sub, None)
         .await
         .unwrap();
     println!(

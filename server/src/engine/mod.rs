@@ -1,20 +1,23 @@
 //! The RLM loop: the root model writes code against the workspace held by a REPL worker, sees a
 //! truncated view of its output, calls sub-models from inside the REPL, and ends with FINAL.
 
+mod live_index;
 mod parse;
 pub mod prompt;
 mod subcalls;
 mod trajectory;
 mod truncate;
 
-pub use parse::{FinalAnswer, ParsedReply, parse_reply};
+pub use live_index::LiveIndex;
+pub use parse::{FinalAnswer, ParsedReply, final_call_text, parse_reply};
 pub use trajectory::Event;
 pub use truncate::truncate_for_model;
 
 use crate::llm::{ChatClient, ChatMessage, LlmError, Role, Usage};
-use crate::repl::{CellOutput, ContextBlob, Repl, ReplConfig, ReplError};
+use crate::repl::{CellOutput, ContextBlob, IndexQueries, Repl, ReplConfig, ReplError};
 use crate::workspace::Snapshot;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use subcalls::SubCaller;
@@ -61,6 +64,8 @@ pub enum StopReason {
     Final,
     /// The turn budget ran out; the answer is the model's best effort.
     MaxIterations,
+    /// The model kept re-running code it had already run; the answer is its best effort.
+    Stalled,
 }
 
 impl std::fmt::Display for StopReason {
@@ -68,6 +73,7 @@ impl std::fmt::Display for StopReason {
         f.write_str(match self {
             StopReason::Final => "final",
             StopReason::MaxIterations => "max_iterations",
+            StopReason::Stalled => "stalled",
         })
     }
 }
@@ -112,6 +118,15 @@ pub enum EngineError {
     Repl(#[from] ReplError),
 }
 
+/// Code with its whitespace normalized, to recognise a cell the model already ran.
+fn normalize_code(code: &str) -> String {
+    code.lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Collects events in order and forwards each to an optional live listener.
 #[derive(Default)]
 pub(crate) struct Recorder {
@@ -139,6 +154,9 @@ impl Recorder {
 pub struct Engine {
     models: Models,
     cfg: EngineConfig,
+    /// Answers `symbols()`, `outline()` and `chunks` in the REPL; without it they raise an error
+    /// that points to `grep`.
+    index: Option<Arc<dyn IndexQueries>>,
 }
 
 /// Mutable state of one run.
@@ -152,11 +170,24 @@ struct Run<'a> {
     root_usage: Usage,
     root_calls: u32,
     model_wait: Duration,
+    /// Code already run (whitespace-normalized) -> the turn it ran in and the model's view of
+    /// its output; small models re-run the same cell instead of reading its answer.
+    seen_code: HashMap<String, (u32, String)>,
 }
 
 impl Engine {
     pub fn new(models: Models, cfg: EngineConfig) -> Self {
-        Engine { models, cfg }
+        Engine {
+            models,
+            cfg,
+            index: None,
+        }
+    }
+
+    /// The code index the REPL's `symbols()`, `outline()` and `chunks` use.
+    pub fn with_index(mut self, index: Arc<dyn IndexQueries>) -> Self {
+        self.index = Some(index);
+        self
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -202,6 +233,7 @@ impl Engine {
             root_usage: Usage::default(),
             root_calls: 0,
             model_wait: Duration::ZERO,
+            seen_code: HashMap::new(),
         };
         run.push(
             0,
@@ -209,7 +241,12 @@ impl Engine {
         );
         run.push(
             0,
-            ChatMessage::user(prompt::first_message(snapshot, question, max)),
+            ChatMessage::user(prompt::first_message(
+                snapshot,
+                question,
+                max,
+                self.index.as_ref().and_then(|i| i.summary()).as_deref(),
+            )),
         );
 
         let outcome = run.iterate(&mut repl, &sub, max).await;
@@ -325,6 +362,8 @@ impl Run<'_> {
         let mut code_ran = false;
         // Replies in a row with neither code nor FINAL, after code has run.
         let mut plain_replies = 0;
+        // Replies in a row that only repeated code already run.
+        let mut repeats = 0;
         for iteration in 1..=max {
             let reply = self.ask_root(iteration).await?;
             let parsed = parse_reply(&reply);
@@ -358,14 +397,46 @@ impl Run<'_> {
             plain_replies = 0;
             code_ran = true;
             let mut sections = Vec::new();
+            let mut all_repeats = true;
             for (index, code) in parsed.code_blocks.iter().enumerate() {
+                let numbered = parsed.code_blocks.len() > 1;
+                let key = normalize_code(code);
+                if let Some((turn, view)) = self.seen_code.get(&key) {
+                    sections.push(prompt::repeated_code(*turn, view));
+                    continue;
+                }
+                all_repeats = false;
                 sub.set_iteration(iteration);
-                let out = repl.exec(code, sub).await?;
+                let out = repl.exec(code, sub, self.engine.index.as_deref()).await?;
                 self.record_cell(iteration, index, code, &out);
                 if let Some(answer) = out.final_answer {
                     return Ok((answer, StopReason::Final, iteration));
                 }
-                sections.push(self.describe_cell(&out, parsed.code_blocks.len() > 1, index));
+                // `FINAL(The answer is ...)` written as code: Python rejects the prose, the
+                // intent is plain.
+                if out
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("SyntaxError"))
+                    && let Some(answer) = final_call_text(code)
+                {
+                    return Ok((answer, StopReason::Final, iteration));
+                }
+                let mut view = self.describe_cell(&out, numbered, index);
+                let context_free = sub.take_context_free_prompts();
+                if context_free > 0 {
+                    view.push_str(prompt::SUB_CALL_NEEDS_TEXT);
+                    view.push('\n');
+                }
+                self.seen_code.insert(key, (iteration, view.clone()));
+                sections.push(view);
+            }
+            repeats = if all_repeats { repeats + 1 } else { 0 };
+            if repeats >= 2 {
+                // Told once not to repeat itself, it did again: ask for its answer now.
+                return self
+                    .best_effort(repl, iteration, StopReason::Stalled, prompt::STALLED)
+                    .await;
             }
             let mut text = format!(
                 "Output of your code (turn {iteration} of {max}):\n{}",
@@ -380,9 +451,20 @@ impl Run<'_> {
             }
             self.push_output(iteration, text);
         }
-        // Out of turns: one last reply, with no code, is the best effort.
-        self.push(max, ChatMessage::user(prompt::OUT_OF_TURNS));
-        let reply = self.ask_root(max + 1).await?;
+        self.best_effort(repl, max, StopReason::MaxIterations, prompt::OUT_OF_TURNS)
+            .await
+    }
+
+    /// One last reply, asked for without code, is the run's best-effort answer.
+    async fn best_effort(
+        &mut self,
+        repl: &mut Repl,
+        iteration: u32,
+        reason: StopReason,
+        ask: &str,
+    ) -> Result<(String, StopReason, u32), EngineError> {
+        self.push(iteration, ChatMessage::user(ask));
+        let reply = self.ask_root(iteration + 1).await?;
         let parsed = parse_reply(&reply);
         self.messages
             .push(ChatMessage::assistant(parsed.kept.clone()));
@@ -392,9 +474,12 @@ impl Run<'_> {
                 .get_var(&name)
                 .await?
                 .unwrap_or_else(|| reply.trim().to_string()),
-            None => reply.trim().to_string(),
+            None => match parsed.code_blocks.first().and_then(|b| final_call_text(b)) {
+                Some(t) => t,
+                None => reply.trim().to_string(),
+            },
         };
-        Ok((answer, StopReason::MaxIterations, max))
+        Ok((answer, reason, iteration))
     }
 
     /// The text of a FINAL given outside code; `None` (after telling the model) when it names a

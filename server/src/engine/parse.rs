@@ -115,6 +115,20 @@ pub fn find_final(prose: &str) -> Option<FinalAnswer> {
     None
 }
 
+/// A code block that is nothing but `FINAL(...)`: the text inside, unquoted. Small models write
+/// `FINAL(The answer is ...)` as code; Python rejects the unquoted prose, but the intent is plain.
+pub fn final_call_text(block: &str) -> Option<String> {
+    let rest = block.trim().strip_prefix("FINAL(")?;
+    let inner = balanced_prefix(rest);
+    // The call must be the whole block: what follows its closing parenthesis is only whitespace.
+    let after = rest.get(inner.len()..)?.trim_start_matches(')').trim();
+    if !after.is_empty() {
+        return None;
+    }
+    let text = unquote(inner.trim());
+    (!text.is_empty()).then_some(text)
+}
+
 /// Small models often wrap the marker in Markdown: `**FINAL(42)**`, `` `FINAL(42)` ``, `> FINAL(42)`.
 fn strip_decoration(line: &str) -> &str {
     line.trim()
@@ -266,6 +280,18 @@ mod tests {
                 final: None
             "#]],
         );
+    }
+
+    #[test]
+    fn final_call_blocks_give_their_text() {
+        assert_eq!(
+            final_call_text("FINAL(The answer is f(x), see a.rs:3)\n"),
+            Some("The answer is f(x), see a.rs:3".into())
+        );
+        assert_eq!(final_call_text("FINAL('42')"), Some("42".into()));
+        assert_eq!(final_call_text("x = 1\nFINAL(x)"), None);
+        assert_eq!(final_call_text("FINAL(a)\nprint(1)"), None);
+        assert_eq!(final_call_text("FINAL()"), None);
     }
 
     #[test]

@@ -14,7 +14,12 @@ pub fn system_prompt(sub_model_chars: usize) -> String {
 }
 
 /// The first user message: the question and what the workspace looks like, never its text.
-pub fn first_message(snapshot: &Snapshot, question: &str, max_iterations: u32) -> String {
+pub fn first_message(
+    snapshot: &Snapshot,
+    question: &str,
+    max_iterations: u32,
+    index_summary: Option<&str>,
+) -> String {
     let files = snapshot.files.len();
     let chars: u64 = snapshot
         .files
@@ -22,6 +27,7 @@ pub fn first_message(snapshot: &Snapshot, question: &str, max_iterations: u32) -
         .map(|f| f.text.chars().count() as u64)
         .sum();
     let mut by_ext: BTreeMap<String, usize> = BTreeMap::new();
+    let mut by_lang: BTreeMap<String, usize> = BTreeMap::new();
     let mut by_dir: BTreeMap<String, usize> = BTreeMap::new();
     for f in &snapshot.files {
         let name = f.path.rsplit('/').next().unwrap_or(&f.path);
@@ -30,6 +36,9 @@ pub fn first_message(snapshot: &Snapshot, question: &str, max_iterations: u32) -
             _ => "(none)".into(),
         };
         *by_ext.entry(ext).or_default() += 1;
+        *by_lang
+            .entry(crate::index::language_for_path(&f.path, &f.text).to_string())
+            .or_default() += 1;
         let dir = match f.path.split_once('/') {
             Some((d, _)) => format!("{d}/"),
             None => "./".into(),
@@ -63,14 +72,17 @@ pub fn first_message(snapshot: &Snapshot, question: &str, max_iterations: u32) -
         "Question: {question}\n\n\
          The workspace is in the REPL as `context`: {files} files, {} characters (about {} tokens), \
          far more than you can read at once.\n\
+         Languages: {}\n\
          Files by type: {}\n\
          Files by top-level directory: {}\n\
-         Largest files: {largest}\n\n\
-         You have {max_iterations} turns. Start by searching `context` with code.",
+         Largest files: {largest}\n{}\n\
+         You have {max_iterations} turns. Start by searching with grep(...) in a ```repl block.",
         group_digits(chars),
         group_digits(chars / CHARS_PER_TOKEN as u64),
+        top(by_lang),
         top(by_ext),
         top(by_dir),
+        index_summary.map(|s| format!("{s}\n")).unwrap_or_default(),
     )
 }
 
@@ -102,6 +114,21 @@ pub fn turn_steer(question: &str, remaining: u32) -> String {
         ),
     }
 }
+
+/// Shown instead of running a cell the model already ran.
+pub fn repeated_code(turn: u32, earlier_view: &str) -> String {
+    format!(
+        "You already ran this exact code in turn {turn}; it was not run again. Its output was:\n{earlier_view}\
+         Do not repeat code. If that output answers the question, reply with FINAL(...) now; otherwise try something new, such as read(path, start_line, end_line) around a hit.\n"
+    )
+}
+
+/// Shown when `llm_query` got a bare question: the sub model cannot see the workspace.
+pub const SUB_CALL_NEEDS_TEXT: &str = "Note: llm_query only sees the prompt you pass it, not the \
+workspace. Put the code to read in the prompt, e.g. llm_query(\"What does this do?\\n\" + read(path, 10, 80)).";
+
+pub const STALLED: &str = "You are repeating code you already ran. Reply now with one line, \
+FINAL(your best answer), using only what the outputs above showed. Do not write code.";
 
 pub const OUT_OF_TURNS: &str = "You are out of turns. Reply now with one line, FINAL(your best answer), \
 using only what the outputs above showed. Do not write code.";
@@ -143,17 +170,24 @@ mod tests {
                 .collect(),
             stats: IndexStats::default(),
         };
-        let msg = first_message(&snap, "What does secret do?", 20);
+        let msg = first_message(
+            &snap,
+            "What does secret do?",
+            20,
+            Some("Definitions: 2 (function 2)"),
+        );
         assert!(!msg.contains("fn main"));
         expect![[r#"
             Question: What does secret do?
 
             The workspace is in the REPL as `context`: 4 files, 55 characters (about 13 tokens), far more than you can read at once.
+            Languages: rust 2, markdown 1, text 1
             Files by type: .rs 2, (none) 1, .md 1
             Files by top-level directory: ./ 2, src/ 2
             Largest files: src/main.rs (24 chars), src/lib.rs (19 chars), README.md (7 chars), Makefile (5 chars)
+            Definitions: 2 (function 2)
 
-            You have 20 turns. Start by searching `context` with code."#]]
+            You have 20 turns. Start by searching with grep(...) in a ```repl block."#]]
         .assert_eq(&msg);
     }
 

@@ -24,7 +24,12 @@ pub(crate) struct SubCaller {
     rec: Arc<Recorder>,
     iteration: AtomicU32,
     stats: Mutex<SubStats>,
+    /// Prompts since the last check too short to hold any workspace text.
+    context_free: AtomicU32,
 }
+
+/// A prompt shorter than this cannot carry code for the sub model to read.
+const CONTEXT_FREE_PROMPT_CHARS: usize = 200;
 
 impl SubCaller {
     pub(crate) fn new(client: ChatClient, concurrency: usize, rec: Arc<Recorder>) -> Self {
@@ -34,7 +39,13 @@ impl SubCaller {
             rec,
             iteration: AtomicU32::new(0),
             stats: Mutex::new(SubStats::default()),
+            context_free: AtomicU32::new(0),
         }
+    }
+
+    /// How many prompts since the last call were bare questions without workspace text.
+    pub(crate) fn take_context_free_prompts(&self) -> u32 {
+        self.context_free.swap(0, Ordering::Relaxed)
     }
 
     pub(crate) fn set_iteration(&self, iteration: u32) {
@@ -46,6 +57,9 @@ impl SubCaller {
     }
 
     async fn one(&self, prompt: String) -> Result<String, String> {
+        if prompt.len() < CONTEXT_FREE_PROMPT_CHARS {
+            self.context_free.fetch_add(1, Ordering::Relaxed);
+        }
         let _permit = self.limit.acquire().await.map_err(|e| e.to_string())?;
         let result = self
             .client

@@ -182,7 +182,12 @@ impl BlobReader {
     }
 
     pub fn text(&self, i: usize) -> std::borrow::Cow<'_, str> {
-        String::from_utf8_lossy(&self.map[self.entries[i].1.clone()])
+        String::from_utf8_lossy(self.text_bytes(i))
+    }
+
+    /// The text of file `i` as stored (UTF-8, written from a `String`).
+    pub fn text_bytes(&self, i: usize) -> &[u8] {
+        &self.map[self.entries[i].1.clone()]
     }
 
     pub fn find(&self, path: &str) -> Option<usize> {
@@ -197,6 +202,21 @@ impl BlobReader {
             }
         }
         None
+    }
+}
+
+impl crate::index::grep::Haystack for BlobReader {
+    fn file_count(&self) -> usize {
+        self.len()
+    }
+
+    fn path(&self, i: usize) -> &str {
+        // Paths are written from `String`s; a damaged one matches nothing.
+        std::str::from_utf8(self.path_bytes(i)).unwrap_or("")
+    }
+
+    fn text(&self, i: usize) -> &[u8] {
+        self.text_bytes(i)
     }
 }
 

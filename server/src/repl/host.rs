@@ -1,7 +1,13 @@
 //! The parent side: one worker process per [`Repl`], restarted when it times out or dies.
 
-use super::protocol::{self, CellDone, FrameError, FromWorker, SubCallResult, ToWorker};
+use super::index::{IndexQueries, SymbolQuery};
+use super::protocol::{
+    self, CHUNK_PAGE, CellDone, FrameError, FromWorker, IndexQuery, IndexReply, SubCallResult,
+    ToWorker,
+};
+use super::sandbox::{self, SandboxConfig};
 use super::{CellOutput, ContextBlob, ReplConfig, ReplError, SubCalls, WORKER_SUBCOMMAND};
+use crate::index::Chunk;
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
@@ -19,6 +25,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STDERR_TAIL_BYTES: usize = 4096;
 /// Lines of a worker's stderr copied to the log (the rest is drained and dropped).
 const STDERR_LOG_LINES: usize = 200;
+/// The most definitions one `symbols()` reply carries.
+const MAX_SYMBOLS: u64 = 100_000;
+/// Characters of a definition's signature sent to the worker.
+const MAX_SIGNATURE_CHARS: usize = 300;
 
 /// A Python REPL for one run; owns a worker process.
 pub struct Repl {
@@ -27,17 +37,30 @@ pub struct Repl {
     /// `None` while a request is in flight (so a cancelled request drops, i.e. kills, the worker)
     /// or after a restart failed.
     worker: Option<Worker>,
+    /// The first worker's sandbox status line; every worker of this `Repl` has the same.
+    sandbox_status: String,
 }
 
 impl Repl {
     /// Starts a worker with `blob` as `context` and waits until it is ready.
     pub async fn start(cfg: ReplConfig, blob: Arc<ContextBlob>) -> Result<Repl, ReplError> {
         let worker = Worker::start(&cfg, &blob).await?;
+        let sandbox_status = worker.sandbox_status.clone();
+        if !cfg.sandbox.enabled {
+            tracing::warn!("REPL sandbox {sandbox_status}");
+        }
         Ok(Repl {
             cfg,
             blob,
             worker: Some(worker),
+            sandbox_status,
         })
+    }
+
+    /// What confines model code: `on: landlock ABI 7 (...); seccomp; memory ...`, or `off: ...`
+    /// when the user opted out. For status output and bug reports.
+    pub fn sandbox_status(&self) -> &str {
+        &self.sandbox_status
     }
 
     async fn take_worker(&mut self) -> Result<Worker, ReplError> {
@@ -60,10 +83,18 @@ impl Repl {
     }
 
     /// Runs one cell. Failures of the code (exceptions, timeouts, a crashing worker) are reported
-    /// in the [`CellOutput`]; `Err` means no worker could be (re)started.
-    pub async fn exec(&mut self, code: &str, sub: &dyn SubCalls) -> Result<CellOutput, ReplError> {
+    /// in the [`CellOutput`]; `Err` means no worker could be (re)started. `sub` answers
+    /// `llm_query`; `index` answers `symbols()`, `outline()` and `chunks` (without one, they raise
+    /// an error that says to use `grep`).
+    pub async fn exec(
+        &mut self,
+        code: &str,
+        sub: &dyn SubCalls,
+        index: Option<&dyn IndexQueries>,
+    ) -> Result<CellOutput, ReplError> {
         let request = ToWorker::Exec {
             code: code.to_string(),
+            index_version: index.map_or(0, |i| i.version()),
         };
         let frame = match protocol::encode(&request) {
             Ok(frame) => frame,
@@ -82,6 +113,7 @@ impl Repl {
             &frame,
             self.cfg.cell_timeout,
             Some(sub),
+            index,
             &mut paused,
             |m| match m {
                 FromWorker::Done(done) => Ok(done),
@@ -93,7 +125,7 @@ impl Repl {
         match outcome {
             Outcome::Reply(done) => {
                 self.worker = Some(w);
-                Ok(cell_output(done, duration))
+                Ok(cell_output(done, duration, &self.cfg.sandbox))
             }
             Outcome::TimedOut => {
                 tracing::debug!(pid = w.pid, "cell timed out; killing the worker");
@@ -138,6 +170,7 @@ impl Repl {
             &mut w,
             &frame,
             self.cfg.cell_timeout,
+            None,
             None,
             &mut paused,
             |m| match m {
@@ -190,7 +223,9 @@ fn kind(msg: &FromWorker) -> &'static str {
     match msg {
         FromWorker::Ready { .. } => "Ready",
         FromWorker::Fatal { .. } => "Fatal",
+        FromWorker::SandboxFailed { .. } => "SandboxFailed",
         FromWorker::SubCallRequest { .. } => "SubCallRequest",
+        FromWorker::IndexRequest { .. } => "IndexRequest",
         FromWorker::Done(_) => "Done",
         FromWorker::Var { .. } => "Var",
     }
@@ -207,14 +242,15 @@ enum Outcome<T> {
     },
 }
 
-/// Sends `frame` and waits for the reply `accept` takes, answering sub-calls on the way (with
-/// `sub`, or with errors when `None`). The worker may run for `budget`, not counting the time
-/// spent answering sub-calls, which is added to `paused`.
+/// Sends `frame` and waits for the reply `accept` takes, answering sub-calls (with `sub`) and
+/// index queries (with `index`) on the way, or with errors when `None`. The worker may run for
+/// `budget`, not counting the time spent answering sub-calls, which is added to `paused`.
 async fn converse<T>(
     w: &mut Worker,
     frame: &[u8],
     budget: Duration,
     sub: Option<&dyn SubCalls>,
+    index: Option<&dyn IndexQueries>,
     paused: &mut Duration,
     accept: impl Fn(FromWorker) -> Result<T, &'static str>,
 ) -> Outcome<T> {
@@ -226,6 +262,8 @@ async fn converse<T>(
     if let Err(e) = w.send_frame(frame).await {
         return gone(e);
     }
+    // The chunk list whose pages this request is reading.
+    let mut chunks: Option<Arc<Vec<Chunk>>> = None;
     loop {
         let left = budget.saturating_sub(started.elapsed().saturating_sub(*paused));
         let Ok(msg) = tokio::time::timeout(left, w.recv()).await else {
@@ -244,6 +282,19 @@ async fn converse<T>(
                 *paused += asked.elapsed();
                 let reply = protocol::encode(&sub_call_reply(results, n));
                 if let Err(e) = async { w.send_frame(&reply?).await }.await {
+                    return gone(e);
+                }
+            }
+            Ok(Some(FromWorker::IndexRequest { query })) => {
+                let reply = answer_index(index, query, &mut chunks);
+                let frame = protocol::encode(&ToWorker::IndexReply { reply }).or_else(|e| {
+                    protocol::encode(&ToWorker::IndexReply {
+                        reply: IndexReply::Error {
+                            message: format!("the answer is too large: {e}"),
+                        },
+                    })
+                });
+                if let Err(e) = async { w.send_frame(&frame?).await }.await {
                     return gone(e);
                 }
             }
@@ -272,13 +323,73 @@ async fn converse<T>(
     }
 }
 
-fn cell_output(done: CellDone, duration: Duration) -> CellOutput {
+/// Answers one index query; `chunks` keeps the list one request pages through.
+fn answer_index(
+    index: Option<&dyn IndexQueries>,
+    query: IndexQuery,
+    chunks: &mut Option<Arc<Vec<Chunk>>>,
+) -> IndexReply {
+    let Some(index) = index else {
+        return IndexReply::Error {
+            message: "there is no code index in this run (symbols, outline and chunks are \
+                      unavailable); use grep(pattern) and read(path, start, end) instead"
+                .into(),
+        };
+    };
+    let short = |mut d: crate::index::Definition| {
+        if let Some((cut, _)) = d.signature.char_indices().nth(MAX_SIGNATURE_CHARS) {
+            d.signature.truncate(cut);
+            d.signature.push_str("...");
+        }
+        d
+    };
+    match query {
+        IndexQuery::Symbols {
+            name,
+            kind,
+            path,
+            limit,
+        } => {
+            let found = index.symbols(&SymbolQuery { name, kind, path });
+            let total = found.len() as u64;
+            let keep = limit.min(MAX_SYMBOLS) as usize;
+            IndexReply::Symbols {
+                total,
+                definitions: found.into_iter().take(keep).map(short).collect(),
+            }
+        }
+        IndexQuery::Outline { path } => IndexReply::Outline {
+            entries: index
+                .outline(&path)
+                .into_iter()
+                .map(|(depth, d)| (depth, short(d)))
+                .collect(),
+        },
+        IndexQuery::Chunks { offset, limit } => {
+            if offset == 0 || chunks.is_none() {
+                *chunks = Some(index.chunks());
+            }
+            let all = chunks.as_deref().map_or(&[][..], |c| c.as_slice());
+            let start = (offset as usize).min(all.len());
+            let end = start
+                .saturating_add(limit.min(CHUNK_PAGE) as usize)
+                .min(all.len());
+            IndexReply::Chunks {
+                total: all.len() as u64,
+                offset: start as u64,
+                chunks: all[start..end].to_vec(),
+            }
+        }
+    }
+}
+
+fn cell_output(done: CellDone, duration: Duration, sandbox: &SandboxConfig) -> CellOutput {
     CellOutput {
         stdout: done.stdout,
         stderr: done.stderr,
         output_bytes: done.output_bytes,
         final_answer: done.final_answer,
-        error: done.error,
+        error: done.error.map(|e| sandbox::explain_error(e, sandbox)),
         timed_out: false,
         worker_died: None,
         restored_helpers: done.restored_helpers,
@@ -329,6 +440,9 @@ struct Worker {
     reaped: bool,
     /// Private working directory (`HOME`, `TMPDIR`, cwd); removed with the worker.
     workdir: tempfile::TempDir,
+    /// The sandbox it was asked for, and the status line it reported.
+    sandbox: SandboxConfig,
+    sandbox_status: String,
 }
 
 impl Worker {
@@ -369,11 +483,14 @@ impl Worker {
             stderr_task: Some(stderr_task),
             reaped: false,
             workdir,
+            sandbox: cfg.sandbox.clone(),
+            sandbox_status: String::new(),
         };
         let init = ToWorker::Init {
             blob: blob.path().to_path_buf(),
             workdir: w.workdir.path().to_path_buf(),
             max_output_bytes: cfg.max_output_bytes as u64,
+            sandbox: cfg.sandbox.clone(),
         };
         let (problem, stream_ended) = match w.send(&init).await {
             Err(e) => (format!("cannot send Init ({e})"), true),
@@ -386,6 +503,7 @@ impl Worker {
                     python,
                     files,
                     bytes,
+                    sandbox,
                 }))) => {
                     tracing::debug!(
                         pid,
@@ -393,9 +511,15 @@ impl Worker {
                         files,
                         bytes,
                         ms = started.elapsed().as_millis() as u64,
+                        sandbox,
                         "REPL worker ready"
                     );
+                    w.sandbox_status = sandbox;
                     return Ok(w);
+                }
+                Ok(Ok(Some(FromWorker::SandboxFailed { message }))) => {
+                    w.kill().await;
+                    return Err(ReplError::Sandbox(message));
                 }
                 Ok(Ok(Some(FromWorker::Fatal { message }))) => (message, false),
                 Ok(Ok(Some(other))) => (format!("unexpected message {}", kind(&other)), false),
@@ -477,6 +601,11 @@ impl Worker {
             let tail = self.stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
             String::from_utf8_lossy(&tail.iter().copied().collect::<Vec<u8>>()).into_owned()
         };
+        if let Some(why) =
+            sandbox::explain_death(status.and_then(|s| s.signal()), &tail, &self.sandbox)
+        {
+            parts.insert(0, why);
+        }
         let tail = last_lines(&tail, 12);
         if !tail.is_empty() {
             parts.push(format!("its last stderr output:\n{tail}"));
@@ -510,6 +639,8 @@ fn describe_status(s: ExitStatus) -> String {
                 libc::SIGILL => " (SIGILL)",
                 libc::SIGFPE => " (SIGFPE)",
                 libc::SIGKILL => " (SIGKILL, e.g. out of memory)",
+                libc::SIGXCPU => " (SIGXCPU, the CPU time limit)",
+                libc::SIGSYS => " (SIGSYS, a forbidden system call)",
                 libc::SIGTERM => " (SIGTERM)",
                 _ => "",
             };

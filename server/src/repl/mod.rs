@@ -11,17 +11,27 @@
 //! - `blob.rs`: [`ContextBlob`] (written by the parent) and its reader (in the worker).
 //! - `host.rs`: [`Repl`], the parent side: spawning, timeouts, sub-calls, restarts.
 //! - `worker.rs`: [`worker_main`], the worker side: Python, `context`, captured output.
+//! - `tools.rs`: `grep`/`read` (Rust, over the mapped blob) and `symbols`/`outline`/`chunks`
+//!   (asked of the parent's index, [`IndexQueries`]).
+//! - `index.rs`: [`IndexQueries`], what the parent's index answers, and [`StaticIndex`].
 //! - `prelude.py`: the helpers model code sees and the cell runner.
+//! - `sandbox/`: what model code may touch (Landlock, seccomp, rlimits, an audit hook that
+//!   explains denials); applied by the worker before model code runs. See `docs/security.md`.
 //! - `capture.rs`: bounded head+tail capture of output.
 
 mod blob;
 mod capture;
 mod host;
+mod index;
 mod protocol;
+mod sandbox;
+mod tools;
 mod worker;
 
 pub use blob::ContextBlob;
 pub use host::Repl;
+pub use index::{IndexQueries, StaticIndex, SymbolQuery, filter_definitions, nest, parse_kind};
+pub use sandbox::{SandboxConfig, UNSAFE_NO_SANDBOX_ENV};
 pub use worker::worker_main;
 
 use futures::future::BoxFuture;
@@ -40,6 +50,8 @@ pub struct ReplConfig {
     pub cell_timeout: Duration,
     /// Bytes of a cell's stdout+stderr kept in [`CellOutput`] (head and tail); at most 16 MiB.
     pub max_output_bytes: usize,
+    /// The worker's sandbox; on unless the user opted out (`RLM_UNSAFE_NO_SANDBOX=1`).
+    pub sandbox: SandboxConfig,
 }
 
 impl Default for ReplConfig {
@@ -48,6 +60,7 @@ impl Default for ReplConfig {
             worker_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rlm-lsp")),
             cell_timeout: Duration::from_secs(60),
             max_output_bytes: 1 << 20,
+            sandbox: SandboxConfig::default(),
         }
     }
 }
@@ -112,6 +125,12 @@ pub enum ReplError {
          (scripts/setup.sh checks it) and see the log for the worker's stderr"
     )]
     Start(String),
+    #[error(
+        "cannot run model code: the REPL sandbox is not available: {0}. Set \
+         RLM_UNSAFE_NO_SANDBOX=1 (or pass --unsafe-no-sandbox) to run model code without it, with \
+         your full rights"
+    )]
+    Sandbox(String),
     #[error(
         "the Python REPL worker was not ready after {0:?}; the machine may be overloaded, retry"
     )]

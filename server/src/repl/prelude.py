@@ -2,7 +2,8 @@
 
 Loaded once per worker (server/src/repl/worker.rs) as module `_rlm_prelude`. The Rust module
 `_rlm` provides `Context` (the read-only workspace mapping), `CapturedOutput` (a cell's bounded
-stdout/stderr) and `subcall` (sub-model calls answered by the parent process).
+stdout/stderr), `subcall` (sub-model calls answered by the parent process), `Tools` (grep and
+read over the mapped workspace; symbols and outline asked of the parent's index) and `Chunks`.
 Model code runs in the namespace of `__main__`.
 """
 
@@ -12,6 +13,8 @@ import collections.abc
 import faulthandler
 import io
 import linecache
+import operator
+import re
 import reprlib
 import sys
 import traceback
@@ -20,6 +23,7 @@ import types
 import _rlm
 
 collections.abc.Mapping.register(_rlm.Context)
+collections.abc.Sequence.register(_rlm.Chunks)
 
 _MAX_FRAMES = 8
 _MAX_ERROR_CHARS = 8000
@@ -29,6 +33,7 @@ _ns = sys.modules["__main__"].__dict__
 _state = {"cell": 0, "final": None}
 _io = {}
 _HELPERS = {}
+_tools = None  # _rlm.Tools, set by setup()
 
 
 class _FinalSignal(BaseException):
@@ -95,6 +100,130 @@ def FINAL_VAR(name):
     raise _FinalSignal()
 
 
+class _Shown(str):
+    """A str shown as itself: a bare `read(...)` or `outline(...)` ending a cell prints lines,
+    not a quoted string."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return str(self)
+
+
+class _Hits(list):
+    """grep() results: a list of (path, line, text) tuples, shown one `path:line: text` a line
+    (slices too, so that `print(hits[:30])` reads well)."""
+
+    def __getitem__(self, key):
+        got = list.__getitem__(self, key)
+        return _Hits(got) if isinstance(key, slice) else got
+
+    def __repr__(self):
+        if not self:
+            return "[] (no matches)"
+        try:
+            return "\n".join(f"{p}:{n}: {str(t).strip()}" for p, n, t in self)
+        except (TypeError, ValueError):  # the model put other things in the list
+            return list.__repr__(self)
+
+
+class _Defs(list):
+    """symbols() results, shown one definition a line."""
+
+    def __repr__(self):
+        if not self:
+            return "[] (no definitions found)"
+        return "\n".join(repr(d) for d in self)
+
+
+def _limit(max_results):
+    if max_results is None:
+        return sys.maxsize
+    n = operator.index(max_results)
+    if n < 0:
+        raise ValueError(f"max_results must be >= 0 or None, not {n}")
+    return n
+
+
+def grep(pattern, paths=None, ignore_case=False, max_results=1000):
+    """Search the workspace for a regular expression, line by line (fast, done in Rust).
+
+    Returns a list of (path, line, text) tuples in path order, then line order: `line` is
+    1-based, `text` is the matching line (long lines are cut to 300 characters around the match).
+    - pattern: a regular expression (Rust `regex` syntax: like Python's `re` without look-around
+      or backreferences); `^`/`$` match at line starts/ends; a match never spans lines. A compiled
+      `re` pattern works too (its IGNORECASE flag is honored).
+    - paths: only search these: a file path ("src/main.rs"), a directory ("src" or "src/"), or a
+      glob ("*.py", "src/**/test_*.rs"; `*` stops at "/", and a glob without "/" matches file
+      names in any directory); or a list of them.
+    - ignore_case: case-insensitive (Unicode) matching.
+    - max_results: the most matches returned (None: all); when more match, a note says how many.
+    Example: for path, line, text in grep(r"fn \w+_config", paths="src/"): print(path, line, text)
+    """
+    if hasattr(pattern, "pattern") and hasattr(pattern, "flags"):  # re.compile(...)
+        ignore_case = ignore_case or bool(pattern.flags & re.IGNORECASE)
+        pattern = pattern.pattern
+    if isinstance(pattern, bytes):
+        pattern = pattern.decode("utf-8", "replace")
+    if not isinstance(pattern, str):
+        raise TypeError(f"grep() pattern must be a str (a regular expression), not {type(pattern).__name__}")
+    if paths is not None:
+        paths = [paths] if isinstance(paths, str) else [str(p) for p in paths]
+    hits, total = _tools.grep(pattern, paths, bool(ignore_case), _limit(max_results))
+    if total > len(hits):
+        print(
+            f"[grep: {total} lines match in all; only the first {len(hits)} are returned. "
+            "Use a narrower pattern or paths=..., or pass max_results=...]"
+        )
+    return _Hits(hits)
+
+
+def read(path, start_line=None, end_line=None):
+    """Lines of one file, numbered for citing: "  12| text" (lines are 1-based, inclusive).
+
+    read(path) gives the first 1000 lines; read(path, 40, 60) lines 40 to 60; read(path, 40) from
+    line 40 on. "src/a.rs:40" or "src/a.rs:40-60" (as grep and citations write them) work too.
+    An end_line past the end stops at the last line.
+    """
+    if not isinstance(path, str):
+        raise TypeError(f"read() path must be a str such as 'src/main.rs', not {type(path).__name__}")
+    return _Shown(_tools.read(path, start_line, end_line))
+
+
+def symbols(name=None, kind=None, path=None, max_results=1000):
+    """Definitions from the code index (functions, methods, classes, structs, enums,
+    interfaces/traits, impls, modules, constants, types).
+
+    Each has .name .kind .path .start_line .end_line .parent .signature .language and .text
+    (its source). Filters (all optional, combined):
+    - name: exact name first; if none, case-insensitive; then names starting with it.
+      "Parser.parse" or "Parser::parse" also matches the parent.
+    - kind: "function", "method", "class", "struct", "enum", "interface", "impl", "module",
+      "constant" or "type".
+    - path: a file, a directory ("src/") or a glob ("*.py").
+    Example: for d in symbols("parse_args"): print(d, d.signature)
+    """
+    defs, total = _tools.symbols(
+        None if name is None else str(name),
+        None if kind is None else str(kind),
+        None if path is None else str(path),
+        _limit(max_results),
+    )
+    if total > len(defs):
+        print(
+            f"[symbols: {total} definitions match in all; only the first {len(defs)} are "
+            "returned. Narrow with name=, kind= or path=, or pass max_results=...]"
+        )
+    return _Defs(defs)
+
+
+def outline(path):
+    """The definitions of one file, one a line with its line range, indented by nesting."""
+    if not isinstance(path, str):
+        raise TypeError(f"outline() path must be a str such as 'src/main.rs', not {type(path).__name__}")
+    return _Shown(_tools.outline(path))
+
+
 _short = reprlib.Repr()
 _short.maxstring = 80
 _short.maxother = 80
@@ -124,8 +253,10 @@ def SHOW_VARS():
         print("No variables defined yet (helpers such as context and llm_query are not listed).")
 
 
-def setup(context, out, err):
+def setup(context, tools, chunks, out, err):
     """Called once by the worker before any model code runs."""
+    global _tools
+    _tools = tools
     _io["out"], _io["err"] = out, err
     _HELPERS.update(
         context=context,
@@ -134,6 +265,11 @@ def setup(context, out, err):
         FINAL=FINAL,
         FINAL_VAR=FINAL_VAR,
         SHOW_VARS=SHOW_VARS,
+        grep=grep,
+        read=read,
+        symbols=symbols,
+        outline=outline,
+        chunks=chunks,
     )
     _ns.update(_HELPERS)
     if not getattr(sys, "argv", None):

@@ -28,19 +28,28 @@
 //! ```text
 //! parent                               worker
 //! Init{blob, workdir, ..}      ->
-//!                              <-      Ready{..}            (or Fatal{message}, then exit)
+//!                              <-      Ready{..}            (or Fatal{message} or
+//!                                                            SandboxFailed{message}, then exit)
 //! Exec{code}                   ->
 //!                              <-      SubCallRequest{prompts}   (zero or more times; the worker
 //! SubCallReply{results}        ->       blocks in Python until the reply)
+//!                              <-      IndexRequest{query}  (zero or more times: symbols(),
+//! IndexReply{reply}            ->       outline(), chunks; answered from the parent's index)
 //!                              <-      Done{..}
 //! GetVar{name}                 ->
 //!                              <-      Var{value}
 //! Shutdown                     ->      (exits)
 //! ```
 //!
-//! A `SubCallRequest` may arrive while the parent waits for `Var` (model code running inside
-//! `__str__`); the parent answers it with errors.
+//! A `SubCallRequest` or `IndexRequest` may arrive while the parent waits for `Var` (model code
+//! running inside `__str__`); the parent answers it with errors.
+//!
+//! `Exec` carries the index version at the start of the cell: the worker keeps `chunks` (fetched
+//! in pages of at most [`CHUNK_PAGE`]) for as long as the version it was fetched under is the
+//! current cell's.
 
+use super::SandboxConfig;
+use crate::index::{Chunk, DefKind, Definition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read};
@@ -49,6 +58,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The largest frame body either side accepts (64 MiB).
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
+
+/// The most chunks one `IndexReply::Chunks` carries.
+pub const CHUNK_PAGE: u64 = 20_000;
 
 /// Messages from the parent to the worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,11 +71,19 @@ pub enum ToWorker {
         blob: PathBuf,
         workdir: PathBuf,
         max_output_bytes: u64,
+        /// What the worker confines itself to before model code runs.
+        sandbox: SandboxConfig,
     },
-    /// Run one cell.
-    Exec { code: String },
+    /// Run one cell. `index_version` is the parent index's version now (see `IndexQueries`).
+    Exec {
+        code: String,
+        #[serde(default)]
+        index_version: u64,
+    },
     /// Answers to the last `SubCallRequest`, one per prompt, in order.
     SubCallReply { results: Vec<SubCallResult> },
+    /// The answer to the last `IndexRequest`.
+    IndexReply { reply: IndexReply },
     /// `str()` of a variable of the REPL namespace.
     GetVar { name: String },
     /// Exit now.
@@ -87,15 +107,59 @@ pub enum FromWorker {
         python: String,
         files: u64,
         bytes: u64,
+        /// The sandbox status line: `on: ...` or `off: ...`.
+        sandbox: String,
     },
     /// Start-up failed; the worker exits after sending this.
     Fatal { message: String },
+    /// The worker could not confine itself, so it will not run model code; it exits.
+    SandboxFailed { message: String },
     /// Model code called `llm_query`/`llm_query_batched`.
     SubCallRequest { prompts: Vec<String> },
+    /// Model code called `symbols()` or `outline()`, or used `chunks`.
+    IndexRequest { query: IndexQuery },
     /// The cell finished (normally, by `FINAL`, or with an exception).
     Done(CellDone),
     /// Reply to `GetVar`: `None` when there is no such variable.
     Var { value: Option<String> },
+}
+
+/// A question to the parent's code index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "query", rename_all = "snake_case")]
+pub enum IndexQuery {
+    /// Definitions matching all the given filters; at most `limit` of them.
+    Symbols {
+        name: Option<String>,
+        kind: Option<DefKind>,
+        path: Option<String>,
+        limit: u64,
+    },
+    /// The definitions of one file with their nesting depth.
+    Outline { path: String },
+    /// Chunks `offset..offset + limit` (at most [`CHUNK_PAGE`]) of the index's chunk list; the
+    /// parent answers all pages of one cell from the same list.
+    Chunks { offset: u64, limit: u64 },
+}
+
+/// The parent's answer to an [`IndexQuery`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum IndexReply {
+    /// `total` definitions matched; the first `limit` are in `definitions`.
+    Symbols {
+        total: u64,
+        definitions: Vec<Definition>,
+    },
+    /// `(depth, definition)` in file order; depth 0 is top level.
+    Outline { entries: Vec<(u32, Definition)> },
+    Chunks {
+        total: u64,
+        offset: u64,
+        chunks: Vec<Chunk>,
+    },
+    /// No index in this run, or the query could not be answered.
+    Error { message: String },
 }
 
 /// What the worker reports at the end of a cell.
@@ -232,9 +296,16 @@ mod tests {
                 blob: "/tmp/x/context.bin".into(),
                 workdir: "/tmp/w".into(),
                 max_output_bytes: 1 << 20,
+                sandbox: SandboxConfig::default(),
             },
             ToWorker::Exec {
                 code: "print('héllo')\n\0".into(),
+                index_version: 7,
+            },
+            ToWorker::IndexReply {
+                reply: IndexReply::Error {
+                    message: "no index".into(),
+                },
             },
             ToWorker::SubCallReply {
                 results: vec![
@@ -286,6 +357,74 @@ mod tests {
     }
 
     #[test]
+    fn index_requests_and_replies_round_trip() {
+        use crate::index::Language;
+        let def = Definition {
+            name: "parse".into(),
+            kind: DefKind::Method,
+            language: Language::Rust,
+            path: "src/a.rs".into(),
+            start_byte: 10,
+            end_byte: 90,
+            start_line: 2,
+            end_line: 6,
+            parent: Some("Parser".into()),
+            signature: "fn parse(&self)".into(),
+            detail: None,
+        };
+        let asks = [
+            IndexQuery::Symbols {
+                name: Some("parse".into()),
+                kind: Some(DefKind::Method),
+                path: None,
+                limit: 10,
+            },
+            IndexQuery::Outline {
+                path: "src/a.rs".into(),
+            },
+            IndexQuery::Chunks {
+                offset: 0,
+                limit: CHUNK_PAGE,
+            },
+        ];
+        for query in asks {
+            let msg = FromWorker::IndexRequest { query };
+            let frame = encode(&msg).unwrap();
+            let back: FromWorker = read_frame_sync(&mut frame.as_slice()).unwrap().unwrap();
+            assert_eq!(back, msg);
+        }
+        let replies = [
+            IndexReply::Symbols {
+                total: 3,
+                definitions: vec![def.clone()],
+            },
+            IndexReply::Outline {
+                entries: vec![(1, def)],
+            },
+            IndexReply::Chunks {
+                total: 0,
+                offset: 0,
+                chunks: vec![],
+            },
+        ];
+        for reply in replies {
+            let msg = ToWorker::IndexReply { reply };
+            let frame = encode(&msg).unwrap();
+            let back: ToWorker = read_frame_sync(&mut frame.as_slice()).unwrap().unwrap();
+            assert_eq!(back, msg);
+        }
+        // An `Exec` from before `index_version` existed still reads.
+        let old: ToWorker = serde_json::from_str(r#"{"type":"exec","code":"1"}"#).unwrap();
+        assert_eq!(
+            old,
+            ToWorker::Exec {
+                code: "1".into(),
+                index_version: 0
+            }
+        );
+    }
+
+    #[test]
     fn oversized_frame_is_refused_by_reader_and_writer() {
         let mut frame = ((MAX_FRAME_BYTES + 1) as u32).to_le_bytes().to_vec();
         frame.extend(b"{}");
@@ -295,13 +434,18 @@ mod tests {
 
         let huge = ToWorker::Exec {
             code: "x".repeat(MAX_FRAME_BYTES + 1),
+            index_version: 0,
         };
         assert!(matches!(encode(&huge), Err(FrameError::TooLarge { .. })));
     }
 
     #[test]
     fn truncated_and_malformed_frames() {
-        let frame = encode(&ToWorker::Exec { code: "1".into() }).unwrap();
+        let frame = encode(&ToWorker::Exec {
+            code: "1".into(),
+            index_version: 0,
+        })
+        .unwrap();
         // Cut in the body.
         let cut = &frame[..frame.len() - 3];
         let err = read_frame_sync::<_, ToWorker>(&mut &cut[..]).unwrap_err();

@@ -5,12 +5,15 @@
 //! 1. move the protocol off fds 0/1 (model code cannot write into it by accident);
 //! 2. read `Init`, map the context blob;
 //! 3. start Python, install `_rlm` and the prelude;
-//! 4. [`harden_before_model_code`];
+//! 4. [`harden_before_model_code`]: the sandbox (`sandbox/`), then the parent watchdog thread
+//!    (Landlock confines the calling thread and the threads it starts later);
 //! 5. send `Ready`; from here on model code runs.
 
 use super::blob::BlobReader;
 use super::capture::{Capture, cap_string, finish_pair};
 use super::protocol::{self, CellDone, FrameError, FromWorker, SubCallResult, ToWorker};
+use super::sandbox::{self, SandboxConfig, SandboxError};
+use super::tools::{Chunks, ChunksIter, PyChunk, PyDefinition, Tools, unknown_path};
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -20,7 +23,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Write};
 use std::os::fd::FromRawFd;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 const PRELUDE: &str = include_str!("prelude.py");
@@ -75,7 +78,6 @@ pub fn worker_main() -> i32 {
         reader: BufReader::with_capacity(64 << 10, reader),
         writer,
     }));
-    start_parent_watchdog();
 
     let fatal = |message: String| {
         log_stderr(&message);
@@ -83,12 +85,13 @@ pub fn worker_main() -> i32 {
         EXIT_SETUP
     };
     let init = protocol::read_frame_sync::<_, ToWorker>(&mut proto().reader);
-    let (blob_path, workdir, max_output) = match init {
+    let (blob_path, workdir, max_output, sandbox_cfg) = match init {
         Ok(Some(ToWorker::Init {
             blob,
             workdir,
             max_output_bytes,
-        })) => (blob, workdir, max_output_bytes),
+            sandbox,
+        })) => (blob, workdir, max_output_bytes, sandbox),
         Ok(None) => return EXIT_OK,
         Ok(Some(other)) => return fatal(format!("expected Init, got {other:?}")),
         Err(e) => return fatal(format!("reading Init: {e}")),
@@ -105,13 +108,23 @@ pub fn worker_main() -> i32 {
         Ok(h) => h,
         Err(e) => return fatal(format!("cannot set up Python: {e}")),
     };
-    if let Err(e) = harden_before_model_code(&workdir) {
-        return fatal(format!("cannot prepare the sandbox: {e}"));
-    }
+    let mapped = std::fs::metadata(&blob_path).map_or(0, |m| m.len());
+    let sandbox_status =
+        match Python::attach(|py| harden_before_model_code(py, &workdir, &sandbox_cfg, mapped)) {
+            Ok(status) => status,
+            Err(e) => {
+                let message = e.to_string();
+                log_stderr(&format!("the sandbox is not available: {message}"));
+                let _ = send(&mut proto(), &FromWorker::SandboxFailed { message });
+                return EXIT_SETUP;
+            }
+        };
+    start_parent_watchdog();
     let ready = FromWorker::Ready {
         python: Python::version_str().to_string(),
         files,
         bytes,
+        sandbox: sandbox_status,
     };
     if send(&mut proto(), &ready).is_err() {
         return EXIT_PROTOCOL;
@@ -126,9 +139,10 @@ fn serve(host: &Host) -> i32 {
         let msg = protocol::read_frame_sync::<_, ToWorker>(&mut proto().reader);
         let reply = match msg {
             Ok(None) | Ok(Some(ToWorker::Shutdown)) => return end_process_group(),
-            Ok(Some(ToWorker::Exec { code })) => {
-                FromWorker::Done(Python::attach(|py| host.run_cell(py, &code)))
-            }
+            Ok(Some(ToWorker::Exec {
+                code,
+                index_version,
+            })) => FromWorker::Done(Python::attach(|py| host.run_cell(py, &code, index_version))),
             Ok(Some(ToWorker::GetVar { name })) => FromWorker::Var {
                 value: Python::attach(|py| host.get_var(py, &name)),
             },
@@ -148,14 +162,22 @@ fn serve(host: &Host) -> i32 {
     }
 }
 
-/// Everything the worker does to confine itself before the first line of model code runs.
-///
-/// Today: work in the private directory the parent created (also `HOME` and `TMPDIR`).
-/// Later: Landlock (read-only workspace and stdlib, writable `workdir`, no TCP), seccomp (no
-/// `AF_INET`/`AF_INET6` sockets), rlimits. Python and the prelude are loaded before this point,
-/// so the rules only need to allow what model code itself may do.
-fn harden_before_model_code(workdir: &Path) -> io::Result<()> {
-    std::env::set_current_dir(workdir)
+/// Everything the worker does to confine itself before the first line of model code runs: work in
+/// the private directory the parent created (also `HOME` and `TMPDIR`), then the sandbox (rlimits,
+/// Landlock, seccomp, the audit hook; see `sandbox/`). Python, the prelude and the context blob are
+/// loaded before this point, so the rules only need to allow what model code itself may do. Runs
+/// on the worker's only thread. Returns the sandbox status line.
+fn harden_before_model_code(
+    py: Python<'_>,
+    workdir: &Path,
+    cfg: &SandboxConfig,
+    mapped_bytes: u64,
+) -> Result<String, SandboxError> {
+    std::env::set_current_dir(workdir).map_err(|source| SandboxError::Step {
+        step: "entering the working directory",
+        source,
+    })?;
+    sandbox::harden(py, cfg, workdir, mapped_bytes)
 }
 
 /// Duplicates the protocol streams to new close-on-exec fds, then points fd 0 at `/dev/null` and
@@ -215,6 +237,7 @@ fn start_parent_watchdog() {
 
 /// The Python side of the worker.
 struct Host {
+    chunks: Py<Chunks>,
     run_cell: Py<PyAny>,
     get_var: Py<PyAny>,
     out: Py<CapturedOutput>,
@@ -228,17 +251,30 @@ impl Host {
         m.add_class::<Context>()?;
         m.add_class::<ContextIter>()?;
         m.add_class::<CapturedOutput>()?;
+        m.add_class::<Tools>()?;
+        m.add_class::<Chunks>()?;
+        m.add_class::<ChunksIter>()?;
+        m.add_class::<PyChunk>()?;
+        m.add_class::<PyDefinition>()?;
         m.add_function(wrap_pyfunction!(subcall, &m)?)?;
         py.import("sys")?.getattr("modules")?.set_item("_rlm", &m)?;
         let code = CString::new(PRELUDE)?;
         let prelude = PyModule::from_code(py, &code, c"<rlm prelude>", c"_rlm_prelude")?;
-        let context = Py::new(py, Context::new(blob))?;
+        let blob = Arc::new(blob);
+        let context = Py::new(py, Context::new(blob.clone()))?;
+        let tools = Py::new(py, Tools::new(blob.clone()))?;
+        let chunks = Py::new(py, Chunks::new(blob))?;
         let out = Py::new(py, CapturedOutput::new("<stdout>", max_output))?;
         let err = Py::new(py, CapturedOutput::new("<stderr>", max_output))?;
-        prelude
-            .getattr("setup")?
-            .call1((context, out.clone_ref(py), err.clone_ref(py)))?;
+        prelude.getattr("setup")?.call1((
+            context,
+            tools,
+            chunks.clone_ref(py),
+            out.clone_ref(py),
+            err.clone_ref(py),
+        ))?;
         Ok(Host {
+            chunks,
             run_cell: prelude.getattr("run_cell")?.unbind(),
             get_var: prelude.getattr("get_var")?.unbind(),
             out,
@@ -247,7 +283,8 @@ impl Host {
         })
     }
 
-    fn run_cell(&self, py: Python<'_>, code: &str) -> CellDone {
+    fn run_cell(&self, py: Python<'_>, code: &str, index_version: u64) -> CellDone {
+        self.chunks.get().set_version(index_version);
         self.out.get().clear();
         self.err.get().clear();
         let result = self.run_cell.call1(py, (code,)).and_then(|r| {
@@ -294,30 +331,45 @@ impl Host {
     }
 }
 
-/// `_rlm.subcall(prompts) -> list[tuple[bool, str]]`: asks the parent to run sub-model calls.
-#[pyfunction]
-fn subcall(py: Python<'_>, prompts: Vec<String>) -> PyResult<Vec<(bool, String)>> {
-    let n = prompts.len();
-    let reply = py.detach(move || -> Result<Vec<SubCallResult>, String> {
+/// Sends `msg` to the parent and waits for its reply, with Python detached (other Python threads
+/// run meanwhile). Only the request/reply pairs of the protocol go through here, one at a time.
+/// A parent that went away ends the worker.
+pub(super) fn ask_parent(py: Python<'_>, msg: FromWorker) -> Result<ToWorker, String> {
+    py.detach(move || {
         let mut p = proto();
-        match send(&mut p, &FromWorker::SubCallRequest { prompts }) {
+        match send(&mut p, &msg) {
             Ok(()) => {}
-            Err(e @ FrameError::TooLarge { .. }) => return Err(format!("prompts too large: {e}")),
+            Err(e @ FrameError::TooLarge { .. }) => {
+                return Err(format!("the request is too large: {e}"));
+            }
             Err(e) => {
-                log_stderr(&format!("cannot send a sub-call request: {e}"));
+                log_stderr(&format!("cannot send a request to the parent: {e}"));
                 std::process::exit(EXIT_PROTOCOL);
             }
         }
         match protocol::read_frame_sync::<_, ToWorker>(&mut p.reader) {
-            Ok(Some(ToWorker::SubCallReply { results })) => Ok(results),
             Ok(None) | Ok(Some(ToWorker::Shutdown)) => std::process::exit(end_process_group()),
-            other => {
-                log_stderr(&format!("expected SubCallReply, got {other:?}"));
+            Ok(Some(reply)) => Ok(reply),
+            Err(e) => {
+                log_stderr(&format!("reading the parent's reply: {e}"));
                 std::process::exit(EXIT_PROTOCOL);
             }
         }
-    });
-    let mut results = reply.map_err(PyRuntimeError::new_err)?;
+    })
+}
+
+/// `_rlm.subcall(prompts) -> list[tuple[bool, str]]`: asks the parent to run sub-model calls.
+#[pyfunction]
+fn subcall(py: Python<'_>, prompts: Vec<String>) -> PyResult<Vec<(bool, String)>> {
+    let n = prompts.len();
+    let mut results = match ask_parent(py, FromWorker::SubCallRequest { prompts }) {
+        Ok(ToWorker::SubCallReply { results }) => results,
+        Ok(other) => {
+            log_stderr(&format!("expected SubCallReply, got {other:?}"));
+            std::process::exit(EXIT_PROTOCOL);
+        }
+        Err(e) => return Err(PyRuntimeError::new_err(format!("llm_query: {e}"))),
+    };
     results.resize(n, SubCallResult::Err("no answer from the parent".into()));
     Ok(results
         .into_iter()
@@ -332,13 +384,13 @@ fn subcall(py: Python<'_>, prompts: Vec<String>) -> PyResult<Vec<(bool, String)>
 /// Strings are created on first access and cached.
 #[pyclass(frozen, mapping, module = "_rlm", name = "Context")]
 struct Context {
-    blob: BlobReader,
+    blob: Arc<BlobReader>,
     paths: Vec<PyOnceLock<Py<PyString>>>,
     texts: Vec<PyOnceLock<Py<PyString>>>,
 }
 
 impl Context {
-    fn new(blob: BlobReader) -> Context {
+    fn new(blob: Arc<BlobReader>) -> Context {
         let n = blob.len();
         Context {
             blob,
@@ -377,22 +429,7 @@ impl Context {
                 "context keys are file paths (str), not {kind}; see list(context)[:20]"
             ));
         };
-        let s = s.to_string_lossy();
-        let want = s.trim_start_matches("./").trim_start_matches('/');
-        let similar: Vec<String> = (0..self.blob.len())
-            .map(|i| self.blob.path(i))
-            .filter(|p| !want.is_empty() && (p.ends_with(&format!("/{want}")) || p == want))
-            .take(3)
-            .map(|p| format!("{p:?}"))
-            .collect();
-        let hint = if similar.is_empty() {
-            "paths are relative to the workspace root with '/' separators; see list(context)[:20] \
-             or use context.get(path)"
-                .to_string()
-        } else {
-            format!("did you mean {}?", similar.join(" or "))
-        };
-        PyKeyError::new_err(format!("{s:?} is not a file in context: {hint}"))
+        PyKeyError::new_err(unknown_path(&self.blob, &s.to_string_lossy()))
     }
 }
 

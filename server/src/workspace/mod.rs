@@ -117,6 +117,18 @@ pub enum SkipReason {
     Unreadable { error: String },
 }
 
+impl SkipReason {
+    /// The reason's name, as in the JSON statistics (`too_large`, `binary`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SkipReason::TooLarge { .. } => "too_large",
+            SkipReason::Binary => "binary",
+            SkipReason::TotalCapReached { .. } => "total_cap_reached",
+            SkipReason::Unreadable { .. } => "unreadable",
+        }
+    }
+}
+
 impl std::fmt::Display for SkipReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

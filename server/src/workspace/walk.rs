@@ -2,8 +2,10 @@
 //! per-file and total size caps, binary detection and lossy UTF-8 decoding.
 
 use super::{IndexStats, RootStats, SkipReason, SkippedFile, Snapshot, SourceFile, WorkspaceError};
+use rayon::prelude::*;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// A root to walk.
 #[derive(Debug, Clone)]
@@ -77,17 +79,20 @@ pub fn walk_roots(specs: &[RootSpec], opts: &WalkOptions) -> Result<Snapshot, Wo
     }
     let mut files = Vec::new();
     let mut stats = IndexStats::default();
+    // Bytes on disk of the files chosen so far, for the total cap.
     let mut total: u64 = 0;
     for root in &mut roots {
-        let before = (files.len(), total);
+        let before = files.len();
         walk_one(root, opts, &mut files, &mut stats, &mut total);
-        root.files = files.len() - before.0;
-        root.bytes = total - before.1;
+        root.files = files.len() - before;
+        root.bytes = files[before..].iter().map(|f| f.text.len() as u64).sum();
     }
-    // The walker sorts within a directory; a global byte order makes lookups by path binary searches.
+    // Roots are each in order; one global byte order makes lookups by path binary searches.
     files.sort_by(|a, b| a.path.cmp(&b.path));
+    stats.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    stats.lossy_utf8.sort();
     stats.files_indexed = files.len();
-    stats.bytes_indexed = total;
+    stats.bytes_indexed = roots.iter().map(|r| r.bytes).sum();
     stats.roots = roots;
     Ok(Snapshot {
         root: stats.roots[0].path.clone(),
@@ -113,6 +118,15 @@ fn check_root(root: &Path) -> Result<PathBuf, WorkspaceError> {
     })
 }
 
+/// A file the walk found, before it is read.
+struct Found {
+    path: String,
+    disk: PathBuf,
+    size: u64,
+}
+
+/// Walks one root in three steps: list the files on every core (ripgrep's parallel walker), apply
+/// the caps in path order (so which files fit is deterministic), read the chosen ones on every core.
 fn walk_one(
     root_stats: &RootStats,
     opts: &WalkOptions,
@@ -131,84 +145,112 @@ fn walk_one(
         // A workspace that is not a git repository still has meaningful .gitignore files.
         .require_git(false)
         .follow_links(false)
-        .sort_by_file_path(|a, b| a.cmp(b))
-        .build();
-
-    for entry in walker {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(err) => {
-                let path = match &err {
-                    ignore::Error::WithPath { path, .. } => rel_path(root, prefix, path),
-                    _ => prefix.trim_end_matches('/').to_string(),
-                };
-                stats.skipped.push(SkippedFile {
-                    path,
+        .build_parallel();
+    let listed: Mutex<(Vec<Found>, Vec<SkippedFile>)> = Mutex::default();
+    walker.run(|| {
+        let listed = &listed;
+        Box::new(move |entry| {
+            let item = match entry {
+                Ok(e) if e.file_type().is_some_and(|t| t.is_file()) => Ok(Found {
+                    path: rel_path(root, prefix, e.path()),
+                    size: e.metadata().map(|m| m.len()).unwrap_or(0),
+                    disk: e.into_path(),
+                }),
+                Ok(_) => return ignore::WalkState::Continue,
+                Err(err) => Err(SkippedFile {
+                    path: match &err {
+                        ignore::Error::WithPath { path, .. } => rel_path(root, prefix, path),
+                        _ => prefix.trim_end_matches('/').to_string(),
+                    },
                     reason: SkipReason::Unreadable {
                         error: err.to_string(),
                     },
-                });
-                continue;
+                }),
+            };
+            let mut l = listed.lock().unwrap_or_else(|e| e.into_inner());
+            match item {
+                Ok(f) => l.0.push(f),
+                Err(s) => l.1.push(s),
             }
-        };
-        if !entry.file_type().is_some_and(|t| t.is_file()) {
-            continue;
-        }
-        let path = rel_path(root, prefix, entry.path());
-        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-        let skip = |reason| SkippedFile {
-            path: path.clone(),
-            reason,
-        };
-        if size > opts.max_file_bytes {
-            stats.skipped.push(skip(SkipReason::TooLarge {
-                bytes: size,
+            ignore::WalkState::Continue
+        })
+    });
+    let (mut found, unreadable) = listed.into_inner().unwrap_or_else(|e| e.into_inner());
+    stats.skipped.extend(unreadable);
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+
+    let mut chosen = Vec::with_capacity(found.len());
+    for f in found {
+        let reason = if f.size > opts.max_file_bytes {
+            Some(SkipReason::TooLarge {
+                bytes: f.size,
                 cap: opts.max_file_bytes,
-            }));
-            continue;
-        }
-        if *total + size > opts.max_total_bytes {
-            stats.skipped.push(skip(SkipReason::TotalCapReached {
+            })
+        } else if *total + f.size > opts.max_total_bytes {
+            Some(SkipReason::TotalCapReached {
                 cap: opts.max_total_bytes,
-            }));
-            continue;
-        }
-        let bytes = match read_capped(entry.path(), opts.max_file_bytes) {
-            Ok(b) => b,
-            Err(e) => {
-                stats.skipped.push(skip(SkipReason::Unreadable {
-                    error: e.to_string(),
-                }));
-                continue;
-            }
+            })
+        } else {
+            None
         };
-        if bytes.len() as u64 > opts.max_file_bytes {
-            // Grew between stat and read.
-            stats.skipped.push(skip(SkipReason::TooLarge {
-                bytes: bytes.len() as u64,
-                cap: opts.max_file_bytes,
-            }));
-            continue;
-        }
-        if bytes[..bytes.len().min(BINARY_SNIFF_BYTES)].contains(&0) {
-            stats.skipped.push(skip(SkipReason::Binary));
-            continue;
-        }
-        let text = match String::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(e) => {
-                stats.lossy_utf8.push(path.clone());
-                String::from_utf8_lossy(e.as_bytes()).into_owned()
+        match reason {
+            Some(reason) => stats.skipped.push(SkippedFile {
+                path: f.path,
+                reason,
+            }),
+            None => {
+                *total += f.size;
+                chosen.push(f);
             }
-        };
-        *total += text.len() as u64;
-        files.push(SourceFile { path, text });
+        }
+    }
+    let read: Vec<Result<(SourceFile, bool), SkippedFile>> =
+        chosen.into_par_iter().map(|f| read_one(f, opts)).collect();
+    for r in read {
+        match r {
+            Ok((file, lossy)) => {
+                if lossy {
+                    stats.lossy_utf8.push(file.path.clone());
+                }
+                files.push(file);
+            }
+            Err(s) => stats.skipped.push(s),
+        }
     }
 }
 
-/// Reads at most `cap + 1` bytes, so a file that grew past the cap is detected without reading it all.
-fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
+/// Reads one chosen file: its text (lossily decoded when not UTF-8, then `true`), or why not.
+fn read_one(f: Found, opts: &WalkOptions) -> Result<(SourceFile, bool), SkippedFile> {
+    let skip = |reason| SkippedFile {
+        path: f.path.clone(),
+        reason,
+    };
+    let bytes = read_capped(&f.disk, opts.max_file_bytes, f.size).map_err(|e| {
+        skip(SkipReason::Unreadable {
+            error: e.to_string(),
+        })
+    })?;
+    if bytes.len() as u64 > opts.max_file_bytes {
+        // Grew between listing and reading.
+        return Err(skip(SkipReason::TooLarge {
+            bytes: bytes.len() as u64,
+            cap: opts.max_file_bytes,
+        }));
+    }
+    if bytes[..bytes.len().min(BINARY_SNIFF_BYTES)].contains(&0) {
+        return Err(skip(SkipReason::Binary));
+    }
+    let (text, lossy) = match String::from_utf8(bytes) {
+        Ok(t) => (t, false),
+        Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
+    };
+    Ok((SourceFile { path: f.path, text }, lossy))
+}
+
+/// Reads at most `cap + 1` bytes, so a file that grew past the cap is detected without reading it
+/// all. `expected` (the size the walk saw) sizes the buffer once instead of growing it by doubling.
+fn read_capped(path: &Path, cap: u64, expected: u64) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(expected.min(cap) as usize + 1);
     std::fs::File::open(path)?
         .take(cap + 1)
         .read_to_end(&mut buf)?;

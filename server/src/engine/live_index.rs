@@ -1,0 +1,212 @@
+//! The code index a run queries, filled in the background: a first question never waits for the
+//! whole workspace to be parsed; `symbols()`, `outline()` and `chunks` answer from what is indexed
+//! when they are called, and pick up more as batches land.
+
+use crate::index::{Chunk, Definition, IndexOptions, WorkspaceIndex};
+use crate::repl::{IndexQueries, SymbolQuery, filter_definitions};
+use crate::workspace::Snapshot;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
+
+/// Files parsed per published version: small enough that early queries see progress, large
+/// enough that merging versions costs little.
+const BATCH_FILES: usize = 512;
+
+pub struct LiveIndex {
+    current: RwLock<Arc<WorkspaceIndex>>,
+    complete: AtomicBool,
+    /// Signals `complete` to `wait`.
+    done: (Mutex<bool>, Condvar),
+    total_files: usize,
+    /// `chunks()` of one version, built once.
+    chunks: Mutex<Option<(u64, Arc<Vec<Chunk>>)>>,
+}
+
+impl LiveIndex {
+    /// Starts indexing `snapshot` on a background thread (which itself uses every core).
+    pub fn spawn(snapshot: Arc<Snapshot>, options: IndexOptions) -> Arc<LiveIndex> {
+        let live = Arc::new(LiveIndex {
+            current: RwLock::new(Arc::new(WorkspaceIndex::new(options))),
+            complete: AtomicBool::new(snapshot.files.is_empty()),
+            done: (Mutex::new(snapshot.files.is_empty()), Condvar::new()),
+            total_files: snapshot.files.len(),
+            chunks: Mutex::new(None),
+        });
+        if snapshot.files.is_empty() {
+            return live;
+        }
+        let worker = live.clone();
+        std::thread::Builder::new()
+            .name("rlm-index".into())
+            .spawn(move || {
+                for batch in snapshot.files.chunks(BATCH_FILES) {
+                    let files: Vec<(&str, &str)> = batch
+                        .iter()
+                        .map(|f| (f.path.as_str(), f.text.as_str()))
+                        .collect();
+                    let next = worker.current().extend(&files);
+                    *worker.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+                }
+                worker.complete.store(true, Ordering::Release);
+                let (lock, cvar) = &worker.done;
+                *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                cvar.notify_all();
+            })
+            .map(drop)
+            .unwrap_or_else(|e| tracing::error!("cannot start the indexing thread: {e}"));
+        live
+    }
+
+    /// The latest published version.
+    pub fn current(&self) -> Arc<WorkspaceIndex> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.complete.load(Ordering::Acquire)
+    }
+
+    /// Files indexed so far, and in all.
+    pub fn progress(&self) -> (usize, usize) {
+        (self.current().len(), self.total_files)
+    }
+
+    /// Blocks until the index is complete or `timeout` passes; true when complete.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let (lock, cvar) = &self.done;
+        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = cvar
+            .wait_timeout_while(guard, timeout, |done| !*done)
+            .unwrap_or_else(|e| e.into_inner());
+        *guard
+    }
+}
+
+impl IndexQueries for LiveIndex {
+    fn version(&self) -> u64 {
+        self.current().version()
+    }
+
+    fn symbols(&self, query: &SymbolQuery) -> Vec<Definition> {
+        let index = self.current();
+        // The index matches plain paths and directories itself; globs go through the REPL's
+        // filter, the same one `grep` uses.
+        let glob = query
+            .path
+            .as_deref()
+            .is_some_and(|p| p.contains(['*', '?', '[']));
+        let path = if glob { None } else { query.path.as_deref() };
+        let found = index.symbols(query.name.as_deref(), query.kind, path);
+        if glob {
+            let only_path = SymbolQuery {
+                name: None,
+                kind: None,
+                path: query.path.clone(),
+            };
+            filter_definitions(found, &only_path)
+        } else {
+            found.into_iter().cloned().collect()
+        }
+    }
+
+    fn outline(&self, path: &str) -> Vec<(u32, Definition)> {
+        self.current()
+            .outline(path)
+            .into_iter()
+            .map(|(depth, d)| (depth as u32, d.clone()))
+            .collect()
+    }
+
+    fn summary(&self) -> Option<String> {
+        let stats = self.current().statistics();
+        let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+        for lang in stats.languages.values() {
+            for (kind, n) in &lang.kinds {
+                *kinds.entry(kind.to_string()).or_default() += n;
+            }
+        }
+        let mut kinds: Vec<_> = kinds.into_iter().collect();
+        kinds.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let kinds = kinds
+            .iter()
+            .take(8)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (done, total) = self.progress();
+        let state = if self.is_complete() {
+            String::new()
+        } else {
+            format!(" (still indexing: {done} of {total} files so far)")
+        };
+        Some(format!(
+            "Definitions: {}{}{state}",
+            stats.definitions,
+            if kinds.is_empty() {
+                String::new()
+            } else {
+                format!(" ({kinds})")
+            }
+        ))
+    }
+
+    fn chunks(&self) -> Arc<Vec<Chunk>> {
+        let index = self.current();
+        let mut cache = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cache {
+            Some((v, chunks)) if *v == index.version() => chunks.clone(),
+            _ => {
+                let chunks = Arc::new(index.chunks().collect::<Vec<_>>());
+                *cache = Some((index.version(), chunks.clone()));
+                chunks
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::DefKind;
+    use crate::workspace::{IndexStats, SourceFile};
+
+    #[test]
+    fn fills_in_the_background_and_answers_queries() {
+        let files = (0..1500)
+            .map(|i| SourceFile {
+                path: format!("src/m{i:04}.rs"),
+                text: format!("pub fn f{i}() {{}}\nstruct S{i};\n"),
+            })
+            .collect();
+        let snap = Arc::new(Snapshot {
+            root: "/w".into(),
+            files,
+            stats: IndexStats::default(),
+        });
+        let live = LiveIndex::spawn(snap, IndexOptions::default());
+        assert!(live.wait(Duration::from_secs(60)), "indexing finished");
+        assert!(live.is_complete());
+        assert_eq!(live.progress(), (1500, 1500));
+        let q = |name: &str, path: Option<&str>| SymbolQuery {
+            name: Some(name.into()),
+            kind: Some(DefKind::Function),
+            path: path.map(str::to_string),
+        };
+        let found = live.symbols(&q("f1234", None));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "src/m1234.rs");
+        assert_eq!(live.symbols(&q("f1234", Some("src/m00*.rs"))).len(), 0);
+        assert_eq!(live.symbols(&q("f7", Some("src/m000*.rs"))).len(), 1);
+        assert_eq!(live.outline("src/m0001.rs").len(), 2);
+        let c1 = live.chunks();
+        assert!(
+            Arc::ptr_eq(&c1, &live.chunks()),
+            "one chunk list per version"
+        );
+        assert!(c1.len() >= 1500);
+    }
+}

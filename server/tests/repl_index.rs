@@ -1,0 +1,589 @@
+//! The REPL's code tools with the real worker: `grep` and `read` (Rust, in the worker, over the
+//! mapped workspace) and `symbols`, `outline` and `chunks` (answered by the parent's index,
+//! here a `StaticIndex` or a wrapper that counts and changes).
+
+use futures::future::BoxFuture;
+use rlm_lsp::index::{Chunk, DefKind, Definition, Language};
+use rlm_lsp::repl::{
+    CellOutput, ContextBlob, IndexQueries, Repl, ReplConfig, StaticIndex, SubCalls, SymbolQuery,
+};
+use rlm_lsp::workspace::{IndexStats, Snapshot, SourceFile};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const CLI_RS: &str = "\
+use std::env;
+
+/// Command-line arguments.
+pub struct Args {
+    pub port: u16,
+}
+
+impl Args {
+    pub fn parse_args() -> Args {
+        let port = env::var(\"PORT\").ok();
+        Args { port: port.map_or(8443, |p| p.parse().unwrap()) }
+    }
+
+    fn help() -> &'static str {
+        \"usage: demo [--port N]\"
+    }
+}
+";
+
+const FILES: &[(&str, &str)] = &[
+    (
+        "README.md",
+        "# Demo\nThe PORT is set in config.\nSee src/cli.rs.\n",
+    ),
+    (
+        "config/server.toml",
+        "[server]\nport = 8443\nhost = \"héllo wörld\"\n",
+    ),
+    ("src/cli.rs", CLI_RS),
+    ("src/empty.rs", ""),
+    ("web/app.py", "def main():\n    print('Héllo, PORT')\n"),
+];
+
+fn cfg() -> ReplConfig {
+    ReplConfig {
+        worker_exe: env!("CARGO_BIN_EXE_rlm-lsp").into(),
+        cell_timeout: Duration::from_secs(60),
+        max_output_bytes: 1 << 20,
+        ..ReplConfig::default()
+    }
+}
+
+fn blob() -> Arc<ContextBlob> {
+    ContextBlob::write(&Snapshot {
+        root: "/ws".into(),
+        files: FILES
+            .iter()
+            .map(|(p, t)| SourceFile {
+                path: p.to_string(),
+                text: t.to_string(),
+            })
+            .collect(),
+        stats: IndexStats::default(),
+    })
+    .unwrap()
+}
+
+/// Byte offset of the start of 1-based `line` in `text`.
+fn line_start(text: &str, line: u32) -> usize {
+    text.split_inclusive('\n')
+        .take(line as usize - 1)
+        .map(str::len)
+        .sum()
+}
+
+fn def(name: &str, kind: DefKind, lines: (u32, u32), parent: Option<&str>) -> Definition {
+    let start_byte = line_start(CLI_RS, lines.0);
+    let end_byte = line_start(CLI_RS, lines.1 + 1) - 1;
+    Definition {
+        name: name.into(),
+        kind,
+        language: Language::Rust,
+        path: "src/cli.rs".into(),
+        start_byte,
+        end_byte,
+        start_line: lines.0,
+        end_line: lines.1,
+        parent: parent.map(Into::into),
+        signature: CLI_RS[start_byte..].lines().next().unwrap().trim().into(),
+        detail: None,
+    }
+}
+
+fn chunk(d: &Definition) -> Chunk {
+    Chunk {
+        path: d.path.clone(),
+        kind: d.kind.as_str().into(),
+        name: Some(d.name.clone()),
+        parent: d.parent.clone(),
+        language: d.language,
+        start_byte: d.start_byte,
+        end_byte: d.end_byte,
+        start_line: d.start_line,
+        end_line: d.end_line,
+    }
+}
+
+fn fake_index() -> StaticIndex {
+    let defs = vec![
+        def("Args", DefKind::Struct, (4, 6), None),
+        def("Args", DefKind::Impl, (8, 17), None),
+        def("parse_args", DefKind::Method, (9, 12), Some("Args")),
+        def("help", DefKind::Method, (14, 16), Some("Args")),
+    ];
+    let mut chunks: Vec<Chunk> = defs.iter().skip(1).map(chunk).collect();
+    chunks.push(Chunk {
+        path: "README.md".into(),
+        kind: "section".into(),
+        name: Some("Demo".into()),
+        parent: None,
+        language: Language::Markdown,
+        start_byte: 0,
+        end_byte: FILES[0].1.len(),
+        start_line: 1,
+        end_line: 3,
+    });
+    StaticIndex::new(defs, chunks)
+}
+
+/// An index that counts chunk fetches and can change between cells.
+struct LiveIndex {
+    inner: Mutex<StaticIndex>,
+    chunk_fetches: AtomicUsize,
+}
+
+impl LiveIndex {
+    fn new(ix: StaticIndex) -> LiveIndex {
+        LiveIndex {
+            inner: Mutex::new(ix),
+            chunk_fetches: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl IndexQueries for LiveIndex {
+    fn version(&self) -> u64 {
+        self.inner.lock().unwrap().version
+    }
+    fn symbols(&self, q: &SymbolQuery) -> Vec<Definition> {
+        self.inner.lock().unwrap().symbols(q)
+    }
+    fn outline(&self, path: &str) -> Vec<(u32, Definition)> {
+        self.inner.lock().unwrap().outline(path)
+    }
+    fn chunks(&self) -> Arc<Vec<Chunk>> {
+        self.chunk_fetches.fetch_add(1, Ordering::SeqCst);
+        self.inner.lock().unwrap().chunks()
+    }
+}
+
+struct NoSub;
+
+impl SubCalls for NoSub {
+    fn batch(&self, prompts: Vec<String>) -> BoxFuture<'_, Vec<Result<String, String>>> {
+        Box::pin(async move {
+            prompts
+                .into_iter()
+                .map(|p| Ok(format!("re: {p}")))
+                .collect()
+        })
+    }
+}
+
+async fn run(repl: &mut Repl, index: Option<&dyn IndexQueries>, code: &str) -> CellOutput {
+    repl.exec(code, &NoSub, index).await.unwrap()
+}
+
+/// Runs `code` and returns its stdout, failing on any error.
+async fn ok(repl: &mut Repl, index: Option<&dyn IndexQueries>, code: &str) -> String {
+    let out = run(repl, index, code).await;
+    assert_eq!(out.error, None, "cell failed: {code}\n{out:?}");
+    assert!(!out.timed_out && out.worker_died.is_none(), "{out:?}");
+    out.stdout
+}
+
+/// Runs `code`, which must fail; returns the last line of the traceback.
+async fn fails(repl: &mut Repl, code: &str) -> String {
+    let out = run(repl, None, code).await;
+    let Some(err) = out.error.clone() else {
+        panic!("expected an error: {code}\n{out:?}")
+    };
+    err.trim_end().lines().last().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn grep_literal_regex_case_and_paths() {
+    let mut repl = Repl::start(cfg(), blob()).await.unwrap();
+    let got = ok(
+        &mut repl,
+        None,
+        r#"
+print(grep("port"))
+print("--- ignore_case")
+print(grep("port", ignore_case=True))
+print("--- regex, tuples")
+hits = grep(r"^\s*(pub )?fn \w+")
+print(type(hits).__name__, isinstance(hits, list), hits[0])
+for path, line, text in hits: print(path, line, repr(text))
+print("--- paths")
+print(grep("port", paths="src/"))
+print(grep("PORT", paths=["*.py", "README.md"]))
+print(grep("8443", paths=["config"]))
+print("--- slices")
+print(grep("port")[:2], type(grep("port")[1:]).__name__)
+print("--- compiled re, no match")
+import re
+print(grep(re.compile("héllo", re.I)))
+print(grep("nothing-like-this"))
+"#,
+    )
+    .await;
+    expect_test::expect![[r#"
+        config/server.toml:2: port = 8443
+        src/cli.rs:5: pub port: u16,
+        src/cli.rs:10: let port = env::var("PORT").ok();
+        src/cli.rs:11: Args { port: port.map_or(8443, |p| p.parse().unwrap()) }
+        src/cli.rs:15: "usage: demo [--port N]"
+        --- ignore_case
+        README.md:2: The PORT is set in config.
+        config/server.toml:2: port = 8443
+        src/cli.rs:5: pub port: u16,
+        src/cli.rs:10: let port = env::var("PORT").ok();
+        src/cli.rs:11: Args { port: port.map_or(8443, |p| p.parse().unwrap()) }
+        src/cli.rs:15: "usage: demo [--port N]"
+        web/app.py:2: print('Héllo, PORT')
+        --- regex, tuples
+        _Hits True ('src/cli.rs', 9, '    pub fn parse_args() -> Args {')
+        src/cli.rs 9 '    pub fn parse_args() -> Args {'
+        src/cli.rs 14 "    fn help() -> &'static str {"
+        --- paths
+        src/cli.rs:5: pub port: u16,
+        src/cli.rs:10: let port = env::var("PORT").ok();
+        src/cli.rs:11: Args { port: port.map_or(8443, |p| p.parse().unwrap()) }
+        src/cli.rs:15: "usage: demo [--port N]"
+        README.md:2: The PORT is set in config.
+        web/app.py:2: print('Héllo, PORT')
+        config/server.toml:2: port = 8443
+        --- slices
+        config/server.toml:2: port = 8443
+        src/cli.rs:5: pub port: u16, _Hits
+        --- compiled re, no match
+        config/server.toml:3: host = "héllo wörld"
+        web/app.py:2: print('Héllo, PORT')
+        [] (no matches)
+    "#]]
+    .assert_eq(&got);
+    repl.shutdown().await;
+}
+
+#[tokio::test]
+async fn grep_limits_and_errors() {
+    let mut repl = Repl::start(cfg(), blob()).await.unwrap();
+    let got = ok(
+        &mut repl,
+        None,
+        r#"
+hits = grep("e", max_results=2)
+print(len(hits))
+print(len(grep("e", max_results=None)), len(grep("e", max_results=0)))
+"#,
+    )
+    .await;
+    expect_test::expect![[r#"
+        [grep: 12 lines match in all; only the first 2 are returned. Use a narrower pattern or paths=..., or pass max_results=...]
+        2
+        [grep: 12 lines match in all; only the first 0 are returned. Use a narrower pattern or paths=..., or pass max_results=...]
+        12 0
+    "#]]
+    .assert_eq(&got);
+
+    expect_test::expect![[r#"
+        ValueError: invalid regular expression: regex parse error:
+            fn (
+               ^
+        error: unclosed group"#]]
+    .assert_eq(&{
+        let out = run(&mut repl, None, "grep('fn (')").await;
+        let err = out.error.unwrap();
+        err[err.find("ValueError").unwrap()..]
+            .trim_end()
+            .to_string()
+    });
+    assert_eq!(
+        fails(&mut repl, "grep('x', paths='cli.rs')").await,
+        "ValueError: paths=['cli.rs'] match no file in context: \"cli.rs\" is not a file in \
+         context: did you mean \"src/cli.rs\"?"
+    );
+    assert!(
+        fails(&mut repl, "grep('x', paths=['nope/', '*.zig'])")
+            .await
+            .starts_with(
+                "ValueError: paths=['nope/', '*.zig'] match no file in context: use paths"
+            )
+    );
+    assert!(
+        fails(&mut repl, "grep('a\\nb')")
+            .await
+            .contains("line break")
+    );
+    assert!(
+        fails(&mut repl, "grep(3)")
+            .await
+            .starts_with("TypeError: grep() pattern must be a str")
+    );
+    assert!(
+        fails(&mut repl, "grep('x', max_results=-1)")
+            .await
+            .starts_with("ValueError")
+    );
+    repl.shutdown().await;
+}
+
+#[tokio::test]
+async fn read_numbers_lines_and_explains_bad_requests() {
+    let mut repl = Repl::start(cfg(), blob()).await.unwrap();
+    let got = ok(
+        &mut repl,
+        None,
+        r#"
+print(read("src/cli.rs", 9, 12))
+print("---")
+print(read("config/server.toml"))
+print("---")
+print(read("src/cli.rs", 16, 99))
+print("---")
+print(read("src/cli.rs:10-11"))
+print(repr(read("src/empty.rs")), type(read("README.md", 1, 1)).__name__)
+"#,
+    )
+    .await;
+    expect_test::expect![[r#"
+           9|     pub fn parse_args() -> Args {
+          10|         let port = env::var("PORT").ok();
+          11|         Args { port: port.map_or(8443, |p| p.parse().unwrap()) }
+          12|     }
+        ---
+           1| [server]
+           2| port = 8443
+           3| host = "héllo wörld"
+        ---
+          16|     }
+          17| }
+        ---
+          10|         let port = env::var("PORT").ok();
+          11|         Args { port: port.map_or(8443, |p| p.parse().unwrap()) }
+         _Shown
+    "#]]
+    .assert_eq(&got);
+    // A bare read(...) ending a cell prints its lines, not a quoted string.
+    assert_eq!(
+        ok(&mut repl, None, "read('README.md', 2, 2)").await,
+        "   2| The PORT is set in config.\n"
+    );
+    assert_eq!(
+        fails(&mut repl, "read('cli.rs')").await,
+        "FileNotFoundError: \"cli.rs\" is not a file in context: did you mean \"src/cli.rs\"?"
+    );
+    assert_eq!(
+        fails(&mut repl, "read('other/app.py')").await,
+        "FileNotFoundError: \"other/app.py\" is not a file in context: did you mean \"web/app.py\"?"
+    );
+    assert_eq!(
+        fails(&mut repl, "read('src/cli.rs', 30, 40)").await,
+        "ValueError: read(\"src/cli.rs\", 30, 40): the file has only 17 lines"
+    );
+    assert_eq!(
+        fails(&mut repl, "read('src/cli.rs', 0)").await,
+        "ValueError: read(\"src/cli.rs\", 0): lines are numbered from 1"
+    );
+    assert_eq!(
+        fails(&mut repl, "read('src/cli.rs', 5, 2)").await,
+        "ValueError: read(\"src/cli.rs\", 5, 2): end_line 2 is before start_line 5"
+    );
+    assert_eq!(
+        fails(&mut repl, "read('src/empty.rs', 1)").await,
+        "ValueError: read(\"src/empty.rs\", 1): the file is empty"
+    );
+    repl.shutdown().await;
+}
+
+#[tokio::test]
+async fn symbols_outline_and_chunks_come_from_the_parent_index() {
+    let mut repl = Repl::start(cfg(), blob()).await.unwrap();
+    let ix = fake_index();
+    let index: Option<&dyn IndexQueries> = Some(&ix);
+    let got = ok(
+        &mut repl,
+        index,
+        r#"
+print(symbols("parse_args"))
+d = symbols("Args.help")[0]
+print(d.name, d.kind, d.path, d.start_line, d.end_line, d.parent, d.language, repr(d.signature))
+print(d.text)
+print(symbols(kind="struct"), symbols("args", kind="impl"))
+print(symbols(path="src/"))
+print(symbols("nothing"), len(symbols(max_results=1)))
+print(outline("src/cli.rs"))
+print(outline("README.md"))
+print(len(chunks), chunks[0], chunks[-1].kind, [c.name for c in chunks[1:3]])
+c = chunks[1]
+print(c.path, c.kind, c.name, c.parent, c.start_line, c.end_line, c.language)
+print(c.text)
+print(sum(1 for c in chunks if c.language == "rust"), chunks[::2][1].name)
+print(chunks)
+"#,
+    )
+    .await;
+    expect_test::expect![[r#"
+        Definition(method parse_args in Args at src/cli.rs:9-12)
+        help method src/cli.rs 14 16 Args rust "fn help() -> &'static str {"
+            fn help() -> &'static str {
+                "usage: demo [--port N]"
+            }
+        Definition(struct Args at src/cli.rs:4-6) Definition(impl Args at src/cli.rs:8-17)
+        Definition(struct Args at src/cli.rs:4-6)
+        Definition(impl Args at src/cli.rs:8-17)
+        Definition(method parse_args in Args at src/cli.rs:9-12)
+        Definition(method help in Args at src/cli.rs:14-16)
+        [symbols: 4 definitions match in all; only the first 1 are returned. Narrow with name=, kind= or path=, or pass max_results=...]
+        [] (no definitions found) 1
+        src/cli.rs: 4 definitions
+          4-6  struct Args
+         8-17  impl Args
+         9-12    method parse_args
+        14-16    method help
+        README.md: no definitions found
+        4 Chunk(section Demo at README.md:1-3) method ['Args', 'parse_args']
+        src/cli.rs impl Args None 8 17 rust
+        impl Args {
+            pub fn parse_args() -> Args {
+                let port = env::var("PORT").ok();
+                Args { port: port.map_or(8443, |p| p.parse().unwrap()) }
+            }
+
+            fn help() -> &'static str {
+                "usage: demo [--port N]"
+            }
+        }
+        3 parse_args
+        <chunks: 4 pieces of code (definitions, sections, line ranges); each has .path .kind .name .parent .start_line .end_line .language .text>
+    "#]]
+    .assert_eq(&got);
+
+    // Errors: unknown kind, unknown path, bad index.
+    let out = run(&mut repl, index, "symbols(kind='widget')").await;
+    assert!(
+        out.error
+            .unwrap()
+            .contains("ValueError: unknown kind \"widget\"")
+    );
+    let out = run(&mut repl, index, "outline('cli.rs')").await;
+    assert!(out.error.unwrap().contains("did you mean \"src/cli.rs\""));
+    let out = run(&mut repl, index, "chunks[10]").await;
+    assert!(
+        out.error
+            .unwrap()
+            .contains("IndexError: chunks index 10 out of range: there are 4 chunks")
+    );
+    repl.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_an_index_the_tools_point_to_grep() {
+    let mut repl = Repl::start(cfg(), blob()).await.unwrap();
+    for code in ["symbols('x')", "outline('src/cli.rs')", "len(chunks)"] {
+        let err = fails(&mut repl, code).await;
+        assert!(
+            err.starts_with("RuntimeError: there is no code index in this run")
+                && err.contains("use grep(pattern)"),
+            "{code}: {err}"
+        );
+    }
+    // grep and read still work, and so does the worker.
+    assert_eq!(ok(&mut repl, None, "len(grep('port'))").await, "5\n");
+    repl.shutdown().await;
+}
+
+#[tokio::test]
+async fn chunks_are_fetched_once_per_index_version_and_in_pages() {
+    let mut repl = Repl::start(cfg(), blob()).await.unwrap();
+    let live = LiveIndex::new(fake_index());
+    let index: Option<&dyn IndexQueries> = Some(&live);
+    assert_eq!(ok(&mut repl, index, "len(chunks)").await, "4\n");
+    assert_eq!(
+        ok(&mut repl, index, "len(chunks), chunks[0].name").await,
+        "(4, 'Demo')\n"
+    );
+    assert_eq!(
+        live.chunk_fetches.load(Ordering::SeqCst),
+        1,
+        "cached across cells"
+    );
+
+    // The index grows (more files indexed): the next cell sees the new chunks. 45,000 chunks
+    // take three pages.
+    {
+        let mut ix = live.inner.lock().unwrap();
+        let mut more: Vec<Chunk> = ix.chunks.as_ref().clone();
+        more.extend((0..45_000u32).map(|i| Chunk {
+            path: "web/app.py".into(),
+            kind: "lines".into(),
+            name: None,
+            parent: None,
+            language: Language::Python,
+            start_byte: 0,
+            end_byte: 10,
+            start_line: i + 1,
+            end_line: i + 1,
+        }));
+        ix.chunks = Arc::new(more);
+        ix.version += 1;
+    }
+    let got = ok(
+        &mut repl,
+        index,
+        "print(len(chunks), chunks[-1], repr(chunks[-1].text))\nprint(len([c for c in chunks if c.kind == 'lines']))",
+    )
+    .await;
+    expect_test::expect![[r#"
+        45004 Chunk(lines at web/app.py:45000-45000) 'def main()'
+        45000
+    "#]]
+    .assert_eq(&got);
+    assert_eq!(live.chunk_fetches.load(Ordering::SeqCst), 2);
+    // A fresh worker (after a crash) fetches again.
+    let out = run(&mut repl, index, "import os; os._exit(3)").await;
+    assert!(out.worker_died.is_some());
+    assert_eq!(ok(&mut repl, index, "len(chunks)").await, "45004\n");
+    assert_eq!(live.chunk_fetches.load(Ordering::SeqCst), 3);
+
+    // Threads of model code fetching at once (a new version again) neither deadlock nor mix.
+    live.inner.lock().unwrap().version += 1;
+    let got = ok(
+        &mut repl,
+        index,
+        "import threading\nres = []\nts = [threading.Thread(target=lambda: res.append(len(chunks))) for _ in range(4)]\nfor t in ts: t.start()\nfor t in ts: t.join()\nprint(res)",
+    )
+    .await;
+    assert_eq!(got, "[45004, 45004, 45004, 45004]\n");
+    repl.shutdown().await;
+}
+
+#[tokio::test]
+async fn code_tools_are_restored_when_overwritten() {
+    let mut repl = Repl::start(cfg(), blob()).await.unwrap();
+    let ix = fake_index();
+    let index: Option<&dyn IndexQueries> = Some(&ix);
+    let out = run(
+        &mut repl,
+        index,
+        "grep = 1\nread = None\ndel symbols\noutline = print\nchunks = []",
+    )
+    .await;
+    assert_eq!(out.error, None);
+    assert_eq!(
+        out.restored_helpers,
+        ["grep", "read", "symbols", "outline", "chunks"]
+    );
+    assert_eq!(
+        ok(
+            &mut repl,
+            index,
+            "print(len(grep('port')), read('README.md', 1, 1), len(symbols('Args')), len(chunks))"
+        )
+        .await,
+        "5    1| # Demo 2 4\n"
+    );
+    // SHOW_VARS does not list the tools.
+    assert_eq!(
+        ok(&mut repl, index, "SHOW_VARS()").await,
+        "No variables defined yet (helpers such as context and llm_query are not listed).\n"
+    );
+    repl.shutdown().await;
+}
