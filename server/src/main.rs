@@ -455,8 +455,13 @@ fn summary(r: &RunReport) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ");
+    let sandbox = if r.sandbox.starts_with("off") {
+        " (REPL sandbox off)"
+    } else {
+        ""
+    };
     format!(
-        "{} iterations, {} sub-calls, {models}, {:.1} s{}",
+        "{} iterations, {} sub-calls, {models}, {:.1} s{sandbox}{}",
         r.iterations,
         r.sub_calls,
         r.wall.as_secs_f64(),

@@ -102,6 +102,8 @@ pub struct RunReport {
     /// Time spent waiting on models (root calls and sub-call batches).
     #[serde(serialize_with = "as_millis")]
     pub model_wait: Duration,
+    /// What confined the model's code (`on: landlock ...; seccomp; ...` or `off: ...`).
+    pub sandbox: String,
     #[serde(skip)]
     pub events: Vec<Event>,
 }
@@ -249,6 +251,7 @@ impl Engine {
             )),
         );
 
+        let sandbox = repl.sandbox_status().to_string();
         let outcome = run.iterate(&mut repl, &sub, max).await;
         repl.shutdown().await;
         let (answer, stop_reason, iterations) = outcome?;
@@ -286,6 +289,7 @@ impl Engine {
             usage,
             wall,
             model_wait: run.model_wait + sub_stats.wait,
+            sandbox,
             events: rec.take(),
         })
     }
