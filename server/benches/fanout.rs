@@ -54,7 +54,7 @@ async fn fan_out(calls: usize, concurrency: usize) -> (f64, f64) {
         root: "/bench".into(),
         files: vec![SourceFile {
             path: "a.txt".into(),
-            text: "a\n".into(),
+            text: String::from("a\n").into(),
         }],
         stats: Default::default(),
     };

@@ -75,7 +75,7 @@ fn rust_files(roots: &[PathBuf]) -> Snapshot {
                 .unwrap_or(path);
             files.push(SourceFile {
                 path: rel.to_string_lossy().into_owned(),
-                text: String::from_utf8_lossy(&bytes).into_owned(),
+                text: String::from_utf8_lossy(&bytes).into_owned().into(),
             });
         }
     }

@@ -18,7 +18,7 @@ fn snapshot(files: usize, bytes_each: usize) -> Snapshot {
         files: (0..files)
             .map(|i| SourceFile {
                 path: format!("src/m{i:05}.rs"),
-                text: text.clone(),
+                text: text.clone().into(),
             })
             .collect(),
         stats: Default::default(),

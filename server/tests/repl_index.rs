@@ -62,7 +62,7 @@ fn blob() -> Arc<ContextBlob> {
             .iter()
             .map(|(p, t)| SourceFile {
                 path: p.to_string(),
-                text: t.to_string(),
+                text: t.to_string().into(),
             })
             .collect(),
         stats: IndexStats::default(),

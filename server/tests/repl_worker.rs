@@ -42,7 +42,7 @@ fn snapshot(files: &[(&str, &str)]) -> Snapshot {
             .iter()
             .map(|(p, t)| SourceFile {
                 path: p.to_string(),
-                text: t.to_string(),
+                text: t.to_string().into(),
             })
             .collect(),
         stats: IndexStats::default(),
@@ -564,7 +564,7 @@ async fn bench_repl_worker() {
         files: (0..files)
             .map(|i| SourceFile {
                 path: format!("src/module_{:03}/file_{i:05}.rs", i % 100),
-                text: text.clone(),
+                text: text.clone().into(),
             })
             .collect(),
         stats: IndexStats::default(),

@@ -179,7 +179,7 @@ mod tests {
         let files = (0..1500)
             .map(|i| SourceFile {
                 path: format!("src/m{i:04}.rs"),
-                text: format!("pub fn f{i}() {{}}\nstruct S{i};\n"),
+                text: format!("pub fn f{i}() {{}}\nstruct S{i};\n").into(),
             })
             .collect();
         let snap = Arc::new(Snapshot {

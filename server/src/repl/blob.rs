@@ -232,7 +232,7 @@ mod tests {
                 .iter()
                 .map(|(p, t)| SourceFile {
                     path: p.to_string(),
-                    text: t.to_string(),
+                    text: t.to_string().into(),
                 })
                 .collect(),
             stats: IndexStats::default(),

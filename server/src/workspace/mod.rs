@@ -8,6 +8,7 @@ pub use walk::{RootSpec, WalkOptions, walk, walk_roots};
 
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One indexed file and its text. The path is `/`-separated and relative to its root; with
 /// several roots it starts with the root's name (`tokio-1.40.0/src/lib.rs`), so every path says
@@ -15,7 +16,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceFile {
     pub path: String,
-    pub text: String,
+    /// Shared: a new snapshot that changes one file shares every other file's text.
+    pub text: Arc<String>,
 }
 
 /// An immutable view of the workspace; runs hold it for their whole life.
@@ -38,6 +40,74 @@ impl Snapshot {
             .binary_search_by(|f| f.path.as_str().cmp(path))
             .ok()
             .map(|i| &self.files[i])
+    }
+
+    /// A new snapshot in which `path` holds `text` (an editor's unsaved buffer, or a new file).
+    /// Every other file's text is shared, and runs holding this snapshot keep seeing it unchanged.
+    pub fn with_text(&self, path: &str, text: String) -> Snapshot {
+        let mut next = self.clone();
+        let file = SourceFile {
+            path: path.to_string(),
+            text: Arc::new(text),
+        };
+        match next.files.binary_search_by(|f| f.path.as_str().cmp(path)) {
+            Ok(i) => next.files[i] = file,
+            Err(i) => next.files.insert(i, file),
+        }
+        next.recount();
+        next
+    }
+
+    /// A new snapshot with `path` read again from disk, or left out when it is gone, binary or
+    /// over the size cap (the reason is recorded in the statistics).
+    pub fn with_file_from_disk(&self, path: &str, opts: &WalkOptions) -> Snapshot {
+        let mut next = self.clone();
+        next.stats.skipped.retain(|s| s.path != path);
+        next.stats.lossy_utf8.retain(|p| p != path);
+        let found = walk::Found {
+            path: path.to_string(),
+            disk: self.disk_path(path),
+            size: std::fs::metadata(self.disk_path(path)).map_or(0, |m| m.len()),
+        };
+        let pos = next.files.binary_search_by(|f| f.path.as_str().cmp(path));
+        match walk::read_one(found, opts) {
+            Ok((file, lossy)) => {
+                if lossy {
+                    next.stats.lossy_utf8.push(path.to_string());
+                }
+                match pos {
+                    Ok(i) => next.files[i] = file,
+                    Err(i) => next.files.insert(i, file),
+                }
+            }
+            Err(skipped) => {
+                if let Ok(i) = pos {
+                    next.files.remove(i);
+                }
+                // A file that is simply gone is no longer part of the workspace, not a skip.
+                let gone = matches!(&skipped.reason, SkipReason::Unreadable { .. })
+                    && !next.disk_path(path).exists();
+                if !gone {
+                    next.stats.skipped.push(skipped);
+                }
+            }
+        }
+        next.recount();
+        next
+    }
+
+    fn recount(&mut self) {
+        self.stats.files_indexed = self.files.len();
+        self.stats.bytes_indexed = self.total_bytes();
+        for r in &mut self.stats.roots {
+            let (files, bytes) = self
+                .files
+                .iter()
+                .filter(|f| f.path.starts_with(r.prefix.as_str()))
+                .fold((0, 0u64), |(n, b), f| (n + 1, b + f.text.len() as u64));
+            r.files = files;
+            r.bytes = bytes;
+        }
     }
 
     /// The root a snapshot path belongs to, and the path inside that root.

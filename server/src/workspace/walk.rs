@@ -5,6 +5,7 @@ use super::{IndexStats, RootStats, SkipReason, SkippedFile, Snapshot, SourceFile
 use rayon::prelude::*;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::Mutex;
 
 /// A root to walk.
@@ -119,10 +120,10 @@ fn check_root(root: &Path) -> Result<PathBuf, WorkspaceError> {
 }
 
 /// A file the walk found, before it is read.
-struct Found {
-    path: String,
-    disk: PathBuf,
-    size: u64,
+pub(super) struct Found {
+    pub(super) path: String,
+    pub(super) disk: PathBuf,
+    pub(super) size: u64,
 }
 
 /// Walks one root in three steps: list the files on every core (ripgrep's parallel walker), apply
@@ -220,7 +221,7 @@ fn walk_one(
 }
 
 /// Reads one chosen file: its text (lossily decoded when not UTF-8, then `true`), or why not.
-fn read_one(f: Found, opts: &WalkOptions) -> Result<(SourceFile, bool), SkippedFile> {
+pub(super) fn read_one(f: Found, opts: &WalkOptions) -> Result<(SourceFile, bool), SkippedFile> {
     let skip = |reason| SkippedFile {
         path: f.path.clone(),
         reason,
@@ -244,7 +245,13 @@ fn read_one(f: Found, opts: &WalkOptions) -> Result<(SourceFile, bool), SkippedF
         Ok(t) => (t, false),
         Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
     };
-    Ok((SourceFile { path: f.path, text }, lossy))
+    Ok((
+        SourceFile {
+            path: f.path,
+            text: Arc::new(text),
+        },
+        lossy,
+    ))
 }
 
 /// Reads at most `cap + 1` bytes, so a file that grew past the cap is detected without reading it
@@ -377,6 +384,34 @@ mod tests {
             app.canonicalize().unwrap().join("main.rs")
         );
         assert_eq!(snap.stats.roots.iter().map(|r| r.files).sum::<usize>(), 3);
+    }
+
+    #[test]
+    fn one_file_changes_in_a_new_snapshot_and_the_old_one_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.rs"), "fn a() {}\n").unwrap();
+        std::fs::write(dir.path().join("b.rs"), "fn b() {}\n").unwrap();
+        let v1 = walk(dir.path(), &WalkOptions::default()).unwrap();
+        let v2 = v1.with_text("a.rs", "fn a2() {}\n".into());
+        assert_eq!(v1.get("a.rs").unwrap().text.as_str(), "fn a() {}\n");
+        assert_eq!(v2.get("a.rs").unwrap().text.as_str(), "fn a2() {}\n");
+        assert!(Arc::ptr_eq(
+            &v1.get("b.rs").unwrap().text,
+            &v2.get("b.rs").unwrap().text
+        ));
+        let v3 = v2.with_text("c.rs", "fn c() {}\n".into());
+        assert_eq!(v3.stats.files_indexed, 3);
+
+        std::fs::write(dir.path().join("b.rs"), b"\0binary now").unwrap();
+        std::fs::remove_file(dir.path().join("a.rs")).unwrap();
+        let v4 = v3
+            .with_file_from_disk("b.rs", &WalkOptions::default())
+            .with_file_from_disk("a.rs", &WalkOptions::default());
+        let paths: Vec<_> = v4.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["c.rs"]);
+        assert_eq!(v4.stats.skipped.len(), 1, "{:?}", v4.stats.skipped);
+        assert_eq!(v4.stats.skipped[0].reason, SkipReason::Binary);
+        assert_eq!(v3.stats.files_indexed, 3, "the older snapshot is untouched");
     }
 
     #[test]
