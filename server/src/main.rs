@@ -5,8 +5,9 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use rlm_lsp::config::ModelSettings;
-use rlm_lsp::engine::{Engine, Event, LiveIndex, RunReport};
+use rlm_lsp::engine::{Budget, Engine, Event, LiveIndex, RunReport, StopReason};
 use rlm_lsp::index::{IndexOptions, WorkspaceIndex};
+use rlm_lsp::llm::pricing::PriceTable;
 use rlm_lsp::llm::scripted;
 use rlm_lsp::repl::ContextBlob;
 use rlm_lsp::workspace::{self, RootSpec, WalkOptions};
@@ -134,6 +135,18 @@ struct AskArgs {
     /// Seconds one code cell may run before its worker is killed
     #[arg(long, default_value_t = 60)]
     cell_timeout: u64,
+    /// Stop (with a partial answer) after this many sub-calls
+    #[arg(long, env = "RLM_MAX_SUB_CALLS")]
+    max_sub_calls: Option<u32>,
+    /// Stop after this many tokens (prompt plus completion, every model)
+    #[arg(long, env = "RLM_MAX_TOKENS")]
+    max_tokens: Option<u64>,
+    /// Stop after spending this many dollars (prices: server/data/prices.json, RLM_PRICES)
+    #[arg(long, env = "RLM_MAX_COST")]
+    max_cost: Option<f64>,
+    /// Stop after this many seconds
+    #[arg(long, env = "RLM_MAX_WALL_SECS")]
+    max_wall_secs: Option<u64>,
     /// Run model-written code WITHOUT the sandbox, with your full rights (for systems without
     /// Landlock or seccomp; see docs/security.md)
     #[arg(
@@ -371,6 +384,13 @@ async fn ask(a: AskArgs) -> anyhow::Result<()> {
     let resolved = settings.resolve().await?;
     let mut cfg = resolved.engine_config(a.max_iterations);
     cfg.repl.cell_timeout = std::time::Duration::from_secs(a.cell_timeout.max(1));
+    cfg.budget = Budget {
+        max_sub_calls: a.max_sub_calls,
+        max_tokens: a.max_tokens,
+        max_cost_usd: a.max_cost,
+        max_wall: a.max_wall_secs.map(std::time::Duration::from_secs),
+    };
+    cfg.prices = PriceTable::load().map_err(|e| anyhow::anyhow!("price table: {e}"))?;
     if a.unsafe_no_sandbox {
         cfg.repl.sandbox.enabled = false;
         eprintln!(
@@ -448,8 +468,23 @@ fn summary(r: &RunReport) -> String {
         .usage
         .iter()
         .map(|u| {
+            let depth = if u.depth > 0 {
+                format!(" (depth {})", u.depth)
+            } else {
+                String::new()
+            };
+            let cached = if u.usage.cached_tokens > 0 {
+                format!(" ({} cached)", u.usage.cached_tokens)
+            } else {
+                String::new()
+            };
+            let cost = match u.cost_usd {
+                Some(c) if c > 0.0 => format!(", ${c:.4}"),
+                Some(_) => String::new(),
+                None => ", cost unknown".into(),
+            };
             format!(
-                "{} {}: {} prompt + {} completion tokens",
+                "{} {}{depth}: {} prompt{cached} + {} completion tokens{cost}",
                 u.role, u.model, u.usage.prompt_tokens, u.usage.completion_tokens
             )
         })
@@ -460,19 +495,23 @@ fn summary(r: &RunReport) -> String {
     } else {
         ""
     };
+    let why = match r.stop_reason {
+        StopReason::Final => String::new(),
+        StopReason::MaxIterations => " (best effort: no FINAL before the turns ran out)".into(),
+        StopReason::Stalled => " (best effort: the model kept repeating itself)".into(),
+        StopReason::Budget => format!(
+            " (partial: the {} budget ran out)",
+            r.budget
+                .map(|b| serde_json::to_value(b).unwrap_or_default())
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+                .replace('_', " ")
+        ),
+    };
     format!(
-        "{} iterations, {} sub-calls, {models}, {:.1} s{sandbox}{}",
+        "{} iterations, {} sub-calls, {models}, {:.1} s{sandbox}{why}",
         r.iterations,
         r.sub_calls,
         r.wall.as_secs_f64(),
-        match r.stop_reason {
-            rlm_lsp::engine::StopReason::Final => "",
-            rlm_lsp::engine::StopReason::MaxIterations => {
-                " (best effort: no FINAL before the turns ran out)"
-            }
-            rlm_lsp::engine::StopReason::Stalled => {
-                " (best effort: the model kept repeating itself)"
-            }
-        }
     )
 }

@@ -407,3 +407,109 @@ async fn a_bare_question_to_the_sub_model_gets_a_note() {
     assert!(last_user_message(&server, 1).contains("llm_query only sees the prompt"));
     assert!(!last_user_message(&server, 2).contains("llm_query only sees the prompt"));
 }
+
+fn budget_config(budget: rlm_lsp::engine::Budget) -> EngineConfig {
+    EngineConfig {
+        budget,
+        prices: rlm_lsp::llm::pricing::PriceTable::parse(
+            r#"{"scripted": {"input": 100000, "output": 100000}}"#,
+        )
+        .unwrap(),
+        ..config(10)
+    }
+}
+
+fn stopped_by(report: &RunReport, kind: rlm_lsp::engine::BudgetKind) {
+    assert_eq!(report.stop_reason, StopReason::Budget, "{report:?}");
+    assert_eq!(report.budget, Some(kind));
+    assert!(report.best_effort);
+    assert!(
+        report.answer.starts_with("**Partial answer**"),
+        "{}",
+        report.answer
+    );
+}
+
+#[tokio::test]
+async fn each_budget_stops_a_run_with_a_partial_answer() {
+    use rlm_lsp::engine::{Budget, BudgetKind};
+    // Sub-calls: the third call in the cell is refused, and the run stops at the next turn.
+    let (result, _s) = run_script(
+        vec![
+            code("r = llm_query_batched(['a', 'b', 'c'])\nprint(r)"),
+            reply("FINAL(never reached)"),
+        ],
+        SubRule::Echo,
+        budget_config(Budget {
+            max_sub_calls: Some(2),
+            ..Budget::default()
+        }),
+    )
+    .await;
+    let report = result.unwrap();
+    stopped_by(&report, BudgetKind::SubCalls);
+    assert!(
+        report.answer.contains("max sub-calls (2)"),
+        "{}",
+        report.answer
+    );
+    assert!(
+        report.answer.contains("budget reached"),
+        "the refused slot shows: {}",
+        report.answer
+    );
+
+    // Tokens: the first root call already spends more than allowed.
+    let (result, _s) = run_script(
+        vec![code("print('x')"), reply("FINAL(never reached)")],
+        SubRule::Echo,
+        budget_config(Budget {
+            max_tokens: Some(10),
+            ..Budget::default()
+        }),
+    )
+    .await;
+    let report = result.unwrap();
+    stopped_by(&report, BudgetKind::Tokens);
+    assert!(
+        report.answer.contains("x"),
+        "the last output: {}",
+        report.answer
+    );
+
+    // Cost: $0.10 per token in this table.
+    let (result, _s) = run_script(
+        vec![code("print('y')"), reply("FINAL(never reached)")],
+        SubRule::Echo,
+        budget_config(Budget {
+            max_cost_usd: Some(1.0),
+            ..Budget::default()
+        }),
+    )
+    .await;
+    let report = result.unwrap();
+    stopped_by(&report, BudgetKind::Cost);
+    assert!(report.usage[0].cost_usd.unwrap() > 1.0);
+
+    // Wall time: a slow model is abandoned promptly.
+    let started = std::time::Instant::now();
+    let (result, _s) = run_script(
+        vec![
+            code("print('z')"),
+            Step::Delayed(Duration::from_secs(4), "FINAL(too late)".into()),
+        ],
+        SubRule::Echo,
+        budget_config(Budget {
+            max_wall: Some(Duration::from_millis(1500)),
+            ..Budget::default()
+        }),
+    )
+    .await;
+    let report = result.unwrap();
+    stopped_by(&report, BudgetKind::WallTime);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}

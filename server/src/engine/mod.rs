@@ -1,6 +1,7 @@
 //! The RLM loop: the root model writes code against the workspace held by a REPL worker, sees a
 //! truncated view of its output, calls sub-models from inside the REPL, and ends with FINAL.
 
+mod budget;
 mod live_index;
 mod parse;
 pub mod prompt;
@@ -8,14 +9,17 @@ mod subcalls;
 mod trajectory;
 mod truncate;
 
+pub use budget::{Budget, BudgetKind, ModelUsage};
 pub use live_index::LiveIndex;
 pub use parse::{FinalAnswer, ParsedReply, final_call_text, parse_reply};
 pub use trajectory::Event;
 pub use truncate::truncate_for_model;
 
-use crate::llm::{ChatClient, ChatMessage, LlmError, Role, Usage};
+use crate::llm::pricing::PriceTable;
+use crate::llm::{ChatClient, ChatMessage, LlmError, Role};
 use crate::repl::{CellOutput, ContextBlob, IndexQueries, Repl, ReplConfig, ReplError};
 use crate::workspace::Snapshot;
+use budget::Account;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -35,6 +39,10 @@ pub struct EngineConfig {
     /// What the prompt tells the root model the sub model can read.
     pub sub_model_chars: usize,
     pub repl: ReplConfig,
+    /// Limits shared by the run and its child runs.
+    pub budget: Budget,
+    /// Prices for the cost figures and the cost budget.
+    pub prices: PriceTable,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +54,8 @@ impl Default for EngineConfig {
             sub_concurrency: 8,
             sub_model_chars: 40_000,
             repl: ReplConfig::default(),
+            budget: Budget::default(),
+            prices: PriceTable::default(),
         }
     }
 }
@@ -66,6 +76,8 @@ pub enum StopReason {
     MaxIterations,
     /// The model kept re-running code it had already run; the answer is its best effort.
     Stalled,
+    /// A budget (`RunReport::budget` says which) ran out; the answer is partial.
+    Budget,
 }
 
 impl std::fmt::Display for StopReason {
@@ -74,18 +86,9 @@ impl std::fmt::Display for StopReason {
             StopReason::Final => "final",
             StopReason::MaxIterations => "max_iterations",
             StopReason::Stalled => "stalled",
+            StopReason::Budget => "budget",
         })
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelUsage {
-    /// `root` or `sub`.
-    pub role: String,
-    pub model: String,
-    pub calls: u32,
-    #[serde(flatten)]
-    pub usage: Usage,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,6 +105,8 @@ pub struct RunReport {
     /// Time spent waiting on models (root calls and sub-call batches).
     #[serde(serialize_with = "as_millis")]
     pub model_wait: Duration,
+    /// The budget that ended the run, when one did (`stop_reason` is then `budget`).
+    pub budget: Option<BudgetKind>,
     /// What confined the model's code (`on: landlock ...; seccomp; ...` or `off: ...`).
     pub sandbox: String,
     #[serde(skip)]
@@ -164,13 +169,17 @@ pub struct Engine {
 /// Mutable state of one run.
 struct Run<'a> {
     engine: &'a Engine,
+    depth: u32,
     question: String,
     rec: Arc<Recorder>,
     messages: Vec<ChatMessage>,
     /// Indices of messages holding code output, which may be elided when the window fills.
     elidable: Vec<usize>,
-    root_usage: Usage,
-    root_calls: u32,
+    account: Arc<Account>,
+    /// Set when a budget ran out.
+    halted: Option<BudgetKind>,
+    /// The model's view of the latest cell output, for a partial answer.
+    last_view: String,
     model_wait: Duration,
     /// Code already run (whitespace-normalized) -> the turn it ran in and the model's view of
     /// its output; small models re-run the same cell instead of reading its answer.
@@ -205,6 +214,25 @@ impl Engine {
         question: &str,
         live: Option<UnboundedSender<Event>>,
     ) -> Result<RunReport, EngineError> {
+        let account = Arc::new(Account::new(
+            self.cfg.budget.clone(),
+            self.cfg.prices.clone(),
+        ));
+        self.run_at(snapshot, blob, question, live, 0, account)
+            .await
+    }
+
+    /// A run at `depth` (0 for the user's question, 1 for an `rlm_query` child, ...), spending
+    /// from `account`, which the whole tree of runs shares.
+    pub(crate) async fn run_at(
+        &self,
+        snapshot: &Snapshot,
+        blob: Arc<ContextBlob>,
+        question: &str,
+        live: Option<UnboundedSender<Event>>,
+        depth: u32,
+        account: Arc<Account>,
+    ) -> Result<RunReport, EngineError> {
         let started = Instant::now();
         let rec = Arc::new(Recorder {
             events: Mutex::new(Vec::new()),
@@ -224,16 +252,20 @@ impl Engine {
             self.models.sub.clone(),
             self.cfg.sub_concurrency,
             rec.clone(),
+            account.clone(),
+            depth,
         );
         let mut repl = Repl::start(self.cfg.repl.clone(), blob).await?;
         let mut run = Run {
             engine: self,
+            depth,
             question: question.to_string(),
             rec: rec.clone(),
             messages: Vec::new(),
             elidable: Vec::new(),
-            root_usage: Usage::default(),
-            root_calls: 0,
+            account: account.clone(),
+            halted: None,
+            last_view: String::new(),
             model_wait: Duration::ZERO,
             seen_code: HashMap::new(),
         };
@@ -258,37 +290,25 @@ impl Engine {
 
         let sub_stats = sub.stats();
         let wall = started.elapsed();
+        let best_effort = stop_reason != StopReason::Final;
         rec.record(Event::RunEnd {
             answer: answer.clone(),
-            best_effort: stop_reason != StopReason::Final,
+            best_effort,
             stop_reason: stop_reason.to_string(),
             iterations,
             sub_calls: sub_stats.calls,
             wall_ms: wall.as_millis() as u64,
         });
-        let mut usage = vec![ModelUsage {
-            role: "root".into(),
-            model: self.models.root.endpoint().model.clone(),
-            calls: run.root_calls,
-            usage: run.root_usage,
-        }];
-        if sub_stats.calls > 0 {
-            usage.push(ModelUsage {
-                role: "sub".into(),
-                model: self.models.sub.endpoint().model.clone(),
-                calls: sub_stats.calls,
-                usage: sub_stats.usage,
-            });
-        }
         Ok(RunReport {
             answer,
-            best_effort: stop_reason != StopReason::Final,
+            best_effort,
             stop_reason,
             iterations,
             sub_calls: sub_stats.calls,
-            usage,
+            usage: account.usage(),
             wall,
             model_wait: run.model_wait + sub_stats.wait,
+            budget: run.halted,
             sandbox,
             events: rec.take(),
         })
@@ -314,17 +334,33 @@ impl Run<'_> {
         self.push(iteration, ChatMessage::user(text));
     }
 
-    async fn ask_root(&mut self, iteration: u32) -> Result<String, EngineError> {
+    /// The root model's next reply; `None` when a budget ran out before or during the call.
+    async fn ask_root(&mut self, iteration: u32) -> Result<Option<String>, EngineError> {
+        if let Some(k) = self.account.exceeded() {
+            self.halted = Some(k);
+            return Ok(None);
+        }
         self.compact();
-        let c = self
-            .engine
-            .models
-            .root
-            .complete(&self.messages, prompt::ROOT_STOP)
-            .await
-            .map_err(EngineError::Root)?;
-        self.root_usage += c.usage;
-        self.root_calls += 1;
+        let root = &self.engine.models.root;
+        let call = root.complete(&self.messages, prompt::ROOT_STOP);
+        let result = match self.account.remaining_wall() {
+            Some(left) => match tokio::time::timeout(left, call).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.halted = Some(BudgetKind::WallTime);
+                    return Ok(None);
+                }
+            },
+            None => call.await,
+        };
+        let c = result.map_err(EngineError::Root)?;
+        self.account.charge(
+            self.depth,
+            "root",
+            &root.endpoint().model,
+            c.usage,
+            c.latency,
+        );
         self.model_wait += c.latency;
         self.rec.record(Event::RootMessage {
             iteration,
@@ -333,7 +369,41 @@ impl Run<'_> {
             usage: Some(c.usage),
             latency_ms: Some(c.latency.as_millis() as u64),
         });
-        Ok(c.text)
+        Ok(Some(c.text))
+    }
+
+    /// The answer of a run a budget stopped: what the model last said, else the last output it
+    /// saw, marked as partial.
+    fn partial(&self, iteration: u32) -> (String, StopReason, u32) {
+        let kind = self.halted.unwrap_or(BudgetKind::WallTime);
+        let said = self
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::Assistant)
+            .map(|m| parse_reply(&m.content))
+            .and_then(|p| match p.final_answer {
+                Some(FinalAnswer::Text(t)) => Some(t),
+                _ => None,
+            });
+        let body = match said {
+            Some(t) => t,
+            None if !self.last_view.trim().is_empty() => {
+                format!(
+                    "The last output the model saw:\n\n{}",
+                    self.last_view.trim()
+                )
+            }
+            None => "Nothing was found before the budget ran out.".to_string(),
+        };
+        (
+            format!(
+                "**Partial answer**: the run stopped at its {} before a final answer.\n\n{body}",
+                kind.describe(&self.engine.cfg.budget)
+            ),
+            StopReason::Budget,
+            iteration,
+        )
     }
 
     /// Keeps the conversation inside the root model's window by eliding the oldest outputs
@@ -369,7 +439,9 @@ impl Run<'_> {
         // Replies in a row that only repeated code already run.
         let mut repeats = 0;
         for iteration in 1..=max {
-            let reply = self.ask_root(iteration).await?;
+            let Some(reply) = self.ask_root(iteration).await? else {
+                return Ok(self.partial(iteration));
+            };
             let parsed = parse_reply(&reply);
             self.messages
                 .push(ChatMessage::assistant(parsed.kept.clone()));
@@ -433,6 +505,7 @@ impl Run<'_> {
                     view.push('\n');
                 }
                 self.seen_code.insert(key, (iteration, view.clone()));
+                self.last_view = view.clone();
                 sections.push(view);
             }
             repeats = if all_repeats { repeats + 1 } else { 0 };
@@ -468,7 +541,9 @@ impl Run<'_> {
         ask: &str,
     ) -> Result<(String, StopReason, u32), EngineError> {
         self.push(iteration, ChatMessage::user(ask));
-        let reply = self.ask_root(iteration + 1).await?;
+        let Some(reply) = self.ask_root(iteration + 1).await? else {
+            return Ok(self.partial(iteration));
+        };
         let parsed = parse_reply(&reply);
         self.messages
             .push(ChatMessage::assistant(parsed.kept.clone()));

@@ -1,6 +1,7 @@
 //! Model calls made from inside the REPL (`llm_query`, `llm_query_batched`): concurrent under a
 //! limit, results in order, a failed call reported in its own slot.
 
+use super::budget::Account;
 use super::{Event, Recorder};
 use crate::llm::{ChatClient, ChatMessage, Usage};
 use crate::repl::SubCalls;
@@ -13,7 +14,6 @@ use tokio::sync::Semaphore;
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct SubStats {
     pub calls: u32,
-    pub usage: Usage,
     /// Wall time the REPL spent waiting on sub-call batches.
     pub wait: Duration,
 }
@@ -22,6 +22,8 @@ pub(crate) struct SubCaller {
     client: ChatClient,
     limit: Arc<Semaphore>,
     rec: Arc<Recorder>,
+    account: Arc<Account>,
+    depth: u32,
     iteration: AtomicU32,
     stats: Mutex<SubStats>,
     /// Prompts since the last check too short to hold any workspace text.
@@ -32,11 +34,19 @@ pub(crate) struct SubCaller {
 const CONTEXT_FREE_PROMPT_CHARS: usize = 200;
 
 impl SubCaller {
-    pub(crate) fn new(client: ChatClient, concurrency: usize, rec: Arc<Recorder>) -> Self {
+    pub(crate) fn new(
+        client: ChatClient,
+        concurrency: usize,
+        rec: Arc<Recorder>,
+        account: Arc<Account>,
+        depth: u32,
+    ) -> Self {
         SubCaller {
             limit: crate::llm::limits::for_endpoint(&client.endpoint().base_url, concurrency),
             client,
             rec,
+            account,
+            depth,
             iteration: AtomicU32::new(0),
             stats: Mutex::new(SubStats::default()),
             context_free: AtomicU32::new(0),
@@ -60,11 +70,24 @@ impl SubCaller {
         if prompt.len() < CONTEXT_FREE_PROMPT_CHARS {
             self.context_free.fetch_add(1, Ordering::Relaxed);
         }
+        if let Err(k) = self.account.take_sub_call() {
+            return Err(format!(
+                "budget reached: {}; no more model calls in this run",
+                k.describe(&self.account.budget)
+            ));
+        }
         let _permit = self.limit.acquire().await.map_err(|e| e.to_string())?;
-        let result = self
-            .client
-            .complete(&[ChatMessage::user(prompt.clone())], &[])
-            .await;
+        let messages = [ChatMessage::user(prompt.clone())];
+        let call = self.client.complete(&messages, &[]);
+        let result = match self.account.remaining_wall() {
+            Some(left) => match tokio::time::timeout(left, call).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err("budget reached: max wall time; the call was abandoned".into());
+                }
+            },
+            None => call.await,
+        };
         let (response, error, usage, latency, cached) = match result {
             Ok(c) => (Some(c.text), None, c.usage, c.latency, c.from_cache),
             Err(e) => (
@@ -75,10 +98,11 @@ impl SubCaller {
                 false,
             ),
         };
-        {
-            let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-            s.calls += 1;
-            s.usage += usage;
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).calls += 1;
+        if response.is_some() {
+            let model = &self.client.endpoint().model;
+            self.account
+                .charge(self.depth, "sub", model, usage, latency);
         }
         self.rec.record(Event::SubCall {
             iteration: self.iteration.load(Ordering::Relaxed),
