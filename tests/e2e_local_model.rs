@@ -78,3 +78,67 @@ fn local_model_finds_the_magic_number_in_the_haystack() {
     // The snapshot was far larger than the model's window, and the model never saw it whole.
     assert!(v["usage"][0]["prompt_tokens"].as_u64().unwrap() > 0);
 }
+
+/// Recursion with a real model: a scripted root hands one file to `rlm_query`, and the child run
+/// (the local model, with its own REPL over that file) must find the number.
+#[test]
+fn a_child_run_on_the_local_model_answers_from_the_context_it_was_given() {
+    use rlm_lsp::llm::scripted::{ScriptedServer, Step, SubRule};
+    let ws = haystack();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let root = rt
+        .block_on(ScriptedServer::start(
+            vec![
+                Step::Reply(
+                    "```repl\npath = grep('magic number')[0][0]\nanswer = rlm_query('What is the magic number?', {path: context[path]})\nprint(answer)\n```"
+                        .into(),
+                ),
+                Step::Reply("FINAL_VAR(answer)".into()),
+            ],
+            SubRule::Echo,
+        ))
+        .unwrap();
+    let traj = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rlm-lsp"));
+    for var in [
+        "RLM_MODEL",
+        "RLM_SUB_BASE_URL",
+        "RLM_SUB_MODEL",
+        "RLM_API_KEY_ENV",
+    ] {
+        cmd.env_remove(var);
+    }
+    let o = cmd
+        .args(["ask", "--json", "--child-base-url", "local", "--base-url"])
+        .arg(root.base_url())
+        .arg("--workspace")
+        .arg(&ws)
+        .arg("--trajectory")
+        .arg(traj.path())
+        .arg("What is the magic number?")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "rlm-lsp ask failed:\n{err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let answer = v["answer"].as_str().unwrap();
+    let events = std::fs::read_to_string(traj.path()).unwrap();
+    assert!(
+        answer.contains(MAGIC),
+        "answer {answer:?}; trajectory:\n{events}"
+    );
+    let child = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["type"] == "child_run")
+        .expect("a child run in the trajectory");
+    assert_eq!(child["depth"], 1);
+    // The child's tokens are accounted at depth 1, under the local model's name.
+    let usage = v["usage"].as_array().unwrap();
+    assert!(
+        usage
+            .iter()
+            .any(|u| u["depth"] == 1 && u["model"].as_str().unwrap().contains("qwen")),
+        "{usage:?}"
+    );
+}

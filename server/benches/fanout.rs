@@ -40,6 +40,7 @@ async fn fan_out(calls: usize, concurrency: usize) -> (f64, f64) {
         Models {
             root: client.clone(),
             sub: client,
+            child_root: None,
         },
         EngineConfig {
             sub_concurrency: concurrency,

@@ -49,6 +49,7 @@ async fn measure(iterations: u32, snap: &Snapshot, sub_calls: bool) -> (f64, f64
         Models {
             root: client.clone(),
             sub: client,
+            child_root: None,
         },
         EngineConfig {
             max_iterations: iterations + 1,

@@ -24,6 +24,13 @@ pub struct ModelSettings {
     /// Sub model name [default: the root's]
     #[arg(long, env = "RLM_SUB_MODEL")]
     pub sub_model: Option<String>,
+    /// Root model of child runs started by rlm_query: an OpenAI-compatible base URL, or `local`
+    /// for the shared local model [default: the root's]
+    #[arg(long, env = "RLM_CHILD_BASE_URL")]
+    pub child_base_url: Option<String>,
+    /// Model name of child runs [default: the only model the child's server lists]
+    #[arg(long, env = "RLM_CHILD_MODEL")]
+    pub child_model: Option<String>,
     /// Name of the environment variable holding the API key (e.g. OPENAI_API_KEY); never the key itself
     #[arg(long, env = "RLM_API_KEY_ENV")]
     pub api_key_env: Option<String>,
@@ -65,7 +72,7 @@ pub struct ResolvedModels {
     /// Whether the default local model is in use (it shapes the prompt and window budgets).
     pub local: bool,
     /// Keeps the shared local llama-server alive for as long as this value lives.
-    _local_server: Option<LocalServerHandle>,
+    _local_servers: Vec<LocalServerHandle>,
 }
 
 const MAX_TOKENS: u32 = 1024;
@@ -171,15 +178,49 @@ impl ModelSettings {
             let cache = ResponseCache::new(dir.join("responses"), RESPONSE_CACHE_BYTES);
             sub = sub.with_cache(Arc::new(cache), self.response_cache == CacheMode::All);
         }
+        let mut handles: Vec<LocalServerHandle> = local_server.into_iter().collect();
+        let child_root = match self.child_base_url.as_deref() {
+            None => None,
+            Some("local") => {
+                let handle = LocalServer::acquire().await?;
+                let model = self
+                    .child_model
+                    .clone()
+                    .unwrap_or_else(|| handle.model_name().to_string());
+                let ep = endpoint(
+                    handle.base_url().to_string(),
+                    model,
+                    handle.api_key().map(str::to_string),
+                );
+                handles.push(handle);
+                Some(client(ep))
+            }
+            Some(url) => {
+                check_base_url(url)?;
+                let model = match &self.child_model {
+                    Some(m) => m.clone(),
+                    None => {
+                        only_model(&client(endpoint(
+                            url.to_string(),
+                            String::new(),
+                            api_key.clone(),
+                        )))
+                        .await?
+                    }
+                };
+                Some(client(endpoint(url.to_string(), model, api_key.clone())))
+            }
+        };
         Ok(ResolvedModels {
             models: Models {
                 root: client(endpoint(root_url, root_model, root_key)),
                 sub,
+                child_root,
             },
             // Two llama-server slots: one keeps the root conversation's prompt cache warm.
             concurrency: self.concurrency.unwrap_or(if local { 1 } else { 8 }),
             local,
-            _local_server: local_server,
+            _local_servers: handles,
         })
     }
 }

@@ -135,6 +135,9 @@ struct AskArgs {
     /// Seconds one code cell may run before its worker is killed
     #[arg(long, default_value_t = 60)]
     cell_timeout: u64,
+    /// Depth of child RLM runs `rlm_query` may start (0: rlm_query is a plain model call)
+    #[arg(long, env = "RLM_MAX_DEPTH", default_value_t = 2)]
+    max_depth: u32,
     /// Stop (with a partial answer) after this many sub-calls
     #[arg(long, env = "RLM_MAX_SUB_CALLS")]
     max_sub_calls: Option<u32>,
@@ -384,6 +387,7 @@ async fn ask(a: AskArgs) -> anyhow::Result<()> {
     let resolved = settings.resolve().await?;
     let mut cfg = resolved.engine_config(a.max_iterations);
     cfg.repl.cell_timeout = std::time::Duration::from_secs(a.cell_timeout.max(1));
+    cfg.max_depth = a.max_depth;
     cfg.budget = Budget {
         max_sub_calls: a.max_sub_calls,
         max_tokens: a.max_tokens,

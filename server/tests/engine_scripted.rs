@@ -68,6 +68,7 @@ fn engine(server: &ScriptedServer, cfg: EngineConfig) -> Engine {
         Models {
             root: client.clone(),
             sub: client,
+            child_root: None,
         },
         cfg,
     )
@@ -151,6 +152,7 @@ async fn multi_turn_run_with_a_nudge_for_final() {
             Event::RootMessage { .. } => "msg",
             Event::CodeCell { .. } => "cell",
             Event::SubCall { .. } => "sub",
+            Event::ChildRun { .. } => "child",
             Event::RunEnd { .. } => "end",
         })
         .collect();
@@ -511,5 +513,91 @@ async fn each_budget_stops_a_run_with_a_partial_answer() {
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_child_rlm_answers_from_the_context_its_parent_passed() {
+    let (result, server) = run_script(
+        vec![
+            // The parent hands a child its own small context.
+            code(
+                "a = rlm_query('What is the secret word?', {'notes.txt': 'The secret word is tangerine.'})\nprint(a)",
+            ),
+            // The child searches that context, not the parent's workspace.
+            code("print(grep('secret'), len(context))"),
+            reply("FINAL(tangerine)"),
+            // Back in the parent.
+            reply("FINAL(The child found tangerine)"),
+        ],
+        SubRule::Echo,
+        config(5),
+    )
+    .await;
+    let report = result.unwrap();
+    assert_eq!(report.answer, "The child found tangerine");
+    let child = report
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::ChildRun {
+                depth,
+                answer,
+                iterations,
+                ..
+            } => Some((*depth, answer.clone(), *iterations)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(child, (1, Some("tangerine".to_string()), 2));
+    // The child's REPL held only the context it was given.
+    let child_turn = last_user_message(&server, 2);
+    assert!(child_turn.contains("notes.txt:1"), "{child_turn}");
+    assert!(
+        child_turn.contains(" 1\n") || child_turn.contains(") 1"),
+        "{child_turn}"
+    );
+    let parent_turn = last_user_message(&server, 3);
+    assert!(parent_turn.contains("tangerine"), "{parent_turn}");
+    // Usage is accounted per depth.
+    assert!(
+        report
+            .usage
+            .iter()
+            .any(|u| u.depth == 1 && u.role == "root")
+    );
+    assert_eq!(report.sub_calls, 1);
+}
+
+#[tokio::test]
+async fn past_the_depth_limit_rlm_query_is_a_plain_model_call() {
+    let (result, _server) = run_script(
+        vec![
+            code("print(rlm_query('Summarize', ['alpha', 'beta']))"),
+            reply("FINAL(done)"),
+        ],
+        SubRule::Echo,
+        EngineConfig {
+            max_depth: 0,
+            ..config(5)
+        },
+    )
+    .await;
+    let report = result.unwrap();
+    let out = report
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::CodeCell { stdout, .. } => Some(stdout.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(out.starts_with("echo: Summarize"), "{out}");
+    assert!(out.contains("--- part_000.txt ---\nalpha"), "{out}");
+    assert!(
+        !report
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::ChildRun { .. }))
     );
 }

@@ -711,6 +711,7 @@ async fn a_hostile_run_still_answers_correctly() {
         Models {
             root: client.clone(),
             sub: client,
+            child_root: None,
         },
         EngineConfig {
             max_iterations: 5,

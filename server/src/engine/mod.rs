@@ -43,6 +43,8 @@ pub struct EngineConfig {
     pub budget: Budget,
     /// Prices for the cost figures and the cost budget.
     pub prices: PriceTable,
+    /// Depth of child runs `rlm_query` may start; past it, `rlm_query` is a plain model call.
+    pub max_depth: u32,
 }
 
 impl Default for EngineConfig {
@@ -56,15 +58,29 @@ impl Default for EngineConfig {
             repl: ReplConfig::default(),
             budget: Budget::default(),
             prices: PriceTable::default(),
+            max_depth: 2,
         }
     }
 }
 
-/// The root and sub models of a run.
+/// The models of a run.
 #[derive(Debug, Clone)]
 pub struct Models {
     pub root: ChatClient,
+    /// `llm_query` at every depth.
     pub sub: ChatClient,
+    /// The root model of child runs (`rlm_query`); the run's root model when `None`.
+    pub child_root: Option<ChatClient>,
+}
+
+impl Models {
+    /// The root model of a run at `depth`.
+    pub fn root_at(&self, depth: u32) -> &ChatClient {
+        match (&self.child_root, depth) {
+            (Some(c), d) if d > 0 => c,
+            _ => &self.root,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -244,11 +260,17 @@ impl Engine {
             workspace: snapshot.root.display().to_string(),
             files: snapshot.files.len(),
             bytes: snapshot.total_bytes(),
-            root_model: self.models.root.endpoint().model.clone(),
+            root_model: self.models.root_at(depth).endpoint().model.clone(),
             sub_model: self.models.sub.endpoint().model.clone(),
             max_iterations: max,
         });
+        let parent = subcalls::Parent {
+            engine: self,
+            snapshot,
+            blob: blob.clone(),
+        };
         let sub = SubCaller::new(
+            parent,
             self.models.sub.clone(),
             self.cfg.sub_concurrency,
             rec.clone(),
@@ -341,7 +363,7 @@ impl Run<'_> {
             return Ok(None);
         }
         self.compact();
-        let root = &self.engine.models.root;
+        let root = self.engine.models.root_at(self.depth);
         let call = root.complete(&self.messages, prompt::ROOT_STOP);
         let result = match self.account.remaining_wall() {
             Some(left) => match tokio::time::timeout(left, call).await {
@@ -430,7 +452,7 @@ impl Run<'_> {
     async fn iterate(
         &mut self,
         repl: &mut Repl,
-        sub: &SubCaller,
+        sub: &SubCaller<'_>,
         max: u32,
     ) -> Result<(String, StopReason, u32), EngineError> {
         let mut code_ran = false;

@@ -1,10 +1,12 @@
-//! Model calls made from inside the REPL (`llm_query`, `llm_query_batched`): concurrent under a
-//! limit, results in order, a failed call reported in its own slot.
+//! Model calls made from inside the REPL (`llm_query`, `llm_query_batched`) and child RLM runs
+//! (`rlm_query`, `rlm_query_batched`): concurrent under a limit, results in order, a failure
+//! reported in its own slot, every call charged to the run tree's budget.
 
 use super::budget::Account;
-use super::{Event, Recorder};
+use super::{Engine, Event, Recorder};
 use crate::llm::{ChatClient, ChatMessage, Usage};
-use crate::repl::SubCalls;
+use crate::repl::{ContextBlob, SubCalls};
+use crate::workspace::{IndexStats, Snapshot, SourceFile};
 use futures::future::BoxFuture;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +20,15 @@ pub(crate) struct SubStats {
     pub wait: Duration,
 }
 
-pub(crate) struct SubCaller {
+/// What a child run started with `rlm_query(prompt)` (no context) inherits from its parent.
+pub(crate) struct Parent<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) snapshot: &'a Snapshot,
+    pub(crate) blob: Arc<ContextBlob>,
+}
+
+pub(crate) struct SubCaller<'a> {
+    parent: Parent<'a>,
     client: ChatClient,
     limit: Arc<Semaphore>,
     rec: Arc<Recorder>,
@@ -33,8 +43,9 @@ pub(crate) struct SubCaller {
 /// A prompt shorter than this cannot carry code for the sub model to read.
 const CONTEXT_FREE_PROMPT_CHARS: usize = 200;
 
-impl SubCaller {
+impl<'a> SubCaller<'a> {
     pub(crate) fn new(
+        parent: Parent<'a>,
         client: ChatClient,
         concurrency: usize,
         rec: Arc<Recorder>,
@@ -42,6 +53,7 @@ impl SubCaller {
         depth: u32,
     ) -> Self {
         SubCaller {
+            parent,
             limit: crate::llm::limits::for_endpoint(&client.endpoint().base_url, concurrency),
             client,
             rec,
@@ -121,11 +133,119 @@ impl SubCaller {
     }
 }
 
-impl SubCalls for SubCaller {
+impl SubCaller<'_> {
+    /// One child run over its context; at the last depth, a plain model call with the context
+    /// text in the prompt.
+    async fn child(&self, prompt: String, context: Option<String>) -> Result<String, String> {
+        let engine = self.parent.engine;
+        let depth = self.depth + 1;
+        let files = match &context {
+            None => None,
+            Some(spec) => Some(context_files(spec)?),
+        };
+        if depth > engine.cfg.max_depth {
+            let mut full = prompt;
+            for f in files.iter().flatten() {
+                full.push_str(&format!("\n\n--- {} ---\n{}", f.path, f.text));
+            }
+            return self.one(full).await;
+        }
+        if let Err(k) = self.account.take_sub_call() {
+            return Err(format!(
+                "budget reached: {}; no more model calls in this run",
+                k.describe(&self.account.budget)
+            ));
+        }
+        let started = Instant::now();
+        let own;
+        let (snapshot, blob) = match files {
+            None => (self.parent.snapshot, self.parent.blob.clone()),
+            Some(files) => {
+                own = Snapshot {
+                    root: "rlm_query context".into(),
+                    files,
+                    stats: IndexStats::default(),
+                };
+                let blob = ContextBlob::write(&own).map_err(|e| e.to_string())?;
+                (&own, blob)
+            }
+        };
+        // Boxed: a run's future contains its children's.
+        let run: BoxFuture<'_, _> =
+            Box::pin(engine.run_at(snapshot, blob, &prompt, None, depth, self.account.clone()));
+        let result = run.await;
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).calls += 1;
+        let (answer, error, iterations, stop) = match &result {
+            Ok(r) => (
+                Some(r.answer.clone()),
+                None,
+                r.iterations,
+                r.stop_reason.to_string(),
+            ),
+            Err(e) => (None, Some(e.to_string()), 0, "error".to_string()),
+        };
+        self.rec.record(Event::ChildRun {
+            iteration: self.iteration.load(Ordering::Relaxed),
+            depth,
+            prompt,
+            answer: answer.clone(),
+            error: error.clone(),
+            iterations,
+            stop_reason: stop,
+            wall_ms: started.elapsed().as_millis() as u64,
+        });
+        match (answer, error) {
+            (Some(a), _) => Ok(a),
+            (None, e) => Err(e.unwrap_or_default()),
+        }
+    }
+}
+
+/// The files of a child's context from its JSON spec: `{"text": str}` or `{"files": {path: text}}`.
+fn context_files(spec: &str) -> Result<Vec<SourceFile>, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(spec).map_err(|e| format!("bad rlm_query context: {e}"))?;
+    let mut files: Vec<SourceFile> = if let Some(t) = v["text"].as_str() {
+        vec![SourceFile {
+            path: "context.txt".into(),
+            text: Arc::new(t.to_string()),
+        }]
+    } else if let Some(m) = v["files"].as_object() {
+        m.iter()
+            .map(|(k, t)| SourceFile {
+                path: k.clone(),
+                text: Arc::new(t.as_str().unwrap_or_default().to_string()),
+            })
+            .collect()
+    } else {
+        return Err("bad rlm_query context: expected text or files".into());
+    };
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+impl SubCalls for SubCaller<'_> {
     fn batch(&self, prompts: Vec<String>) -> BoxFuture<'_, Vec<Result<String, String>>> {
         Box::pin(async move {
             let started = Instant::now();
             let results = futures::future::join_all(prompts.into_iter().map(|p| self.one(p))).await;
+            self.stats.lock().unwrap_or_else(|e| e.into_inner()).wait += started.elapsed();
+            results
+        })
+    }
+
+    fn rlm_batch(
+        &self,
+        prompts: Vec<String>,
+        contexts: Vec<Option<String>>,
+    ) -> BoxFuture<'_, Vec<Result<String, String>>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let mut contexts = contexts.into_iter();
+            let runs = prompts
+                .into_iter()
+                .map(|p| self.child(p, contexts.next().flatten()));
+            let results = futures::future::join_all(runs).await;
             self.stats.lock().unwrap_or_else(|e| e.into_inner()).wait += started.elapsed();
             results
         })

@@ -59,6 +59,19 @@ pub enum Event {
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         cached: bool,
     },
+    /// A child RLM run started by `rlm_query` (its own events are not in this trajectory).
+    ChildRun {
+        iteration: u32,
+        depth: u32,
+        prompt: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        answer: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        iterations: u32,
+        stop_reason: String,
+        wall_ms: u64,
+    },
     RunEnd {
         answer: String,
         best_effort: bool,

@@ -270,12 +270,13 @@ async fn converse<T>(
             return Outcome::TimedOut;
         };
         match msg {
-            Ok(Some(FromWorker::SubCallRequest { prompts })) => {
+            Ok(Some(FromWorker::SubCallRequest { prompts, contexts })) => {
                 let asked = Instant::now();
                 let n = prompts.len();
-                let results = match sub {
-                    Some(sub) => sub.batch(prompts).await,
-                    None => {
+                let results = match (sub, contexts) {
+                    (Some(sub), Some(contexts)) => sub.rlm_batch(prompts, contexts).await,
+                    (Some(sub), None) => sub.batch(prompts).await,
+                    (None, _) => {
                         vec![Err("llm_query cannot be used while a variable is read".into()); n]
                     }
                 };

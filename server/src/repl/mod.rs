@@ -69,6 +69,18 @@ impl Default for ReplConfig {
 pub trait SubCalls: Send + Sync {
     /// One result per prompt, in order; `Err(message)` for a failed call.
     fn batch(&self, prompts: Vec<String>) -> BoxFuture<'_, Vec<Result<String, String>>>;
+
+    /// `rlm_query`: a child RLM run per prompt, over the context given (a JSON spec:
+    /// `{"text": str}` or `{"files": {path: text}}`), or the parent's workspace for `None`.
+    /// Without recursion (the default, and at the last depth) these are plain model calls.
+    fn rlm_batch(
+        &self,
+        prompts: Vec<String>,
+        contexts: Vec<Option<String>>,
+    ) -> BoxFuture<'_, Vec<Result<String, String>>> {
+        let _ = contexts;
+        self.batch(prompts)
+    }
 }
 
 /// What one cell did.

@@ -16,6 +16,7 @@ import linecache
 import operator
 import re
 import reprlib
+import json
 import sys
 import traceback
 import types
@@ -69,6 +70,48 @@ def llm_query_batched(prompts):
     if not prompts:
         return []
     return [_answer(ok, text) for ok, text in _rlm.subcall(prompts)]
+
+
+def _context_spec(context):
+    """The JSON spec of a child run's context: None (the parent's workspace), a str, a dict of
+    path -> text, or a list of texts."""
+    if context is None:
+        return None
+    if isinstance(context, str):
+        return json.dumps({"text": context})
+    if isinstance(context, dict) or hasattr(context, "items"):
+        return json.dumps({"files": {str(k): str(v) for k, v in context.items()}})
+    if isinstance(context, (list, tuple)):
+        return json.dumps({"files": {f"part_{i:03d}.txt": str(v) for i, v in enumerate(context)}})
+    raise TypeError(
+        "rlm_query's context must be None, a str, a dict of path -> text or a list of str, "
+        f"not a {type(context).__name__}"
+    )
+
+
+def rlm_query(prompt, context=None):
+    """Ask a child RLM: a model with its own REPL over `context` (a str, a dict of path -> text,
+    a list of str; None: this workspace). Returns its final answer as a str, or a str starting
+    with "Error: ". Past the configured depth it is a plain llm_query on the prompt."""
+    ((ok, text),) = _rlm.subcall([_as_prompt(prompt)], [_context_spec(context)])
+    return _answer(ok, text)
+
+
+def rlm_query_batched(prompts, contexts=None):
+    """rlm_query for several prompts at once (in parallel), with one context per prompt (or None
+    for all). Returns the answers in order; a failed run gives a str starting with "Error: "."""
+    if isinstance(prompts, (str, bytes)):
+        raise TypeError("rlm_query_batched takes a list of prompts; for one use rlm_query(prompt)")
+    prompts = [_as_prompt(p) for p in prompts]
+    if contexts is None:
+        contexts = [None] * len(prompts)
+    contexts = list(contexts)
+    if len(contexts) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(contexts)} contexts")
+    if not prompts:
+        return []
+    specs = [_context_spec(c) for c in contexts]
+    return [_answer(ok, text) for ok, text in _rlm.subcall(prompts, specs)]
 
 
 def FINAL(answer):
@@ -262,6 +305,8 @@ def setup(context, tools, chunks, out, err):
         context=context,
         llm_query=llm_query,
         llm_query_batched=llm_query_batched,
+        rlm_query=rlm_query,
+        rlm_query_batched=rlm_query_batched,
         FINAL=FINAL,
         FINAL_VAR=FINAL_VAR,
         SHOW_VARS=SHOW_VARS,

@@ -114,8 +114,14 @@ pub enum FromWorker {
     Fatal { message: String },
     /// The worker could not confine itself, so it will not run model code; it exits.
     SandboxFailed { message: String },
-    /// Model code called `llm_query`/`llm_query_batched`.
-    SubCallRequest { prompts: Vec<String> },
+    /// Model code called `llm_query`/`llm_query_batched`, or, with `contexts`,
+    /// `rlm_query`/`rlm_query_batched`: one child run per prompt, each over its context (a JSON
+    /// context spec, or `None` for the parent's workspace).
+    SubCallRequest {
+        prompts: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contexts: Option<Vec<Option<String>>>,
+    },
     /// Model code called `symbols()` or `outline()`, or used `chunks`.
     IndexRequest { query: IndexQuery },
     /// The cell finished (normally, by `FINAL`, or with an exception).

@@ -358,11 +358,18 @@ pub(super) fn ask_parent(py: Python<'_>, msg: FromWorker) -> Result<ToWorker, St
     })
 }
 
-/// `_rlm.subcall(prompts) -> list[tuple[bool, str]]`: asks the parent to run sub-model calls.
+/// `_rlm.subcall(prompts, contexts=None) -> list[tuple[bool, str]]`: asks the parent to run
+/// sub-model calls, or child RLM runs when `contexts` (JSON specs or None, one per prompt) is given.
 #[pyfunction]
-fn subcall(py: Python<'_>, prompts: Vec<String>) -> PyResult<Vec<(bool, String)>> {
+#[pyo3(signature = (prompts, contexts=None))]
+fn subcall(
+    py: Python<'_>,
+    prompts: Vec<String>,
+    contexts: Option<Vec<Option<String>>>,
+) -> PyResult<Vec<(bool, String)>> {
     let n = prompts.len();
-    let mut results = match ask_parent(py, FromWorker::SubCallRequest { prompts }) {
+    let request = FromWorker::SubCallRequest { prompts, contexts };
+    let mut results = match ask_parent(py, request) {
         Ok(ToWorker::SubCallReply { results }) => results,
         Ok(other) => {
             log_stderr(&format!("expected SubCallReply, got {other:?}"));
