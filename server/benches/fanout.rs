@@ -7,7 +7,6 @@
 
 use rlm_lsp::engine::{Engine, EngineConfig, Event, Models};
 use rlm_lsp::llm::scripted::{ScriptedServer, Step, SubRule};
-use rlm_lsp::llm::{ChatClient, Endpoint};
 use rlm_lsp::repl::{ContextBlob, ReplConfig};
 use rlm_lsp::workspace::{Snapshot, SourceFile};
 use std::time::Duration;
@@ -27,21 +26,9 @@ async fn fan_out(calls: usize, concurrency: usize) -> (f64, f64) {
     )
     .await
     .unwrap();
-    let client = ChatClient::new(Endpoint {
-        base_url: server.base_url(),
-        model: "scripted".into(),
-        api_key: None,
-        api_key_env: None,
-        timeout: Duration::from_secs(30),
-        max_tokens: 64,
-        temperature: 0.0,
-    });
+    let client = server.client();
     let engine = Engine::new(
-        Models {
-            root: client.clone(),
-            sub: client,
-            child_root: None,
-        },
+        Models::same(client),
         EngineConfig {
             sub_concurrency: concurrency,
             repl: ReplConfig {

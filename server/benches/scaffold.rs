@@ -6,10 +6,8 @@
 
 use rlm_lsp::engine::{Engine, EngineConfig, Models};
 use rlm_lsp::llm::scripted::{ScriptedServer, Step, SubRule};
-use rlm_lsp::llm::{ChatClient, Endpoint};
 use rlm_lsp::repl::{ContextBlob, ReplConfig};
 use rlm_lsp::workspace::{Snapshot, SourceFile};
-use std::time::Duration;
 
 fn snapshot(files: usize, bytes_each: usize) -> Snapshot {
     let text = "fn filler() { let x = 42; }\n".repeat(bytes_each / 28 + 1);
@@ -36,21 +34,9 @@ async fn measure(iterations: u32, snap: &Snapshot, sub_calls: bool) -> (f64, f64
         .collect();
     steps.push(Step::Reply("```repl\nFINAL('done')\n```".into()));
     let server = ScriptedServer::start(steps, SubRule::Echo).await.unwrap();
-    let client = ChatClient::new(Endpoint {
-        base_url: server.base_url(),
-        model: "scripted".into(),
-        api_key: None,
-        api_key_env: None,
-        timeout: Duration::from_secs(30),
-        max_tokens: 256,
-        temperature: 0.0,
-    });
+    let client = server.client();
     let engine = Engine::new(
-        Models {
-            root: client.clone(),
-            sub: client,
-            child_root: None,
-        },
+        Models::same(client),
         EngineConfig {
             max_iterations: iterations + 1,
             repl: ReplConfig {

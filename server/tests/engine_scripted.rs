@@ -3,7 +3,7 @@
 
 use rlm_lsp::engine::{Engine, EngineConfig, EngineError, Event, Models, RunReport, StopReason};
 use rlm_lsp::llm::scripted::{ScriptedServer, Step, SubRule};
-use rlm_lsp::llm::{ChatClient, Endpoint, RetryPolicy};
+use rlm_lsp::llm::RetryPolicy;
 use rlm_lsp::repl::{ContextBlob, ReplConfig};
 use rlm_lsp::workspace::{self, Snapshot, WalkOptions};
 use std::path::{Path, PathBuf};
@@ -49,29 +49,13 @@ fn tree(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 fn engine(server: &ScriptedServer, cfg: EngineConfig) -> Engine {
-    let ep = Endpoint {
-        base_url: server.base_url(),
-        model: "scripted".into(),
-        api_key: None,
-        api_key_env: None,
-        timeout: Duration::from_secs(5),
-        max_tokens: 256,
-        temperature: 0.0,
-    };
     // Fast retries: the loop's tests are about the engine, the retry policy has its own.
-    let client = ChatClient::new(ep).with_retry(RetryPolicy {
+    let client = server.client().with_retry(RetryPolicy {
         max_retries: 1,
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(10),
     });
-    Engine::new(
-        Models {
-            root: client.clone(),
-            sub: client,
-            child_root: None,
-        },
-        cfg,
-    )
+    Engine::new(Models::same(client), cfg)
 }
 
 fn config(max_iterations: u32) -> EngineConfig {

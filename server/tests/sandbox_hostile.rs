@@ -12,7 +12,6 @@
 use futures::future::BoxFuture;
 use rlm_lsp::engine::{Engine, EngineConfig, Models};
 use rlm_lsp::llm::scripted::{ScriptedServer, Step, SubRule};
-use rlm_lsp::llm::{ChatClient, Endpoint};
 use rlm_lsp::repl::{
     CellOutput, ContextBlob, Repl, ReplConfig, ReplError, SandboxConfig, SubCalls,
 };
@@ -698,21 +697,9 @@ async fn a_hostile_run_still_answers_correctly() {
     )
     .await
     .unwrap();
-    let client = ChatClient::new(Endpoint {
-        base_url: server.base_url(),
-        model: "scripted".into(),
-        api_key: None,
-        api_key_env: None,
-        timeout: Duration::from_secs(5),
-        max_tokens: 256,
-        temperature: 0.0,
-    });
+    let client = server.client();
     let engine = Engine::new(
-        Models {
-            root: client.clone(),
-            sub: client,
-            child_root: None,
-        },
+        Models::same(client),
         EngineConfig {
             max_iterations: 5,
             repl: cfg(&fx),

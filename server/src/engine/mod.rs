@@ -74,6 +74,15 @@ pub struct Models {
 }
 
 impl Models {
+    /// One model for every role.
+    pub fn same(client: ChatClient) -> Self {
+        Models {
+            root: client.clone(),
+            sub: client,
+            child_root: None,
+        }
+    }
+
     /// The root model of a run at `depth`.
     pub fn root_at(&self, depth: u32) -> &ChatClient {
         match (&self.child_root, depth) {

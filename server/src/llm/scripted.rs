@@ -4,6 +4,7 @@
 //! Root requests (those with a system message) take the next step of the script; sub-calls (no
 //! system message) are answered by a rule. Every request body is kept for assertions.
 
+use super::{ChatClient, Endpoint};
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -122,6 +123,19 @@ impl ScriptedServer {
 
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// A client of this server (model `scripted`, 30 s timeout), for tests and benchmarks.
+    pub fn client(&self) -> ChatClient {
+        ChatClient::new(Endpoint {
+            base_url: self.base_url(),
+            model: "scripted".into(),
+            api_key: None,
+            api_key_env: None,
+            timeout: Duration::from_secs(30),
+            max_tokens: 256,
+            temperature: 0.0,
+        })
     }
 
     /// Bodies of all chat requests so far.
