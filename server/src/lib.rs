@@ -7,5 +7,6 @@ pub mod config;
 pub mod engine;
 pub mod index;
 pub mod llm;
+pub mod lsp;
 pub mod repl;
 pub mod workspace;

@@ -34,6 +34,8 @@ enum Command {
     Ask(Box<AskArgs>),
     /// Walk a workspace and print what would be indexed and what is skipped, with reasons.
     Index(IndexArgs),
+    /// Run the language server on stdin/stdout (logs go to stderr; see docs/protocol.md).
+    Serve,
 }
 
 #[derive(clap::Args)]
@@ -218,6 +220,11 @@ fn main() {
             .build()
             .context("starting the async runtime")
             .and_then(|rt| rt.block_on(ask(*a))),
+        Command::Serve => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .map(|rt| rt.block_on(rlm_lsp::lsp::serve_stdio(Default::default()))),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -2,8 +2,8 @@
 //! worker: multi-turn runs, batched sub-calls, timeouts, replies without code, models that fail.
 
 use rlm_lsp::engine::{Engine, EngineConfig, EngineError, Event, Models, RunReport, StopReason};
-use rlm_lsp::llm::scripted::{ScriptedServer, Step, SubRule};
 use rlm_lsp::llm::RetryPolicy;
+use rlm_lsp::llm::scripted::{ScriptedServer, Step, SubRule};
 use rlm_lsp::repl::{ContextBlob, ReplConfig};
 use rlm_lsp::workspace::{self, Snapshot, WalkOptions};
 use std::path::{Path, PathBuf};

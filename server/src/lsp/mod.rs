@@ -1,0 +1,796 @@
+//! The language server (`rlm-lsp serve`). Only this module knows LSP: it turns LSP requests into
+//! calls on the core (workspace snapshots, the index, the engine) and the core's plain results
+//! back into LSP. Commands and payloads: `docs/protocol.md`.
+//!
+//! Text sync is applied synchronously, before any `.await` in its handler, so edits are never
+//! reordered; a run takes the current snapshot (an immutable `Arc`) and holds no lock across an
+//! await.
+
+pub mod citations;
+mod settings;
+mod text;
+
+pub use settings::Settings;
+
+use crate::config::ResolvedModels;
+use crate::engine::{Budget, Engine, EngineConfig, Event, LiveIndex, Models};
+use crate::index::IndexOptions;
+use crate::llm::pricing::PriceTable;
+use crate::repl::ContextBlob;
+use crate::workspace::{self, RootSpec, Snapshot, WalkOptions};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tower_lsp_server::jsonrpc::{self, ErrorCode};
+use tower_lsp_server::ls_types::notification::Progress;
+use tower_lsp_server::ls_types::*;
+use tower_lsp_server::{Client, LanguageServer, LspService, Server};
+
+/// The commands `workspace/executeCommand` accepts.
+pub const COMMANDS: &[&str] = &["rlm.ask", "rlm.cancel", "rlm.status"];
+
+/// How the server runs models and workers; tests inject theirs.
+#[derive(Clone, Default)]
+pub struct ServerOptions {
+    /// The binary run as the REPL worker [default: the current executable].
+    pub worker_exe: Option<PathBuf>,
+    /// Models to use instead of resolving them from the settings (tests: a scripted server).
+    pub models: Option<Models>,
+    /// How roots are walked.
+    pub walk: WalkOptions,
+}
+
+/// Serves LSP on stdin/stdout until the client exits.
+pub async fn serve_stdio(opts: ServerOptions) {
+    serve(tokio::io::stdin(), tokio::io::stdout(), opts).await;
+}
+
+/// Serves LSP over any byte streams (stdio, or a duplex pipe in tests).
+pub async fn serve<I, O>(input: I, output: O, opts: ServerOptions)
+where
+    I: AsyncRead + Unpin,
+    O: AsyncWrite,
+{
+    let (service, socket) = LspService::new(|client| Backend::new(client, opts));
+    Server::new(input, output, socket).serve(service).await;
+}
+
+/// Models resolved once, on the first run, with the engine configuration built from settings.
+struct Ready {
+    models: Models,
+    cfg: EngineConfig,
+    /// Keeps the shared local model alive while the server runs.
+    _resolved: Option<ResolvedModels>,
+}
+
+struct RunEntry {
+    abort: tokio::task::AbortHandle,
+}
+
+#[derive(Default)]
+struct State {
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    index: RwLock<Option<Arc<LiveIndex>>>,
+    settings: RwLock<Option<Settings>>,
+    /// A warning to show once the client is initialized.
+    pending_warning: Mutex<Option<String>>,
+    progress_supported: std::sync::atomic::AtomicBool,
+    ready: tokio::sync::OnceCell<Arc<Ready>>,
+    /// The blob of the last snapshot a run used, reused while the snapshot is unchanged.
+    blob: Mutex<Option<(Arc<Snapshot>, Arc<ContextBlob>)>>,
+    runs: Mutex<HashMap<String, RunEntry>>,
+    next_run: AtomicU64,
+    last_usage: Mutex<Option<Value>>,
+}
+
+pub struct Backend {
+    client: Client,
+    opts: ServerOptions,
+    state: Arc<State>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> jsonrpc::Error {
+    jsonrpc::Error {
+        code,
+        message: message.into().into(),
+        data: None,
+    }
+}
+
+/// Removes a run from the table when its request ends, however it ends, and aborts its task
+/// (dropping the engine's future kills its worker) when the request was cancelled.
+struct RunGuard {
+    state: Arc<State>,
+    id: String,
+    abort: tokio::task::AbortHandle,
+    progress: Option<(Client, ProgressToken)>,
+    finished: bool,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        lock(&self.state.runs).remove(&self.id);
+        if !self.finished {
+            self.abort.abort();
+            if let Some((client, token)) = self.progress.take() {
+                tokio::spawn(async move {
+                    end_progress(&client, token, "cancelled".into()).await;
+                });
+            }
+        }
+    }
+}
+
+async fn send_progress(client: &Client, token: ProgressToken, value: WorkDoneProgress) {
+    client
+        .send_notification::<Progress>(ProgressParams {
+            token,
+            value: ProgressParamsValue::WorkDone(value),
+        })
+        .await;
+}
+
+async fn end_progress(client: &Client, token: ProgressToken, message: String) {
+    send_progress(
+        client,
+        token,
+        WorkDoneProgress::End(WorkDoneProgressEnd {
+            message: Some(message),
+        }),
+    )
+    .await;
+}
+
+/// A progress line for an engine event, with a percentage of the turns used; `None` for events
+/// that say nothing new.
+fn progress_line(e: &Event, max: u32, sub_calls: &mut u32) -> Option<(String, u32)> {
+    let pct = |it: u32| (it.saturating_sub(1) * 100 / max.max(1)).min(99);
+    match e {
+        Event::RootMessage {
+            iteration,
+            role: crate::llm::Role::Assistant,
+            ..
+        } => Some((
+            format!("turn {iteration} of {max}: the root model replied"),
+            pct(*iteration),
+        )),
+        Event::CodeCell {
+            iteration,
+            output_bytes,
+            error,
+            ..
+        } => Some((
+            format!(
+                "turn {iteration} of {max}: ran code, {output_bytes} bytes of output{}",
+                if error.is_some() { " (it raised)" } else { "" }
+            ),
+            pct(*iteration),
+        )),
+        Event::SubCall { iteration, .. } => {
+            *sub_calls += 1;
+            Some((
+                format!("turn {iteration} of {max}: {sub_calls} sub-calls done"),
+                pct(*iteration),
+            ))
+        }
+        Event::ChildRun { iteration, .. } => Some((
+            format!("turn {iteration} of {max}: a child run finished"),
+            pct(*iteration),
+        )),
+        _ => None,
+    }
+}
+
+impl Backend {
+    fn new(client: Client, opts: ServerOptions) -> Backend {
+        Backend {
+            client,
+            opts,
+            state: Arc::new(State::default()),
+        }
+    }
+
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.state
+            .snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn settings(&self) -> Settings {
+        self.state
+            .settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| Settings::from_env().0)
+    }
+
+    /// The snapshot path of a document, when it lies under one of the roots.
+    fn snapshot_path(snap: &Snapshot, uri: &Uri) -> Option<String> {
+        let disk = uri.to_file_path()?;
+        let canonical = std::fs::canonicalize(&disk).ok();
+        snap.stats.roots.iter().find_map(|r| {
+            let rel: PathBuf = match disk.strip_prefix(&r.path) {
+                Ok(rel) => rel.to_path_buf(),
+                Err(_) => {
+                    let root = std::fs::canonicalize(&r.path).ok()?;
+                    canonical.as_deref()?.strip_prefix(root).ok()?.to_path_buf()
+                }
+            };
+            let rel: Vec<_> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect();
+            Some(format!("{}{}", r.prefix, rel.join("/")))
+        })
+    }
+
+    /// Replaces the current snapshot by `f(current)`, synchronously.
+    fn update_snapshot(&self, f: impl FnOnce(&Snapshot) -> Option<Snapshot>) {
+        let mut guard = self
+            .state
+            .snapshot
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(cur) = guard.as_ref()
+            && let Some(next) = f(cur)
+        {
+            *guard = Some(Arc::new(next));
+        }
+    }
+
+    async fn ready(&self) -> jsonrpc::Result<Arc<Ready>> {
+        let settings = self.settings();
+        let opts = self.opts.clone();
+        let ready = self
+            .state
+            .ready
+            .get_or_try_init(|| async move {
+                let (models, mut cfg, resolved) = match opts.models {
+                    Some(models) => (
+                        models,
+                        EngineConfig {
+                            max_iterations: settings.max_iterations,
+                            ..EngineConfig::default()
+                        },
+                        None,
+                    ),
+                    None => {
+                        let resolved = settings.models.resolve().await?;
+                        let cfg = resolved.engine_config(settings.max_iterations);
+                        (resolved.models.clone(), cfg, Some(resolved))
+                    }
+                };
+                if let Some(exe) = &opts.worker_exe {
+                    cfg.repl.worker_exe = exe.clone();
+                }
+                cfg.repl.cell_timeout =
+                    std::time::Duration::from_secs(settings.cell_timeout_secs.max(1));
+                cfg.max_depth = settings.max_depth;
+                cfg.budget = Budget {
+                    max_sub_calls: settings.max_sub_calls,
+                    max_tokens: settings.max_tokens,
+                    max_cost_usd: settings.max_cost,
+                    max_wall: settings.max_wall_secs.map(std::time::Duration::from_secs),
+                };
+                cfg.prices = PriceTable::load().map_err(|e| anyhow::anyhow!("price table: {e}"))?;
+                if settings.unsafe_no_sandbox {
+                    cfg.repl.sandbox.enabled = false;
+                }
+                anyhow::Ok(Arc::new(Ready {
+                    models,
+                    cfg,
+                    _resolved: resolved,
+                }))
+            })
+            .await;
+        match ready {
+            Ok(r) => Ok(r.clone()),
+            Err(e) => {
+                let msg = format!("rlm-lsp: cannot reach the models: {e:#}");
+                self.client
+                    .show_message(MessageType::ERROR, msg.clone())
+                    .await;
+                Err(error(ErrorCode::InternalError, msg))
+            }
+        }
+    }
+
+    fn blob_for(&self, snap: &Arc<Snapshot>) -> jsonrpc::Result<Arc<ContextBlob>> {
+        let mut cached = lock(&self.state.blob);
+        if let Some((s, b)) = cached.as_ref()
+            && Arc::ptr_eq(s, snap)
+        {
+            return Ok(b.clone());
+        }
+        let blob = ContextBlob::write(snap).map_err(|e| {
+            error(
+                ErrorCode::InternalError,
+                format!("writing the context: {e}"),
+            )
+        })?;
+        *cached = Some((snap.clone(), blob.clone()));
+        Ok(blob)
+    }
+
+    async fn ask(
+        &self,
+        arg: Option<&Value>,
+        token: Option<ProgressToken>,
+    ) -> jsonrpc::Result<Value> {
+        // Everything the run needs is taken before the first await: the snapshot as of now.
+        let question = arg
+            .and_then(|a| a.get("question"))
+            .and_then(Value::as_str)
+            .filter(|q| !q.trim().is_empty())
+            .ok_or_else(|| {
+                error(
+                    ErrorCode::InvalidParams,
+                    "rlm.ask takes one argument: {\"question\": \"...\"}",
+                )
+            })?
+            .to_string();
+        let snap = self
+            .snapshot()
+            .ok_or_else(|| error(ErrorCode::InvalidRequest, "the server is not initialized"))?;
+        let index = self
+            .state
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let n = self.state.next_run.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = arg
+            .and_then(|a| a.get("id"))
+            .and_then(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| format!("run-{n}"));
+        if lock(&self.state.runs).contains_key(&id) {
+            return Err(error(
+                ErrorCode::InvalidParams,
+                format!("a run with id {id:?} is already in flight"),
+            ));
+        }
+
+        let ready = self.ready().await?;
+        let blob = self.blob_for(&snap)?;
+        let max = ready.cfg.max_iterations.max(1);
+
+        // Progress: the client's token, else one we create when the client supports it.
+        let token = match token {
+            Some(t) => Some(t),
+            None if self.state.progress_supported.load(Ordering::Relaxed) => {
+                let t = ProgressToken::String(format!("rlm/{id}"));
+                self.client
+                    .create_work_done_progress(t.clone())
+                    .await
+                    .ok()
+                    .map(|()| t)
+            }
+            None => None,
+        };
+        if let Some(t) = &token {
+            send_progress(
+                &self.client,
+                t.clone(),
+                WorkDoneProgress::Begin(WorkDoneProgressBegin {
+                    title: "rlm: asking".into(),
+                    cancellable: Some(true),
+                    message: Some(format!("run {id}: {question}")),
+                    percentage: Some(0),
+                }),
+            )
+            .await;
+        }
+
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        let run_snap = snap.clone();
+        let task = tokio::spawn(async move {
+            let mut engine = Engine::new(ready.models.clone(), ready.cfg.clone());
+            if let Some(index) = index {
+                engine = engine.with_index(index);
+            }
+            engine.run(&run_snap, blob, &question, Some(tx)).await
+        });
+        // Forward events as progress while the run goes on.
+        let forward = {
+            let client = self.client.clone();
+            let token = token.clone();
+            tokio::spawn(async move {
+                let mut sub_calls = 0;
+                while let Some(e) = rx.recv().await {
+                    if let (Some(t), Some((message, pct))) =
+                        (&token, progress_line(&e, max, &mut sub_calls))
+                    {
+                        send_progress(
+                            &client,
+                            t.clone(),
+                            WorkDoneProgress::Report(WorkDoneProgressReport {
+                                cancellable: Some(true),
+                                message: Some(message),
+                                percentage: Some(pct),
+                            }),
+                        )
+                        .await;
+                    }
+                }
+            })
+        };
+        lock(&self.state.runs).insert(
+            id.clone(),
+            RunEntry {
+                abort: task.abort_handle(),
+            },
+        );
+        let mut guard = RunGuard {
+            state: self.state.clone(),
+            id: id.clone(),
+            abort: task.abort_handle(),
+            progress: token.clone().map(|t| (self.client.clone(), t)),
+            finished: false,
+        };
+        let outcome = task.await;
+        // The sender is gone with the run: every event has been forwarded when this returns.
+        let _ = forward.await;
+        guard.finished = true;
+        drop(guard);
+        let report = match outcome {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                if let Some(t) = token {
+                    end_progress(&self.client, t, format!("failed: {e}")).await;
+                }
+                return Err(error(
+                    ErrorCode::InternalError,
+                    format!("the run failed: {e}"),
+                ));
+            }
+            Err(_) => {
+                if let Some(t) = token {
+                    end_progress(&self.client, t, "cancelled".into()).await;
+                }
+                return Err(error(
+                    ErrorCode::RequestCancelled,
+                    format!("run {id} was cancelled"),
+                ));
+            }
+        };
+        if let Some(t) = token {
+            end_progress(
+                &self.client,
+                t,
+                format!(
+                    "done: {} turns, {} sub-calls, {:.1} s",
+                    report.iterations,
+                    report.sub_calls,
+                    report.wall.as_secs_f64()
+                ),
+            )
+            .await;
+        }
+        let cites: Vec<Value> = citations::check(&report.answer, &snap)
+            .into_iter()
+            .map(|c| {
+                let mut v = json!({"path": c.path, "line": c.line, "verified": c.verified});
+                if c.verified
+                    && let Some(uri) = Uri::from_file_path(snap.disk_path(&c.path))
+                {
+                    v["uri"] = json!(uri.as_str());
+                }
+                v
+            })
+            .collect();
+        let usage = serde_json::to_value(&report.usage).unwrap_or(Value::Null);
+        *lock(&self.state.last_usage) = Some(usage.clone());
+        Ok(json!({
+            "id": id,
+            "answer": report.answer,
+            "citations": cites,
+            "usage": usage,
+            "bestEffort": report.best_effort,
+            "stopReason": report.stop_reason,
+            "iterations": report.iterations,
+            "subCalls": report.sub_calls,
+            "wallMs": report.wall.as_millis() as u64,
+            "sandbox": report.sandbox,
+            "trajectory": serde_json::to_value(&report.events).unwrap_or(Value::Null),
+        }))
+    }
+
+    fn cancel(&self, arg: Option<&Value>) -> jsonrpc::Result<Value> {
+        let id = arg
+            .and_then(|a| a.get("id"))
+            .and_then(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                error(
+                    ErrorCode::InvalidParams,
+                    "rlm.cancel takes {\"id\": \"...\"}",
+                )
+            })?;
+        let entry = lock(&self.state.runs).remove(&id);
+        if let Some(e) = &entry {
+            e.abort.abort();
+        }
+        Ok(json!({"id": id, "cancelled": entry.is_some()}))
+    }
+
+    fn status(&self) -> Value {
+        let snap = self.snapshot();
+        let index = self
+            .state
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let roots: Vec<Value> = snap
+            .as_ref()
+            .map(|s| {
+                s.stats
+                    .roots
+                    .iter()
+                    .map(|r| {
+                        json!({"name": r.name, "path": r.path, "readOnly": r.read_only,
+                               "files": r.files, "bytes": r.bytes})
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let index = index.map(|i| {
+            let cur = i.current();
+            json!({
+                "files": cur.len(),
+                "totalFiles": i.progress().1,
+                "definitions": cur.statistics().definitions,
+                "complete": i.is_complete(),
+            })
+        });
+        let mut in_flight: Vec<String> = lock(&self.state.runs).keys().cloned().collect();
+        in_flight.sort();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "config": self.settings().redacted(),
+            "roots": roots,
+            "snapshot": snap.map(|s| json!({"files": s.files.len(), "bytes": s.total_bytes()})),
+            "index": index,
+            "runsInFlight": in_flight,
+            "lastRunUsage": lock(&self.state.last_usage).clone(),
+        })
+    }
+
+    /// What the index knows of the identifier under the cursor, at once; never a model call.
+    fn hover_markdown(&self, params: &HoverParams) -> Option<String> {
+        let snap = self.snapshot()?;
+        let doc = &params.text_document_position_params;
+        let path = Self::snapshot_path(&snap, &doc.text_document.uri)?;
+        let file = snap.get(&path)?;
+        let name = text::identifier_at(&file.text, doc.position)?.to_string();
+        let index = self
+            .state
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        let current = index.current();
+        let defs = current.symbols(Some(&name), None, None);
+        let defs: Vec<_> = defs.into_iter().filter(|d| d.name == name).collect();
+        let finder = memchr::memmem::Finder::new(name.as_bytes());
+        let (mut mentions, mut files) = (0usize, 0usize);
+        for f in &snap.files {
+            let n = text::count_word(&finder, &f.text);
+            if n > 0 {
+                mentions += n;
+                files += 1;
+            }
+        }
+        if defs.is_empty() && mentions == 0 {
+            return None;
+        }
+        let mut md = String::new();
+        for d in defs.iter().take(3) {
+            let lang = format!("{:?}", d.language).to_lowercase();
+            md.push_str(&format!(
+                "```{lang}\n{}\n```\n{} defined at `{}:{}`\n\n",
+                d.signature, d.kind, d.path, d.start_line
+            ));
+        }
+        if defs.len() > 3 {
+            md.push_str(&format!("… and {} more definitions\n\n", defs.len() - 3));
+        }
+        let references = mentions.saturating_sub(defs.len());
+        md.push_str(&format!(
+            "{} definition{} indexed; {references} other mention{} of `{name}` in {files} file{}{}",
+            defs.len(),
+            if defs.len() == 1 { "" } else { "s" },
+            if references == 1 { "" } else { "s" },
+            if files == 1 { "" } else { "s" },
+            if index.is_complete() {
+                ""
+            } else {
+                " (the index is still being built)"
+            }
+        ));
+        Some(md)
+    }
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: InitializeParams) -> jsonrpc::Result<InitializeResult> {
+        let (env, env_warning) = Settings::from_env();
+        let options = params.initialization_options.clone().unwrap_or(Value::Null);
+        let (settings, warning) = match env.overlay(&options) {
+            Ok(s) => (s, env_warning),
+            Err(e) => (
+                env,
+                Some(format!(
+                    "rlm-lsp: invalid initializationOptions ({e}); using the environment's settings"
+                )),
+            ),
+        };
+        *self
+            .state
+            .settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(settings);
+        *lock(&self.state.pending_warning) = warning;
+        let progress = params
+            .capabilities
+            .window
+            .as_ref()
+            .and_then(|w| w.work_done_progress)
+            .unwrap_or(false);
+        self.state
+            .progress_supported
+            .store(progress, Ordering::Relaxed);
+
+        #[allow(deprecated)] // root_uri: clients without workspace folders still send it
+        let mut roots: Vec<PathBuf> = match (&params.workspace_folders, &params.root_uri) {
+            (Some(folders), _) if !folders.is_empty() => folders
+                .iter()
+                .filter_map(|f| f.uri.to_file_path().map(|p| p.into_owned()))
+                .collect(),
+            (_, Some(uri)) => uri
+                .to_file_path()
+                .map(|p| p.into_owned())
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        };
+        if roots.is_empty() {
+            roots.push(std::env::current_dir().map_err(|e| {
+                error(
+                    ErrorCode::InternalError,
+                    format!("no workspace folder: {e}"),
+                )
+            })?);
+        }
+        let specs: Vec<RootSpec> = roots
+            .into_iter()
+            .map(|path| RootSpec {
+                path,
+                read_only: false,
+            })
+            .collect();
+        let walk = self.opts.walk.clone();
+        let snap = tokio::task::spawn_blocking(move || workspace::walk_roots(&specs, &walk))
+            .await
+            .map_err(|e| error(ErrorCode::InternalError, format!("walking the roots: {e}")))?
+            .map_err(|e| error(ErrorCode::InternalError, format!("walking the roots: {e}")))?;
+        let snap = Arc::new(snap);
+        let index = LiveIndex::spawn(snap.clone(), IndexOptions::default());
+        *self
+            .state
+            .snapshot
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(snap);
+        *self.state.index.write().unwrap_or_else(|e| e.into_inner()) = Some(index);
+
+        Ok(InitializeResult {
+            capabilities: ServerCapabilities {
+                text_document_sync: Some(TextDocumentSyncCapability::Kind(
+                    TextDocumentSyncKind::INCREMENTAL,
+                )),
+                hover_provider: Some(HoverProviderCapability::Simple(true)),
+                execute_command_provider: Some(ExecuteCommandOptions {
+                    commands: COMMANDS.iter().map(|c| c.to_string()).collect(),
+                    work_done_progress_options: WorkDoneProgressOptions {
+                        work_done_progress: Some(true),
+                    },
+                }),
+                ..ServerCapabilities::default()
+            },
+            server_info: Some(ServerInfo {
+                name: "rlm-lsp".into(),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+            }),
+            ..InitializeResult::default()
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        let warning = lock(&self.state.pending_warning).take();
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+            self.client.show_message(MessageType::WARNING, w).await;
+        }
+    }
+
+    async fn shutdown(&self) -> jsonrpc::Result<()> {
+        let runs: Vec<RunEntry> = lock(&self.state.runs).drain().map(|(_, r)| r).collect();
+        for r in runs {
+            r.abort.abort();
+        }
+        Ok(())
+    }
+
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        let doc = params.text_document;
+        self.update_snapshot(|snap| {
+            let path = Self::snapshot_path(snap, &doc.uri)?;
+            Some(snap.with_text(&path, doc.text))
+        });
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        self.update_snapshot(|snap| {
+            let path = Self::snapshot_path(snap, &params.text_document.uri)?;
+            let mut text = snap.get(&path).map(|f| f.text.to_string())?;
+            for change in &params.content_changes {
+                text::apply_change(&mut text, change);
+            }
+            Some(snap.with_text(&path, text))
+        });
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        let walk = self.opts.walk.clone();
+        self.update_snapshot(|snap| {
+            let path = Self::snapshot_path(snap, &params.text_document.uri)?;
+            Some(snap.with_file_from_disk(&path, &walk))
+        });
+    }
+
+    async fn hover(&self, params: HoverParams) -> jsonrpc::Result<Option<Hover>> {
+        Ok(self.hover_markdown(&params).map(|md| Hover {
+            contents: HoverContents::Markup(MarkupContent {
+                kind: MarkupKind::Markdown,
+                value: md,
+            }),
+            range: None,
+        }))
+    }
+
+    async fn execute_command(
+        &self,
+        params: ExecuteCommandParams,
+    ) -> jsonrpc::Result<Option<Value>> {
+        let arg = params.arguments.first();
+        match params.command.as_str() {
+            "rlm.ask" => self
+                .ask(arg, params.work_done_progress_params.work_done_token)
+                .await
+                .map(Some),
+            "rlm.cancel" => self.cancel(arg).map(Some),
+            "rlm.status" => Ok(Some(self.status())),
+            other => Err(error(
+                ErrorCode::InvalidParams,
+                format!("unknown command {other:?}; known: {}", COMMANDS.join(", ")),
+            )),
+        }
+    }
+}

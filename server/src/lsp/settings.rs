@@ -1,0 +1,207 @@
+//! Model and run settings: `initializationOptions` (camelCase names of the `RLM_*` variables),
+//! else the environment, else the defaults (the shared local model).
+
+use crate::config::{CacheMode, ModelSettings};
+use serde_json::{Value, json};
+
+/// The environment's settings, parsed by the same clap definitions as the command line.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(no_binary_name = true)]
+pub struct Settings {
+    #[command(flatten)]
+    pub models: ModelSettings,
+    #[arg(long, env = "RLM_MAX_ITERATIONS", default_value_t = 20)]
+    pub max_iterations: u32,
+    #[arg(long, env = "RLM_MAX_DEPTH", default_value_t = 2)]
+    pub max_depth: u32,
+    #[arg(long, env = "RLM_MAX_SUB_CALLS")]
+    pub max_sub_calls: Option<u32>,
+    #[arg(long, env = "RLM_MAX_TOKENS")]
+    pub max_tokens: Option<u64>,
+    #[arg(long, env = "RLM_MAX_COST")]
+    pub max_cost: Option<f64>,
+    #[arg(long, env = "RLM_MAX_WALL_SECS")]
+    pub max_wall_secs: Option<u64>,
+    #[arg(long, default_value_t = 60)]
+    pub cell_timeout_secs: u64,
+    #[arg(
+        long,
+        env = crate::repl::UNSAFE_NO_SANDBOX_ENV,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub unsafe_no_sandbox: bool,
+}
+
+impl Settings {
+    /// The environment's settings; where they are invalid, the defaults (and the error).
+    pub fn from_env() -> (Settings, Option<String>) {
+        use clap::Parser as _;
+        match Settings::try_parse_from(Vec::<String>::new()) {
+            Ok(s) => (s, None),
+            Err(e) => (
+                Settings::default_values(),
+                Some(format!(
+                    "invalid RLM_* environment, using the defaults: {e}"
+                )),
+            ),
+        }
+    }
+
+    fn default_values() -> Settings {
+        Settings {
+            models: ModelSettings {
+                timeout_secs: 600,
+                max_retries: 3,
+                ..ModelSettings::default()
+            },
+            max_iterations: 20,
+            max_depth: 2,
+            max_sub_calls: None,
+            max_tokens: None,
+            max_cost: None,
+            max_wall_secs: None,
+            cell_timeout_secs: 60,
+            unsafe_no_sandbox: false,
+        }
+    }
+
+    /// These settings with the client's `initializationOptions` over them. Unknown names and
+    /// values of the wrong type are errors: the caller keeps the settings it had.
+    pub fn overlay(&self, options: &Value) -> Result<Settings, String> {
+        let Some(obj) = options.as_object() else {
+            return if options.is_null() {
+                Ok(self.clone())
+            } else {
+                Err("initializationOptions must be an object".into())
+            };
+        };
+        let mut s = self.clone();
+        for (key, v) in obj {
+            let m = &mut s.models;
+            match key.as_str() {
+                "baseUrl" => m.base_url = opt_str(key, v)?,
+                "model" => m.model = opt_str(key, v)?,
+                "subBaseUrl" => m.sub_base_url = opt_str(key, v)?,
+                "subModel" => m.sub_model = opt_str(key, v)?,
+                "childBaseUrl" => m.child_base_url = opt_str(key, v)?,
+                "childModel" => m.child_model = opt_str(key, v)?,
+                "apiKeyEnv" => m.api_key_env = opt_str(key, v)?,
+                "concurrency" => m.concurrency = opt_u64(key, v)?.map(|n| n as usize),
+                "timeoutSecs" => m.timeout_secs = req(key, opt_u64(key, v)?)?,
+                "maxRetries" => m.max_retries = req(key, opt_u64(key, v)?)? as u32,
+                "backend" => {
+                    m.backend = opt_str(key, v)?
+                        .map(|b| b.parse())
+                        .transpose()
+                        .map_err(|e| format!("{key}: {e}"))?
+                }
+                "responseCache" => {
+                    m.response_cache = match opt_str(key, v)?.as_deref() {
+                        None | Some("on") => CacheMode::On,
+                        Some("all") => CacheMode::All,
+                        Some("off") => CacheMode::Off,
+                        Some(o) => return Err(format!("{key}: {o:?} is not on, all or off")),
+                    }
+                }
+                "maxIterations" => s.max_iterations = req(key, opt_u64(key, v)?)? as u32,
+                "maxDepth" => s.max_depth = req(key, opt_u64(key, v)?)? as u32,
+                "maxSubCalls" => s.max_sub_calls = opt_u64(key, v)?.map(|n| n as u32),
+                "maxTokens" => s.max_tokens = opt_u64(key, v)?,
+                "maxCost" => {
+                    s.max_cost = match v {
+                        Value::Null => None,
+                        Value::Number(n) => n.as_f64(),
+                        _ => return Err(format!("{key} must be a number")),
+                    }
+                }
+                "maxWallSecs" => s.max_wall_secs = opt_u64(key, v)?,
+                "cellTimeoutSecs" => s.cell_timeout_secs = req(key, opt_u64(key, v)?)?,
+                "unsafeNoSandbox" => {
+                    s.unsafe_no_sandbox = v
+                        .as_bool()
+                        .ok_or_else(|| format!("{key} must be true or false"))?
+                }
+                other => return Err(format!("unknown setting {other:?}")),
+            }
+        }
+        Ok(s)
+    }
+
+    /// The settings as shown by `rlm.status`: names only, never a key (keys live in the
+    /// variable `apiKeyEnv` names); user information in URLs is hidden.
+    pub fn redacted(&self) -> Value {
+        let m = &self.models;
+        let url = |u: &Option<String>| u.as_deref().map(redact_url);
+        json!({
+            "baseUrl": url(&m.base_url),
+            "model": m.model,
+            "subBaseUrl": url(&m.sub_base_url),
+            "subModel": m.sub_model,
+            "childBaseUrl": url(&m.child_base_url),
+            "childModel": m.child_model,
+            "apiKeyEnv": m.api_key_env,
+            "concurrency": m.concurrency,
+            "timeoutSecs": m.timeout_secs,
+            "backend": m.backend,
+            "maxRetries": m.max_retries,
+            "responseCache": format!("{:?}", m.response_cache).to_lowercase(),
+            "maxIterations": self.max_iterations,
+            "maxDepth": self.max_depth,
+            "maxSubCalls": self.max_sub_calls,
+            "maxTokens": self.max_tokens,
+            "maxCost": self.max_cost,
+            "maxWallSecs": self.max_wall_secs,
+            "cellTimeoutSecs": self.cell_timeout_secs,
+            "unsafeNoSandbox": self.unsafe_no_sandbox,
+        })
+    }
+}
+
+fn redact_url(u: &str) -> String {
+    match (u.find("://"), u.find('@')) {
+        (Some(s), Some(at)) if at > s && !u[s + 3..at].contains('/') => {
+            format!("{}://***@{}", &u[..s], &u[at + 1..])
+        }
+        _ => u.to_string(),
+    }
+}
+
+fn opt_str(key: &str, v: &Value) -> Result<Option<String>, String> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        _ => Err(format!("{key} must be a string")),
+    }
+}
+
+fn opt_u64(key: &str, v: &Value) -> Result<Option<u64>, String> {
+    match v {
+        Value::Null => Ok(None),
+        _ => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| format!("{key} must be a non-negative integer")),
+    }
+}
+
+fn req<T>(key: &str, v: Option<T>) -> Result<T, String> {
+    v.ok_or_else(|| format!("{key} cannot be null"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_takes_camel_case_names_and_rejects_unknown_ones() {
+        let base = Settings::default_values();
+        let s = base
+            .overlay(&json!({"baseUrl": "http://u:p@h/v1", "model": "m", "maxIterations": 3}))
+            .unwrap();
+        assert_eq!(s.models.model.as_deref(), Some("m"));
+        assert_eq!(s.max_iterations, 3);
+        assert_eq!(s.redacted()["baseUrl"], "http://***@h/v1");
+        assert!(base.overlay(&json!({"nope": 1})).is_err());
+        assert!(base.overlay(&json!({"maxIterations": "x"})).is_err());
+    }
+}

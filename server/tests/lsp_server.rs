@@ -1,0 +1,429 @@
+//! The language server in process over a duplex pipe, with the scripted model server and the
+//! real REPL worker: ask with progress and verified citations, cancellation, hover, text sync.
+
+use rlm_lsp::engine::Models;
+use rlm_lsp::llm::scripted::{ScriptedServer, Step, SubRule};
+use rlm_lsp::llm::{ChatClient, Endpoint, RetryPolicy};
+use rlm_lsp::lsp::{ServerOptions, serve};
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
+
+fn code(body: &str) -> Step {
+    Step::Reply(format!("Let me look.\n```repl\n{body}\n```\n"))
+}
+
+fn models(server: &ScriptedServer) -> Models {
+    let ep = Endpoint {
+        base_url: server.base_url(),
+        model: "scripted".into(),
+        api_key: None,
+        api_key_env: None,
+        timeout: Duration::from_secs(10),
+        max_tokens: 256,
+        temperature: 0.0,
+    };
+    let client = ChatClient::new(ep).with_retry(RetryPolicy {
+        max_retries: 0,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(10),
+    });
+    Models {
+        root: client.clone(),
+        sub: client,
+        child_root: None,
+    }
+}
+
+/// A tiny JSON-RPC client with Content-Length framing; it answers the server's requests
+/// (`window/workDoneProgress/create`) and keeps every notification.
+struct TestClient {
+    reader: BufReader<DuplexStream>,
+    writer: DuplexStream,
+    next_id: i64,
+    notifications: Vec<Value>,
+    /// Responses that arrived while waiting for another.
+    responses: VecDeque<Value>,
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+}
+
+impl TestClient {
+    async fn start(steps: Vec<Step>, files: &[(&str, &str)]) -> (TestClient, ScriptedServer) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        for (p, t) in files {
+            let full = root.join(p);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, t).unwrap();
+        }
+        let scripted = ScriptedServer::start(steps, SubRule::Echo).await.unwrap();
+        let opts = ServerOptions {
+            worker_exe: Some(env!("CARGO_BIN_EXE_rlm-lsp").into()),
+            models: Some(models(&scripted)),
+            ..ServerOptions::default()
+        };
+        // One pipe each way: the client writes requests into one, reads the server's output from the other.
+        let (w, server_in) = tokio::io::duplex(1 << 20);
+        let (server_out, r) = tokio::io::duplex(1 << 20);
+        tokio::spawn(serve(server_in, server_out, opts));
+        let mut c = TestClient {
+            reader: BufReader::new(r),
+            writer: w,
+            next_id: 0,
+            notifications: Vec::new(),
+            responses: VecDeque::new(),
+            _dir: dir,
+            root,
+        };
+        let uri = c.uri("");
+        let init = c
+            .request(
+                "initialize",
+                json!({
+                    "processId": null,
+                    "capabilities": {"window": {"workDoneProgress": true}},
+                    "workspaceFolders": [{"uri": uri, "name": "ws"}],
+                    "initializationOptions": {"maxIterations": 5},
+                }),
+            )
+            .await;
+        assert!(
+            init["result"]["capabilities"]["executeCommandProvider"]["commands"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("rlm.ask")),
+            "{init}"
+        );
+        c.notify("initialized", json!({})).await;
+        (c, scripted)
+    }
+
+    fn uri(&self, rel: &str) -> String {
+        let p = if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        };
+        format!("file://{}", p.display())
+    }
+
+    async fn send(&mut self, msg: Value) {
+        let body = serde_json::to_vec(&msg).unwrap();
+        let head = format!("Content-Length: {}\r\n\r\n", body.len());
+        self.writer.write_all(head.as_bytes()).await.unwrap();
+        self.writer.write_all(&body).await.unwrap();
+        self.writer.flush().await.unwrap();
+    }
+
+    async fn read_message(&mut self) -> Value {
+        let mut len = None;
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).await.unwrap();
+            assert!(n > 0, "the server closed the pipe");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("Content-Length: ") {
+                len = Some(v.parse::<usize>().unwrap());
+            }
+        }
+        let mut body = vec![0; len.expect("Content-Length")];
+        self.reader.read_exact(&mut body).await.unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    async fn notify(&mut self, method: &str, params: Value) {
+        self.send(json!({"jsonrpc": "2.0", "method": method, "params": params}))
+            .await;
+    }
+
+    /// Sends a request and returns its id without waiting.
+    async fn start_request(&mut self, method: &str, params: Value) -> i64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await;
+        id
+    }
+
+    /// Reads until the response to `id`, answering server requests on the way.
+    async fn wait_response(&mut self, id: i64) -> Value {
+        if let Some(i) = self.responses.iter().position(|r| r["id"] == id) {
+            return self.responses.remove(i).unwrap();
+        }
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(60), self.read_message())
+                .await
+                .expect("no response within 60 s");
+            if msg.get("method").is_some() {
+                if msg.get("id").is_some() {
+                    // window/workDoneProgress/create and the like.
+                    let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": null});
+                    self.send(reply).await;
+                }
+                self.notifications.push(msg);
+            } else if msg["id"] == id {
+                return msg;
+            } else {
+                self.responses.push_back(msg);
+            }
+        }
+    }
+
+    async fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.start_request(method, params).await;
+        self.wait_response(id).await
+    }
+
+    async fn ask(&mut self, question: &str) -> Value {
+        self.request(
+            "workspace/executeCommand",
+            json!({"command": "rlm.ask", "arguments": [{"question": question}]}),
+        )
+        .await
+    }
+
+    /// Reads messages until a progress `end` has arrived (notifications and responses travel
+    /// separately inside the server, so the end may come just after the response).
+    async fn wait_progress_end(&mut self) {
+        while !self.progress().iter().any(|p| p["kind"] == "end") {
+            let msg = tokio::time::timeout(Duration::from_secs(10), self.read_message())
+                .await
+                .expect("no progress end");
+            if msg.get("method").is_some() {
+                self.notifications.push(msg);
+            } else {
+                self.responses.push_back(msg);
+            }
+        }
+    }
+
+    fn progress(&self) -> Vec<&Value> {
+        self.notifications
+            .iter()
+            .filter(|n| n["method"] == "$/progress")
+            .map(|n| &n["params"]["value"])
+            .collect()
+    }
+}
+
+const FILES: &[(&str, &str)] = &[
+    (
+        "a.rs",
+        "fn alpha() -> u32 {\n    42\n}\n\nfn main() {\n    alpha();\n}\n",
+    ),
+    ("b.rs", "// the answer is 42\nfn beta() {}\n"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_reports_progress_and_verifies_citations() {
+    let (mut c, _server) = TestClient::start(
+        vec![
+            code("print(len(context))"),
+            Step::Reply("FINAL(42: see a.rs:2 and b.rs:1, not nowhere.rs:3 or a.rs:99)".into()),
+        ],
+        FILES,
+    )
+    .await;
+    let r = c.ask("What is the answer?").await;
+    let result = &r["result"];
+    assert!(result["answer"].as_str().unwrap().starts_with("42"), "{r}");
+    let cites = result["citations"].as_array().unwrap();
+    let verified = |p: &str, l: u64| {
+        cites
+            .iter()
+            .find(|c| c["path"] == p && c["line"] == l)
+            .unwrap_or_else(|| panic!("{p}:{l} missing in {cites:?}"))
+            .clone()
+    };
+    assert_eq!(verified("a.rs", 2)["verified"], true);
+    assert!(
+        verified("a.rs", 2)["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("/a.rs")
+    );
+    assert_eq!(verified("b.rs", 1)["verified"], true);
+    // Fabricated: a file that does not exist, a line past the end. Never links.
+    assert_eq!(verified("nowhere.rs", 3)["verified"], false);
+    assert_eq!(verified("a.rs", 99)["verified"], false);
+    assert!(verified("a.rs", 99).get("uri").is_none());
+    assert!(!result["trajectory"].as_array().unwrap().is_empty());
+    assert!(result["usage"].is_array());
+
+    c.wait_progress_end().await;
+    let progress = c.progress();
+    assert_eq!(progress.first().unwrap()["kind"], "begin", "{progress:?}");
+    assert!(
+        progress.iter().any(
+            |p| p["kind"] == "report" && p["message"].as_str().unwrap().contains("turn 1 of 5")
+        ),
+        "{progress:?}"
+    );
+    assert_eq!(progress.last().unwrap()["kind"], "end", "{progress:?}");
+
+    let status = c
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "rlm.status", "arguments": []}),
+        )
+        .await;
+    let s = &status["result"];
+    assert_eq!(s["config"]["maxIterations"], 5, "{s}");
+    assert_eq!(s["runsInFlight"], json!([]));
+    assert!(s["lastRunUsage"].is_array(), "{s}");
+    assert_eq!(s["roots"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_stops_a_run_and_the_next_ask_works() {
+    let (mut c, _server) = TestClient::start(
+        vec![
+            Step::Delayed(Duration::from_secs(30), "FINAL(too late)".into()),
+            code("print('second run')"),
+            Step::Reply("FINAL(second answer)".into()),
+        ],
+        FILES,
+    )
+    .await;
+    let id = c
+        .start_request(
+            "workspace/executeCommand",
+            json!({"command": "rlm.ask", "arguments": [{"question": "slow?"}]}),
+        )
+        .await;
+    // Wait until the run has begun (its progress begins), then cancel the request.
+    while !c.progress().iter().any(|p| p["kind"] == "begin") {
+        let msg = c.read_message().await;
+        if msg.get("method").is_some() {
+            if msg.get("id").is_some() {
+                c.send(json!({"jsonrpc": "2.0", "id": msg["id"], "result": null}))
+                    .await;
+            }
+            c.notifications.push(msg);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    c.notify("$/cancelRequest", json!({"id": id})).await;
+    let r = c.wait_response(id).await;
+    assert_eq!(r["error"]["code"], -32800, "{r}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let status = c
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "rlm.status", "arguments": []}),
+        )
+        .await;
+    assert_eq!(status["result"]["runsInFlight"], json!([]), "{status}");
+
+    let r = c.ask("again").await;
+    assert_eq!(r["result"]["answer"], "second answer", "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rlm_cancel_stops_a_run_by_id() {
+    let (mut c, _server) = TestClient::start(
+        vec![Step::Delayed(
+            Duration::from_secs(30),
+            "FINAL(too late)".into(),
+        )],
+        FILES,
+    )
+    .await;
+    let id = c
+        .start_request(
+            "workspace/executeCommand",
+            json!({"command": "rlm.ask", "arguments": [{"question": "slow?", "id": "mine"}]}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let started = Instant::now();
+    let r = c
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "rlm.cancel", "arguments": [{"id": "mine"}]}),
+        )
+        .await;
+    assert_eq!(r["result"]["cancelled"], true, "{r}");
+    let r = c.wait_response(id).await;
+    assert_eq!(r["error"]["code"], -32800, "{r}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hover_answers_from_the_index() {
+    let (mut c, _server) = TestClient::start(vec![], FILES).await;
+    let uri = c.uri("a.rs");
+    // The index is filled in the background: a fresh server may still be parsing.
+    let mut text = String::new();
+    for _ in 0..50 {
+        let started = Instant::now();
+        let r = c
+            .request(
+                "textDocument/hover",
+                json!({"textDocument": {"uri": uri}, "position": {"line": 5, "character": 6}}),
+            )
+            .await;
+        assert!(started.elapsed() < Duration::from_millis(200));
+        text = r["result"]["contents"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if text.contains("a.rs:") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(text.contains("fn alpha() -> u32"), "{text}");
+    assert!(text.contains("`a.rs:1`"), "{text}");
+    assert!(
+        text.contains("1 definition indexed; 1 other mention"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn did_change_is_seen_by_the_next_ask() {
+    let (mut c, _server) = TestClient::start(
+        vec![
+            code("print(context['a.rs'])"),
+            Step::Reply("FINAL(done)".into()),
+        ],
+        FILES,
+    )
+    .await;
+    let uri = c.uri("a.rs");
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "rust", "version": 1,
+                                "text": FILES[0].1}}),
+    )
+    .await;
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2},
+               "contentChanges": [{"range": {"start": {"line": 1, "character": 4},
+                                             "end": {"line": 1, "character": 6}},
+                                   "text": "UNSAVED_EDIT"}]}),
+    )
+    .await;
+    let r = c.ask("what does a.rs hold now?").await;
+    let trajectory = r["result"]["trajectory"].as_array().unwrap();
+    let cell = trajectory
+        .iter()
+        .find(|e| e["type"] == "code_cell")
+        .expect("a code cell");
+    let stdout = cell["stdout"].as_str().unwrap();
+    assert!(stdout.contains("UNSAVED_EDIT"), "{stdout}");
+    assert!(!stdout.contains("    42"), "{stdout}");
+    // The unsaved buffer never reaches the disk.
+    assert_eq!(
+        std::fs::read_to_string(c.root.join("a.rs")).unwrap(),
+        FILES[0].1
+    );
+}
