@@ -2,8 +2,8 @@
 //! real REPL worker: ask with progress and verified citations, cancellation, hover, text sync.
 
 use rlm_lsp::engine::Models;
+use rlm_lsp::llm::RetryPolicy;
 use rlm_lsp::llm::scripted::{ScriptedServer, Step, SubRule};
-use rlm_lsp::llm::{ChatClient, Endpoint, RetryPolicy};
 use rlm_lsp::lsp::{ServerOptions, serve};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
@@ -15,25 +15,11 @@ fn code(body: &str) -> Step {
 }
 
 fn models(server: &ScriptedServer) -> Models {
-    let ep = Endpoint {
-        base_url: server.base_url(),
-        model: "scripted".into(),
-        api_key: None,
-        api_key_env: None,
-        timeout: Duration::from_secs(10),
-        max_tokens: 256,
-        temperature: 0.0,
-    };
-    let client = ChatClient::new(ep).with_retry(RetryPolicy {
+    Models::same(server.client().with_retry(RetryPolicy {
         max_retries: 0,
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(10),
-    });
-    Models {
-        root: client.clone(),
-        sub: client,
-        child_root: None,
-    }
+    }))
 }
 
 /// A tiny JSON-RPC client with Content-Length framing; it answers the server's requests
