@@ -2,7 +2,7 @@
 //! the haystack, `rlm.ask` the README's question, get the planted number back, shut down.
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
