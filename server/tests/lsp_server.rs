@@ -413,3 +413,42 @@ async fn did_change_is_seen_by_the_next_ask() {
         FILES[0].1
     );
 }
+
+#[tokio::test]
+async fn hover_follows_an_unsaved_edit() {
+    let (mut c, _server) = TestClient::start(vec![], FILES).await;
+    let uri = c.uri("a.rs");
+    // Rename `alpha` to `gamma` in the buffer only (line 0 is `fn alpha() -> u32 {`).
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "rust", "version": 1,
+                                "text": FILES[0].1}}),
+    )
+    .await;
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2},
+               "contentChanges": [{"range": {"start": {"line": 0, "character": 3},
+                                             "end": {"line": 0, "character": 8}},
+                                   "text": "gamma"}]}),
+    )
+    .await;
+    let mut text = String::new();
+    for _ in 0..50 {
+        let r = c
+            .request(
+                "textDocument/hover",
+                json!({"textDocument": {"uri": uri}, "position": {"line": 0, "character": 4}}),
+            )
+            .await;
+        text = r["result"]["contents"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if text.contains("a.rs:") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(text.contains("fn gamma() -> u32"), "{text}");
+}

@@ -21,6 +21,9 @@ pub struct LiveIndex {
     total_files: usize,
     /// `chunks()` of one version, built once.
     chunks: Mutex<Option<(u64, Arc<Vec<Chunk>>)>>,
+    /// Edits that arrived while the background build ran (`None`: the file left the workspace);
+    /// the build applies them when it finishes. Its lock also orders edits after the build.
+    pending: Mutex<Vec<(String, Option<String>)>>,
 }
 
 impl LiveIndex {
@@ -32,6 +35,7 @@ impl LiveIndex {
             done: (Mutex::new(snapshot.files.is_empty()), Condvar::new()),
             total_files: snapshot.files.len(),
             chunks: Mutex::new(None),
+            pending: Mutex::new(Vec::new()),
         });
         if snapshot.files.is_empty() {
             return live;
@@ -48,7 +52,12 @@ impl LiveIndex {
                     let next = worker.current().extend(&files);
                     *worker.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
                 }
+                let mut pending = worker.pending.lock().unwrap_or_else(|e| e.into_inner());
+                for (path, text) in pending.drain(..) {
+                    worker.apply(&path, text.as_deref());
+                }
                 worker.complete.store(true, Ordering::Release);
+                drop(pending);
                 let (lock, cvar) = &worker.done;
                 *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
                 cvar.notify_all();
@@ -56,6 +65,28 @@ impl LiveIndex {
             .map(drop)
             .unwrap_or_else(|e| tracing::error!("cannot start the indexing thread: {e}"));
         live
+    }
+
+    /// Re-indexes one file: an edited buffer, or a file read again from disk (`None`: it is no
+    /// longer in the workspace). Incremental for a file edited before. During the background
+    /// build the edit waits for the build, so it is never lost under a batch.
+    pub fn update_file(&self, path: &str, text: Option<&str>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_complete() {
+            drop(pending);
+            self.apply(path, text);
+        } else {
+            pending.push((path.to_string(), text.map(str::to_string)));
+        }
+    }
+
+    fn apply(&self, path: &str, text: Option<&str>) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let next = match text {
+            Some(t) => current.update_file(path, t, None),
+            None => current.remove_file(path),
+        };
+        *current = Arc::new(next);
     }
 
     /// The latest published version.
@@ -208,5 +239,42 @@ mod tests {
             "one chunk list per version"
         );
         assert!(c1.len() >= 1500);
+
+        // An edited buffer is re-indexed; a removed file leaves the index.
+        live.update_file("src/m0001.rs", Some("pub fn renamed() {}\n"));
+        assert_eq!(live.symbols(&q("renamed", None)).len(), 1);
+        assert_eq!(live.symbols(&q("f1", Some("src/m0001.rs"))).len(), 0);
+        live.update_file("src/m0002.rs", None);
+        assert_eq!(live.outline("src/m0002.rs").len(), 0);
+        assert!(
+            !Arc::ptr_eq(&c1, &live.chunks()),
+            "a new version, new chunks"
+        );
+    }
+
+    #[test]
+    fn edits_during_the_build_are_applied_after_it() {
+        let files = (0..3000)
+            .map(|i| SourceFile {
+                path: format!("m{i:04}.rs"),
+                text: format!("fn f{i}() {{}}\n").into(),
+            })
+            .collect();
+        let snap = Arc::new(Snapshot {
+            root: "/w".into(),
+            files,
+            stats: IndexStats::default(),
+        });
+        let live = LiveIndex::spawn(snap, IndexOptions::default());
+        // Most likely while batches are still landing; either way the edit must win.
+        live.update_file("m2999.rs", Some("fn edited() {}\n"));
+        assert!(live.wait(Duration::from_secs(60)));
+        let q = SymbolQuery {
+            name: Some("edited".into()),
+            kind: None,
+            path: None,
+        };
+        assert_eq!(live.symbols(&q).len(), 1);
+        assert_eq!(live.progress().0, 3000);
     }
 }

@@ -235,16 +235,29 @@ impl Backend {
     }
 
     /// Replaces the current snapshot by `f(current)`, synchronously.
-    fn update_snapshot(&self, f: impl FnOnce(&Snapshot) -> Option<Snapshot>) {
+    /// Applies one text-sync change: a new snapshot, and the changed file re-indexed (`f`
+    /// returns the path it changed). Synchronous, so notifications are applied in order.
+    fn update_snapshot(&self, f: impl FnOnce(&Snapshot) -> Option<(String, Snapshot)>) {
         let mut guard = self
             .state
             .snapshot
             .write()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(cur) = guard.as_ref()
-            && let Some(next) = f(cur)
+            && let Some((path, next)) = f(cur)
         {
+            let text = next.get(&path).map(|f| f.text.clone());
             *guard = Some(Arc::new(next));
+            drop(guard);
+            if let Some(index) = self
+                .state
+                .index
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+            {
+                index.update_file(&path, text.as_deref().map(String::as_str));
+            }
         }
     }
 
@@ -742,7 +755,8 @@ impl LanguageServer for Backend {
         let doc = params.text_document;
         self.update_snapshot(|snap| {
             let path = Self::snapshot_path(snap, &doc.uri)?;
-            Some(snap.with_text(&path, doc.text))
+            let next = snap.with_text(&path, doc.text);
+            Some((path, next))
         });
     }
 
@@ -753,7 +767,8 @@ impl LanguageServer for Backend {
             for change in &params.content_changes {
                 text::apply_change(&mut text, change);
             }
-            Some(snap.with_text(&path, text))
+            let next = snap.with_text(&path, text);
+            Some((path, next))
         });
     }
 
@@ -761,7 +776,8 @@ impl LanguageServer for Backend {
         let walk = self.opts.walk.clone();
         self.update_snapshot(|snap| {
             let path = Self::snapshot_path(snap, &params.text_document.uri)?;
-            Some(snap.with_file_from_disk(&path, &walk))
+            let next = snap.with_file_from_disk(&path, &walk);
+            Some((path, next))
         });
     }
 
