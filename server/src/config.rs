@@ -2,9 +2,10 @@
 //! environment variables (`RLM_BASE_URL`, `RLM_MODEL`, ...); with no endpoint configured the
 //! shared local model is used.
 
-use crate::engine::{EngineConfig, Models};
+use crate::engine::{Budget, EngineConfig, Models};
 use crate::llm::cache::ResponseCache;
 use crate::llm::local::{LocalServer, LocalServerHandle};
+use crate::llm::pricing::PriceTable;
 use crate::llm::{ChatClient, Endpoint, LlmError, Provider, RetryPolicy};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +61,37 @@ pub enum CacheMode {
     /// Cache sampled sub-calls too.
     All,
     Off,
+}
+
+/// The limits and safety switches of a run, as the CLI flags and the server's settings give them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunLimits {
+    pub cell_timeout_secs: u64,
+    pub max_depth: u32,
+    pub max_sub_calls: Option<u32>,
+    pub max_tokens: Option<u64>,
+    pub max_cost: Option<f64>,
+    pub max_wall_secs: Option<u64>,
+    pub unsafe_no_sandbox: bool,
+}
+
+impl RunLimits {
+    /// Writes the limits into an engine configuration, with the price table they are costed by.
+    pub fn apply(&self, cfg: &mut EngineConfig) -> anyhow::Result<()> {
+        cfg.repl.cell_timeout = Duration::from_secs(self.cell_timeout_secs.max(1));
+        cfg.max_depth = self.max_depth;
+        cfg.budget = Budget {
+            max_sub_calls: self.max_sub_calls,
+            max_tokens: self.max_tokens,
+            max_cost_usd: self.max_cost,
+            max_wall: self.max_wall_secs.map(Duration::from_secs),
+        };
+        cfg.prices = PriceTable::load().map_err(|e| anyhow::anyhow!("price table: {e}"))?;
+        if self.unsafe_no_sandbox {
+            cfg.repl.sandbox.enabled = false;
+        }
+        Ok(())
+    }
 }
 
 /// Size cap of the on-disk sub-call response cache.

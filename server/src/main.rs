@@ -4,10 +4,9 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use rlm_lsp::config::ModelSettings;
-use rlm_lsp::engine::{Budget, Engine, Event, LiveIndex, RunReport, StopReason};
+use rlm_lsp::config::{ModelSettings, RunLimits};
+use rlm_lsp::engine::{Engine, Event, LiveIndex, RunReport, StopReason};
 use rlm_lsp::index::{IndexOptions, WorkspaceIndex};
-use rlm_lsp::llm::pricing::PriceTable;
 use rlm_lsp::llm::scripted;
 use rlm_lsp::repl::ContextBlob;
 use rlm_lsp::workspace::{self, RootSpec, WalkOptions};
@@ -393,17 +392,17 @@ async fn ask(a: AskArgs) -> anyhow::Result<()> {
     }
     let resolved = settings.resolve().await?;
     let mut cfg = resolved.engine_config(a.max_iterations);
-    cfg.repl.cell_timeout = std::time::Duration::from_secs(a.cell_timeout.max(1));
-    cfg.max_depth = a.max_depth;
-    cfg.budget = Budget {
+    RunLimits {
+        cell_timeout_secs: a.cell_timeout,
+        max_depth: a.max_depth,
         max_sub_calls: a.max_sub_calls,
         max_tokens: a.max_tokens,
-        max_cost_usd: a.max_cost,
-        max_wall: a.max_wall_secs.map(std::time::Duration::from_secs),
-    };
-    cfg.prices = PriceTable::load().map_err(|e| anyhow::anyhow!("price table: {e}"))?;
+        max_cost: a.max_cost,
+        max_wall_secs: a.max_wall_secs,
+        unsafe_no_sandbox: a.unsafe_no_sandbox,
+    }
+    .apply(&mut cfg)?;
     if a.unsafe_no_sandbox {
-        cfg.repl.sandbox.enabled = false;
         eprintln!(
             "rlm-lsp: warning: the REPL sandbox is off; model-written code runs with your full rights"
         );

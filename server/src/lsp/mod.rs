@@ -12,16 +12,15 @@ mod text;
 
 pub use settings::Settings;
 
-use crate::config::ResolvedModels;
-use crate::engine::{Budget, Engine, EngineConfig, Event, LiveIndex, Models};
+use crate::config::{ResolvedModels, RunLimits};
+use crate::engine::{Engine, EngineConfig, Event, LiveIndex, Models};
 use crate::index::IndexOptions;
-use crate::llm::pricing::PriceTable;
 use crate::repl::ContextBlob;
 use crate::workspace::{self, RootSpec, Snapshot, WalkOptions};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower_lsp_server::jsonrpc::{self, ErrorCode};
@@ -67,7 +66,34 @@ struct Ready {
 }
 
 struct RunEntry {
-    abort: tokio::task::AbortHandle,
+    /// `None` while the run is still being set up (models, blob, progress token).
+    abort: Option<tokio::task::AbortHandle>,
+    /// Set by a cancel that arrives during set-up; the run then never starts.
+    cancelled: Arc<AtomicBool>,
+}
+
+impl RunEntry {
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        if let Some(a) = &self.abort {
+            a.abort();
+        }
+    }
+}
+
+/// Removes a run that never started from the table, however `ask` returns.
+struct PendingRun {
+    state: Arc<State>,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for PendingRun {
+    fn drop(&mut self) {
+        if self.armed {
+            lock(&self.state.runs).remove(&self.id);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -286,19 +312,16 @@ impl Backend {
                 if let Some(exe) = &opts.worker_exe {
                     cfg.repl.worker_exe = exe.clone();
                 }
-                cfg.repl.cell_timeout =
-                    std::time::Duration::from_secs(settings.cell_timeout_secs.max(1));
-                cfg.max_depth = settings.max_depth;
-                cfg.budget = Budget {
+                RunLimits {
+                    cell_timeout_secs: settings.cell_timeout_secs,
+                    max_depth: settings.max_depth,
                     max_sub_calls: settings.max_sub_calls,
                     max_tokens: settings.max_tokens,
-                    max_cost_usd: settings.max_cost,
-                    max_wall: settings.max_wall_secs.map(std::time::Duration::from_secs),
-                };
-                cfg.prices = PriceTable::load().map_err(|e| anyhow::anyhow!("price table: {e}"))?;
-                if settings.unsafe_no_sandbox {
-                    cfg.repl.sandbox.enabled = false;
+                    max_cost: settings.max_cost,
+                    max_wall_secs: settings.max_wall_secs,
+                    unsafe_no_sandbox: settings.unsafe_no_sandbox,
                 }
+                .apply(&mut cfg)?;
                 anyhow::Ok(Arc::new(Ready {
                     models,
                     cfg,
@@ -370,12 +393,29 @@ impl Backend {
                 _ => None,
             })
             .unwrap_or_else(|| format!("run-{n}"));
-        if lock(&self.state.runs).contains_key(&id) {
-            return Err(error(
-                ErrorCode::InvalidParams,
-                format!("a run with id {id:?} is already in flight"),
-            ));
+        // Registered at once, so `rlm.cancel` finds the run even while it is being set up.
+        let cancelled = Arc::new(AtomicBool::new(false));
+        {
+            let mut runs = lock(&self.state.runs);
+            if runs.contains_key(&id) {
+                return Err(error(
+                    ErrorCode::InvalidParams,
+                    format!("a run with id {id:?} is already in flight"),
+                ));
+            }
+            runs.insert(
+                id.clone(),
+                RunEntry {
+                    abort: None,
+                    cancelled: cancelled.clone(),
+                },
+            );
         }
+        let mut pending = PendingRun {
+            state: self.state.clone(),
+            id: id.clone(),
+            armed: true,
+        };
 
         let ready = self.ready().await?;
         let blob = self.blob_for(&snap)?;
@@ -408,6 +448,12 @@ impl Backend {
             .await;
         }
 
+        if cancelled.load(Ordering::Acquire) {
+            if let Some(t) = token {
+                end_progress(&self.client, t, "cancelled".into()).await;
+            }
+            return Err(error(ErrorCode::RequestCancelled, "the run was cancelled"));
+        }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
         let run_snap = snap.clone();
         let task = tokio::spawn(async move {
@@ -441,12 +487,17 @@ impl Backend {
                 }
             })
         };
-        lock(&self.state.runs).insert(
-            id.clone(),
-            RunEntry {
-                abort: task.abort_handle(),
-            },
-        );
+        {
+            let mut runs = lock(&self.state.runs);
+            if let Some(entry) = runs.get_mut(&id) {
+                entry.abort = Some(task.abort_handle());
+            }
+            // A cancel between the check above and now.
+            if cancelled.load(Ordering::Acquire) {
+                task.abort();
+            }
+        }
+        pending.armed = false;
         let mut guard = RunGuard {
             state: self.state.clone(),
             id: id.clone(),
@@ -538,7 +589,7 @@ impl Backend {
             })?;
         let entry = lock(&self.state.runs).remove(&id);
         if let Some(e) = &entry {
-            e.abort.abort();
+            e.cancel();
         }
         Ok(json!({"id": id, "cancelled": entry.is_some()}))
     }
@@ -746,7 +797,7 @@ impl LanguageServer for Backend {
     async fn shutdown(&self) -> jsonrpc::Result<()> {
         let runs: Vec<RunEntry> = lock(&self.state.runs).drain().map(|(_, r)| r).collect();
         for r in runs {
-            r.abort.abort();
+            r.cancel();
         }
         Ok(())
     }
