@@ -452,3 +452,86 @@ async fn hover_follows_an_unsaved_edit() {
     }
     assert!(text.contains("fn gamma() -> u32"), "{text}");
 }
+
+/// Hover text at a position once the index has it (it is filled in the background).
+async fn hover_text(c: &mut TestClient, uri: &str, line: u32, character: u32) -> String {
+    let mut text = String::new();
+    for _ in 0..50 {
+        let r = c
+            .request(
+                "textDocument/hover",
+                json!({"textDocument": {"uri": uri},
+                       "position": {"line": line, "character": character}}),
+            )
+            .await;
+        text = r["result"]["contents"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if text.contains("defined at") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    text
+}
+
+#[tokio::test]
+async fn explain_through_the_code_action_is_cached_for_hover_until_the_file_changes() {
+    let (mut c, _server) = TestClient::start(
+        vec![
+            code("print(grep('alpha'))"),
+            Step::Reply("FINAL(alpha returns 42; main calls it at a.rs:6)".into()),
+        ],
+        FILES,
+    )
+    .await;
+    let uri = c.uri("a.rs");
+    let before = hover_text(&mut c, &uri, 5, 6).await;
+    assert!(before.contains("Explain with RLM"), "{before}");
+    // The code action any LSP editor shows, and the command it carries.
+    let actions = c
+        .request(
+            "textDocument/codeAction",
+            json!({"textDocument": {"uri": uri},
+                   "range": {"start": {"line": 5, "character": 6}, "end": {"line": 5, "character": 6}},
+                   "context": {"diagnostics": []}}),
+        )
+        .await;
+    let action = &actions["result"][0];
+    assert_eq!(action["title"], "Explain `alpha` with RLM", "{actions}");
+    let command = &action["command"];
+    assert_eq!(command["command"], "rlm.explain");
+    let r = c
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "rlm.explain", "arguments": command["arguments"]}),
+        )
+        .await;
+    assert_eq!(r["result"]["symbol"], "alpha", "{r}");
+    assert_eq!(
+        r["result"]["answer"],
+        "alpha returns 42; main calls it at a.rs:6"
+    );
+    let question = r["result"]["trajectory"][0]["question"].as_str().unwrap();
+    assert!(question.contains("defined at a.rs:1"), "{question}");
+    let after = hover_text(&mut c, &uri, 5, 6).await;
+    assert!(after.contains("alpha returns 42"), "{after}");
+    // An edit to the defining file makes the cached explanation stale: hover drops it.
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "rust", "version": 1,
+                                "text": FILES[0].1}}),
+    )
+    .await;
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2},
+               "contentChanges": [{"range": {"start": {"line": 1, "character": 4},
+                                             "end": {"line": 1, "character": 6}},
+                                   "text": "43"}]}),
+    )
+    .await;
+    let edited = hover_text(&mut c, &uri, 5, 6).await;
+    assert!(!edited.contains("alpha returns 42"), "{edited}");
+}

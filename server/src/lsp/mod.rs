@@ -29,7 +29,7 @@ use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
 /// The commands `workspace/executeCommand` accepts.
-pub const COMMANDS: &[&str] = &["rlm.ask", "rlm.cancel", "rlm.status"];
+pub const COMMANDS: &[&str] = &["rlm.ask", "rlm.explain", "rlm.cancel", "rlm.status"];
 
 /// How the server runs models and workers; tests inject theirs.
 #[derive(Clone, Default)]
@@ -110,6 +110,9 @@ struct State {
     runs: Mutex<HashMap<String, RunEntry>>,
     next_run: AtomicU64,
     last_usage: Mutex<Option<Value>>,
+    /// Explanations computed by `rlm.explain`, by symbol and a hash of its definitions' files,
+    /// so hover shows one until those files change.
+    explanations: Mutex<HashMap<(String, u64), String>>,
 }
 
 pub struct Backend {
@@ -638,6 +641,89 @@ impl Backend {
     }
 
     /// What the index knows of the identifier under the cursor, at once; never a model call.
+    /// The identifier at a position, and the key its explanation is cached under: the name and
+    /// a hash of the text of every file that defines it (or of the file it is in, when the index
+    /// knows no definition).
+    fn symbol_at(&self, uri: &Uri, position: Position) -> Option<(String, u64, Vec<String>)> {
+        use std::hash::{Hash, Hasher};
+        let snap = self.snapshot()?;
+        let path = Self::snapshot_path(&snap, uri)?;
+        let file = snap.get(&path)?;
+        let name = text::identifier_at(&file.text, position)?.to_string();
+        let index = self
+            .state
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let sites: Vec<(String, u32)> = index
+            .map(|i| {
+                i.current()
+                    .symbols(Some(&name), None, None)
+                    .into_iter()
+                    .filter(|d| d.name == name)
+                    .map(|d| (d.path.clone(), d.start_line))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut paths: Vec<&str> = sites.iter().map(|(p, _)| p.as_str()).collect();
+        if paths.is_empty() {
+            paths.push(&path);
+        }
+        paths.sort_unstable();
+        paths.dedup();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        name.hash(&mut h);
+        for p in &paths {
+            p.hash(&mut h);
+            snap.get(p).map(|f| f.text.as_str()).hash(&mut h);
+        }
+        let sites = sites.iter().map(|(p, l)| format!("{p}:{l}")).collect();
+        Some((name, h.finish(), sites))
+    }
+
+    /// `rlm.explain {uri, position}`: an RLM run on what the symbol under the cursor is for,
+    /// where it is defined and who uses it, across every root. Cached for hover.
+    async fn explain(
+        &self,
+        arg: Option<&Value>,
+        token: Option<ProgressToken>,
+    ) -> jsonrpc::Result<Value> {
+        let bad = || {
+            error(
+                ErrorCode::InvalidParams,
+                "rlm.explain takes {\"uri\": ..., \"position\": {\"line\": n, \"character\": n}}",
+            )
+        };
+        let arg = arg.ok_or_else(bad)?;
+        let uri: Uri = serde_json::from_value(arg["uri"].clone()).map_err(|_| bad())?;
+        let position: Position =
+            serde_json::from_value(arg["position"].clone()).map_err(|_| bad())?;
+        let (name, key, sites) = self.symbol_at(&uri, position).ok_or_else(|| {
+            error(
+                ErrorCode::InvalidParams,
+                "no identifier at that position in a workspace file",
+            )
+        })?;
+        let defined = if sites.is_empty() {
+            "The index knows no definition of it; find where it comes from.".to_string()
+        } else {
+            format!("The index says it is defined at {}.", sites.join(", "))
+        };
+        let question = format!(
+            "Explain the symbol `{name}`: what it is for, where it is defined, and which code uses \
+             it (search every root with grep). {defined} Cite path:line for each fact."
+        );
+        let mut result = self
+            .ask(Some(&json!({"question": question})), token)
+            .await?;
+        if let Some(answer) = result["answer"].as_str() {
+            lock(&self.state.explanations).insert((name.clone(), key), answer.to_string());
+        }
+        result["symbol"] = json!(name);
+        Ok(result)
+    }
+
     fn hover_markdown(&self, params: &HoverParams) -> Option<String> {
         let snap = self.snapshot()?;
         let doc = &params.text_document_position_params;
@@ -676,6 +762,9 @@ impl Backend {
         if defs.len() > 3 {
             md.push_str(&format!("… and {} more definitions\n\n", defs.len() - 3));
         }
+        let explained = self
+            .symbol_at(&doc.text_document.uri, doc.position)
+            .and_then(|(n, key, _)| lock(&self.state.explanations).get(&(n, key)).cloned());
         let references = mentions.saturating_sub(defs.len());
         md.push_str(&format!(
             "{} definition{} indexed; {references} other mention{} of `{name}` in {files} file{}{}",
@@ -689,6 +778,12 @@ impl Backend {
                 " (the index is still being built)"
             }
         ));
+        match explained {
+            Some(text) => md.push_str(&format!(
+                "\n\n---\n**Explanation** (rlm.explain):\n\n{text}"
+            )),
+            None => md.push_str("\n\n*Explain with RLM* (code action) for more."),
+        }
         Some(md)
     }
 }
@@ -770,6 +865,7 @@ impl LanguageServer for Backend {
                     TextDocumentSyncKind::INCREMENTAL,
                 )),
                 hover_provider: Some(HoverProviderCapability::Simple(true)),
+                code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
                 execute_command_provider: Some(ExecuteCommandOptions {
                     commands: COMMANDS.iter().map(|c| c.to_string()).collect(),
                     work_done_progress_options: WorkDoneProgressOptions {
@@ -832,6 +928,30 @@ impl LanguageServer for Backend {
         });
     }
 
+    /// "Explain with RLM" on an identifier: the path to `rlm.explain` for editors without a plugin.
+    async fn code_action(
+        &self,
+        params: CodeActionParams,
+    ) -> jsonrpc::Result<Option<CodeActionResponse>> {
+        let uri = params.text_document.uri;
+        let position = params.range.start;
+        let Some((name, _, _)) = self.symbol_at(&uri, position) else {
+            return Ok(None);
+        };
+        let title = format!("Explain `{name}` with RLM");
+        let command = Command {
+            title: title.clone(),
+            command: "rlm.explain".into(),
+            arguments: Some(vec![json!({"uri": uri, "position": position})]),
+        };
+        Ok(Some(vec![CodeActionOrCommand::CodeAction(CodeAction {
+            title,
+            kind: Some(CodeActionKind::EMPTY),
+            command: Some(command),
+            ..CodeAction::default()
+        })]))
+    }
+
     async fn hover(&self, params: HoverParams) -> jsonrpc::Result<Option<Hover>> {
         Ok(self.hover_markdown(&params).map(|md| Hover {
             contents: HoverContents::Markup(MarkupContent {
@@ -850,6 +970,10 @@ impl LanguageServer for Backend {
         match params.command.as_str() {
             "rlm.ask" => self
                 .ask(arg, params.work_done_progress_params.work_done_token)
+                .await
+                .map(Some),
+            "rlm.explain" => self
+                .explain(arg, params.work_done_progress_params.work_done_token)
                 .await
                 .map(Some),
             "rlm.cancel" => self.cancel(arg).map(Some),
