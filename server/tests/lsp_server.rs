@@ -147,8 +147,13 @@ impl TestClient {
                 .expect("no response within 60 s");
             if msg.get("method").is_some() {
                 if msg.get("id").is_some() {
-                    // window/workDoneProgress/create and the like.
-                    let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": null});
+                    // window/workDoneProgress/create and the like; an editor applies edits.
+                    let result = if msg["method"] == "workspace/applyEdit" {
+                        json!({"applied": true})
+                    } else {
+                        Value::Null
+                    };
+                    let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": result});
                     self.send(reply).await;
                 }
                 self.notifications.push(msg);
@@ -534,4 +539,58 @@ async fn explain_through_the_code_action_is_cached_for_hover_until_the_file_chan
     .await;
     let edited = hover_text(&mut c, &uri, 5, 6).await;
     assert!(!edited.contains("alpha returns 42"), "{edited}");
+}
+
+#[tokio::test]
+async fn plan_refactor_returns_checked_edits_and_applies_them() {
+    let plan = "Rename alpha to first.\n\
+```edit a.rs\n<<<<<<< SEARCH\nfn alpha() -> u32 {\n=======\nfn first() -> u32 {\n>>>>>>> REPLACE\n```\n\
+```edit a.rs\n<<<<<<< SEARCH\n    alpha();\n=======\n    first();\n>>>>>>> REPLACE\n```\n\
+```edit b.rs\n<<<<<<< SEARCH\nfn beta() {}\n=======\nfn beta( {}\n>>>>>>> REPLACE\n```\n";
+    let (mut c, _server) = TestClient::start(
+        vec![
+            code("print(grep('alpha'))"),
+            code(&format!("FINAL({plan:?})")),
+        ],
+        FILES,
+    )
+    .await;
+    let r = c
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "rlm.planRefactor",
+                   "arguments": [{"instruction": "rename alpha to first", "apply": true}]}),
+        )
+        .await;
+    let result = &r["result"];
+    let plan_md = result["plan"].as_str().unwrap();
+    assert!(plan_md.starts_with("Rename alpha to first."), "{plan_md}");
+    assert!(
+        plan_md.contains("`b.rs`: the edited file no longer parses"),
+        "the broken edit is dropped and reported: {plan_md}"
+    );
+    let changes = result["edit"]["changes"].as_object().unwrap();
+    assert_eq!(changes.len(), 1, "only a.rs is edited: {changes:?}");
+    let edits = changes.values().next().unwrap().as_array().unwrap();
+    assert_eq!(edits.len(), 2);
+    assert_eq!(
+        edits[0]["range"]["start"],
+        json!({"line": 0, "character": 0})
+    );
+    assert_eq!(edits[0]["newText"], "fn first() -> u32 {\n");
+    assert_eq!(
+        edits[1]["range"]["start"],
+        json!({"line": 5, "character": 0})
+    );
+    assert_eq!(result["applied"]["applied"], true, "{result}");
+    // The client was asked to apply exactly that edit.
+    let apply = c
+        .notifications
+        .iter()
+        .find(|m| m["method"] == "workspace/applyEdit")
+        .expect("a workspace/applyEdit request");
+    assert_eq!(apply["params"]["edit"], result["edit"]);
+    // The question carried the edit format the checks read.
+    let question = result["trajectory"][0]["question"].as_str().unwrap();
+    assert!(question.contains("<<<<<<< SEARCH"), "{question}");
 }

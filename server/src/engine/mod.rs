@@ -5,6 +5,7 @@ mod budget;
 mod live_index;
 mod parse;
 pub mod prompt;
+pub mod refactor;
 mod subcalls;
 mod trajectory;
 mod truncate;

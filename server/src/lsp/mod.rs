@@ -13,7 +13,7 @@ mod text;
 pub use settings::Settings;
 
 use crate::config::{ResolvedModels, RunLimits};
-use crate::engine::{Engine, EngineConfig, Event, LiveIndex, Models};
+use crate::engine::{Engine, EngineConfig, Event, LiveIndex, Models, refactor};
 use crate::index::IndexOptions;
 use crate::repl::ContextBlob;
 use crate::workspace::{self, RootSpec, Snapshot, WalkOptions};
@@ -29,7 +29,13 @@ use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
 /// The commands `workspace/executeCommand` accepts.
-pub const COMMANDS: &[&str] = &["rlm.ask", "rlm.explain", "rlm.cancel", "rlm.status"];
+pub const COMMANDS: &[&str] = &[
+    "rlm.ask",
+    "rlm.explain",
+    "rlm.planRefactor",
+    "rlm.cancel",
+    "rlm.status",
+];
 
 /// How the server runs models and workers; tests inject theirs.
 #[derive(Clone, Default)]
@@ -724,6 +730,96 @@ impl Backend {
         Ok(result)
     }
 
+    /// `rlm.planRefactor {instruction, uri?, range?, apply?}`: an RLM run that finds what to change
+    /// and proposes edits; every edit is checked against the current snapshot (it applies, the
+    /// file still parses, no read-only root) before it is returned as a `WorkspaceEdit`; with
+    /// `apply: true` the edit is sent to the client with `workspace/applyEdit`.
+    async fn plan_refactor(
+        &self,
+        arg: Option<&Value>,
+        token: Option<ProgressToken>,
+    ) -> jsonrpc::Result<Value> {
+        let instruction = arg
+            .and_then(|a| a["instruction"].as_str())
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| {
+                error(
+                    ErrorCode::InvalidParams,
+                    "rlm.planRefactor takes {\"instruction\": \"...\", \"uri\"?, \"range\"?, \"apply\"?}",
+                )
+            })?
+            .to_string();
+        let arg = arg.cloned().unwrap_or(Value::Null);
+        let mut question = format!("Plan this refactor: {instruction}");
+        if let Ok(uri) = serde_json::from_value::<Uri>(arg["uri"].clone())
+            && let Some(snap) = self.snapshot()
+            && let Some(path) = Self::snapshot_path(&snap, &uri)
+        {
+            let line = arg["range"]["start"]["line"].as_u64().map(|l| l + 1);
+            match line {
+                Some(l) => question.push_str(&format!(" The user is at {path}:{l}.")),
+                None => question.push_str(&format!(" The user is in {path}.")),
+            }
+        }
+        question.push_str("\n\n");
+        question.push_str(refactor::EDIT_FORMAT);
+        let mut result = self
+            .ask(Some(&json!({"question": question})), token)
+            .await?;
+        let answer = result["answer"].as_str().unwrap_or_default().to_string();
+        let snap = self
+            .snapshot()
+            .ok_or_else(|| error(ErrorCode::InvalidRequest, "the server is not initialized"))?;
+        let checked = refactor::check(&answer, &snap);
+        let mut changes: HashMap<Uri, Vec<TextEdit>> = HashMap::new();
+        for e in &checked.edits {
+            let Some(file) = snap.get(&e.path) else {
+                continue;
+            };
+            let Some(uri) = Uri::from_file_path(snap.disk_path(&e.path)) else {
+                continue;
+            };
+            let range = Range {
+                start: text::position_of(&file.text, e.start),
+                end: text::position_of(&file.text, e.end),
+            };
+            changes.entry(uri).or_default().push(TextEdit {
+                range,
+                new_text: e.new_text.clone(),
+            });
+        }
+        let mut plan = checked.plan.clone();
+        if !checked.dropped.is_empty() {
+            plan.push_str("\n\n**Edits dropped by the checks:**\n");
+            for d in &checked.dropped {
+                plan.push_str(&format!("- `{}`: {}\n", d.path, d.reason));
+            }
+        }
+        let edit = WorkspaceEdit {
+            changes: Some(changes),
+            ..WorkspaceEdit::default()
+        };
+        let applied = if arg["apply"].as_bool() == Some(true) && !checked.edits.is_empty() {
+            match self.client.apply_edit(edit.clone()).await {
+                Ok(r) => json!({"applied": r.applied, "failureReason": r.failure_reason}),
+                Err(e) => json!({"applied": false, "failureReason": e.to_string()}),
+            }
+        } else {
+            Value::Null
+        };
+        result["plan"] = json!(plan);
+        result["edit"] = serde_json::to_value(&edit).unwrap_or(Value::Null);
+        result["dropped"] = json!(
+            checked
+                .dropped
+                .iter()
+                .map(|d| json!({"path": d.path, "reason": d.reason}))
+                .collect::<Vec<_>>()
+        );
+        result["applied"] = applied;
+        Ok(result)
+    }
+
     fn hover_markdown(&self, params: &HoverParams) -> Option<String> {
         let snap = self.snapshot()?;
         let doc = &params.text_document_position_params;
@@ -974,6 +1070,10 @@ impl LanguageServer for Backend {
                 .map(Some),
             "rlm.explain" => self
                 .explain(arg, params.work_done_progress_params.work_done_token)
+                .await
+                .map(Some),
+            "rlm.planRefactor" => self
+                .plan_refactor(arg, params.work_done_progress_params.work_done_token)
                 .await
                 .map(Some),
             "rlm.cancel" => self.cancel(arg).map(Some),

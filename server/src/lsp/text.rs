@@ -24,6 +24,19 @@ pub fn offset_of(text: &str, pos: Position) -> usize {
     line_end
 }
 
+/// The position of byte `offset` in `text` (the inverse of [`offset_of`]).
+pub fn position_of(text: &str, offset: usize) -> Position {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() as u32;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let character = text[line_start..offset]
+        .chars()
+        .map(|c| c.len_utf16() as u32)
+        .sum();
+    Position { line, character }
+}
+
 /// Applies one `didChange` content change (a full replacement, or a range edit) to `text`.
 pub fn apply_change(text: &mut String, change: &TextDocumentContentChangeEvent) {
     match change.range {
@@ -73,6 +86,25 @@ pub fn count_word(finder: &memchr::memmem::Finder<'_>, text: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_and_offsets_are_inverse() {
+        let text = "ab\né🎉x\n";
+        for offset in [0, 1, 3, 5, 9, 10, text.len()] {
+            assert_eq!(
+                offset_of(text, position_of(text, offset)),
+                offset,
+                "{offset}"
+            );
+        }
+        assert_eq!(
+            position_of(text, 9),
+            Position {
+                line: 1,
+                character: 3
+            }
+        );
+    }
 
     fn pos(line: u32, character: u32) -> Position {
         Position { line, character }

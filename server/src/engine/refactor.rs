@@ -1,0 +1,239 @@
+//! Refactor plans: the edit blocks a model writes in its answer, checked against the snapshot
+//! before anyone sees them. An edit must apply to the current text of its file (its old text
+//! found exactly once), must not touch a read-only root, and the edited file must parse with no
+//! syntax errors it did not have before. Failing edits are dropped, with the reason.
+
+use crate::index::{FileIndex, IndexOptions};
+use crate::workspace::Snapshot;
+
+/// The instructions appended to the user's request: the edit format the checks understand.
+pub const EDIT_FORMAT: &str = "Find every place to change with the REPL first. Then end with \
+FINAL(plan), where plan is a short Markdown explanation followed by one block per edit, exactly:
+```edit path/to/file
+<<<<<<< SEARCH
+the exact current lines
+=======
+the new lines
+>>>>>>> REPLACE
+```
+Copy the SEARCH lines exactly from read(); keep each block small.";
+
+/// One edit the model proposed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProposedEdit {
+    pub path: String,
+    pub search: String,
+    pub replace: String,
+}
+
+/// A checked edit: replace `start..end` (bytes of the snapshot's text) with `new_text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedEdit {
+    pub path: String,
+    pub start: usize,
+    pub end: usize,
+    pub new_text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedEdit {
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckedPlan {
+    /// The answer without its edit blocks.
+    pub plan: String,
+    pub edits: Vec<CheckedEdit>,
+    pub dropped: Vec<DroppedEdit>,
+}
+
+/// Splits an answer into its prose and its ```edit blocks.
+pub fn parse_edits(answer: &str) -> (String, Vec<ProposedEdit>) {
+    let mut prose = String::new();
+    let mut edits = Vec::new();
+    let mut lines = answer.lines();
+    while let Some(line) = lines.next() {
+        let Some(path) = line.trim().strip_prefix("```edit") else {
+            prose.push_str(line);
+            prose.push('\n');
+            continue;
+        };
+        let path = path.trim().to_string();
+        let (mut search, mut replace, mut part) = (String::new(), String::new(), 0);
+        for l in lines.by_ref() {
+            let t = l.trim_end();
+            match (part, t) {
+                (_, "```") => break,
+                (0, t) if t.starts_with("<<<<<<<") => part = 1,
+                (1, "=======") => part = 2,
+                (2, t) if t.starts_with(">>>>>>>") => part = 3,
+                (1, _) => {
+                    search.push_str(l);
+                    search.push('\n');
+                }
+                (2, _) => {
+                    replace.push_str(l);
+                    replace.push('\n');
+                }
+                _ => {}
+            }
+        }
+        if part == 3 && !path.is_empty() {
+            edits.push(ProposedEdit {
+                path,
+                search,
+                replace,
+            });
+        }
+    }
+    (prose.trim().to_string(), edits)
+}
+
+/// Checks every proposed edit against `snapshot`; edits of one file are checked together, in
+/// order, so the parse check sees the file as it would be after all of them.
+pub fn check(answer: &str, snapshot: &Snapshot) -> CheckedPlan {
+    let (plan, proposed) = parse_edits(answer);
+    let mut out = CheckedPlan {
+        plan,
+        ..CheckedPlan::default()
+    };
+    let mut paths: Vec<&str> = proposed.iter().map(|e| e.path.as_str()).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    for path in paths {
+        let drop_all = |out: &mut CheckedPlan, reason: String| {
+            for _ in proposed.iter().filter(|e| e.path == path) {
+                out.dropped.push(DroppedEdit {
+                    path: path.to_string(),
+                    reason: reason.clone(),
+                });
+            }
+        };
+        let Some(file) = snapshot.get(path) else {
+            drop_all(&mut out, "no such file in the workspace".into());
+            continue;
+        };
+        if snapshot.root_of(path).is_some_and(|(r, _)| r.read_only) {
+            drop_all(&mut out, format!("{} is a read-only root", path));
+            continue;
+        }
+        let old = file.text.as_str();
+        let mut ranges: Vec<CheckedEdit> = Vec::new();
+        for e in proposed.iter().filter(|e| e.path == path) {
+            let found: Vec<usize> = old.match_indices(&e.search).map(|(i, _)| i).collect();
+            let reason = match found.as_slice() {
+                _ if e.search.is_empty() => Some("the SEARCH part is empty".to_string()),
+                [] => Some("its SEARCH lines are not in the current text".to_string()),
+                [_] => None,
+                many => Some(format!(
+                    "its SEARCH lines occur {} times; make them unique",
+                    many.len()
+                )),
+            };
+            let start = found.first().copied().unwrap_or(0);
+            let end = start + e.search.len();
+            let overlaps = ranges.iter().any(|r| start < r.end && r.start < end);
+            match reason.or(overlaps.then(|| "it overlaps another edit".to_string())) {
+                Some(reason) => out.dropped.push(DroppedEdit {
+                    path: path.to_string(),
+                    reason,
+                }),
+                None => ranges.push(CheckedEdit {
+                    path: path.to_string(),
+                    start,
+                    end,
+                    new_text: e.replace.clone(),
+                }),
+            }
+        }
+        if ranges.is_empty() {
+            continue;
+        }
+        ranges.sort_by_key(|r| r.start);
+        let mut new = String::with_capacity(old.len());
+        let mut at = 0;
+        for r in &ranges {
+            new.push_str(&old[at..r.start]);
+            new.push_str(&r.new_text);
+            at = r.end;
+        }
+        new.push_str(&old[at..]);
+        let opts = IndexOptions::default();
+        let before = FileIndex::new(path, old, &opts).has_syntax_errors();
+        let after = FileIndex::new(path, &new, &opts).has_syntax_errors();
+        if after && !before {
+            // The file's edits that passed the other checks go together.
+            for _ in &ranges {
+                out.dropped.push(DroppedEdit {
+                    path: path.to_string(),
+                    reason: "the edited file no longer parses (new syntax errors)".into(),
+                });
+            }
+            continue;
+        }
+        out.edits.extend(ranges);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workspace::{IndexStats, SourceFile};
+    use std::sync::Arc;
+
+    fn snap() -> Snapshot {
+        Snapshot {
+            root: "/w".into(),
+            files: vec![
+                SourceFile {
+                    path: "a.rs".into(),
+                    text: Arc::new(
+                        "fn alpha() -> u32 {\n    42\n}\n\nfn main() {\n    alpha();\n}\n".into(),
+                    ),
+                },
+                SourceFile {
+                    path: "b.rs".into(),
+                    text: Arc::new("fn beta() {}\nfn beta2() {}\n".into()),
+                },
+            ],
+            stats: IndexStats::default(),
+        }
+    }
+
+    fn block(path: &str, search: &str, replace: &str) -> String {
+        format!("```edit {path}\n<<<<<<< SEARCH\n{search}=======\n{replace}>>>>>>> REPLACE\n```\n")
+    }
+
+    #[test]
+    fn good_edits_pass_and_bad_ones_are_dropped_with_reasons() {
+        let answer = format!(
+            "Rename alpha to first.\n{}{}{}{}{}",
+            block("a.rs", "fn alpha() -> u32 {\n", "fn first() -> u32 {\n"),
+            block("a.rs", "    alpha();\n", "    first();\n"),
+            block("b.rs", "fn beta() {}\n", "fn beta( {}\n"),
+            block("c.rs", "x\n", "y\n"),
+            block("a.rs", "not there\n", "x\n"),
+        );
+        let checked = check(&answer, &snap());
+        assert_eq!(checked.plan, "Rename alpha to first.");
+        assert_eq!(checked.edits.len(), 2);
+        assert_eq!(checked.edits[0].start, 0);
+        assert_eq!(checked.edits[1].new_text, "    first();\n");
+        let reasons: Vec<_> = checked
+            .dropped
+            .iter()
+            .map(|d| format!("{}: {}", d.path, d.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "a.rs: its SEARCH lines are not in the current text",
+                "b.rs: the edited file no longer parses (new syntax errors)",
+                "c.rs: no such file in the workspace",
+            ]
+        );
+    }
+}
