@@ -505,6 +505,10 @@ async fn explain_through_the_code_action_is_cached_for_hover_until_the_file_chan
         .await;
     let action = &actions["result"][0];
     assert_eq!(action["title"], "Explain `alpha` with RLM", "{actions}");
+    let refactor = &actions["result"][1];
+    assert_eq!(refactor["title"], "Plan a refactor of `alpha` with RLM");
+    assert_eq!(refactor["command"]["command"], "rlm.planRefactor");
+    assert_eq!(refactor["command"]["arguments"][0]["apply"], true);
     let command = &action["command"];
     assert_eq!(command["command"], "rlm.explain");
     let r = c

@@ -1034,18 +1034,38 @@ impl LanguageServer for Backend {
         let Some((name, _, _)) = self.symbol_at(&uri, position) else {
             return Ok(None);
         };
-        let title = format!("Explain `{name}` with RLM");
-        let command = Command {
-            title: title.clone(),
-            command: "rlm.explain".into(),
-            arguments: Some(vec![json!({"uri": uri, "position": position})]),
+        let explain = format!("Explain `{name}` with RLM");
+        let refactor = format!("Plan a refactor of `{name}` with RLM");
+        let action = |title: &str, command: &str, args: Value| {
+            CodeActionOrCommand::CodeAction(CodeAction {
+                title: title.to_string(),
+                kind: Some(CodeActionKind::EMPTY),
+                command: Some(Command {
+                    title: title.to_string(),
+                    command: command.into(),
+                    arguments: Some(vec![args]),
+                }),
+                ..CodeAction::default()
+            })
         };
-        Ok(Some(vec![CodeActionOrCommand::CodeAction(CodeAction {
-            title,
-            kind: Some(CodeActionKind::EMPTY),
-            command: Some(command),
-            ..CodeAction::default()
-        })]))
+        // Without a plugin there is no prompt for an instruction: a general one, and the edit
+        // goes to the editor through workspace/applyEdit.
+        let instruction = format!(
+            "Improve `{name}` with the most useful small refactor (clearer names, less duplication, \
+             better error handling), updating every use"
+        );
+        Ok(Some(vec![
+            action(
+                &explain,
+                "rlm.explain",
+                json!({"uri": uri, "position": position}),
+            ),
+            action(
+                &refactor,
+                "rlm.planRefactor",
+                json!({"instruction": instruction, "uri": uri, "range": params.range, "apply": true}),
+            ),
+        ]))
     }
 
     async fn hover(&self, params: HoverParams) -> jsonrpc::Result<Option<Hover>> {
