@@ -37,6 +37,14 @@ struct TestClient {
 
 impl TestClient {
     async fn start(steps: Vec<Step>, files: &[(&str, &str)]) -> (TestClient, ScriptedServer) {
+        Self::start_with(steps, files, None).await
+    }
+
+    async fn start_with(
+        steps: Vec<Step>,
+        files: &[(&str, &str)],
+        max_runs: Option<usize>,
+    ) -> (TestClient, ScriptedServer) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         for (p, t) in files {
@@ -48,6 +56,7 @@ impl TestClient {
         let opts = ServerOptions {
             worker_exe: Some(env!("CARGO_BIN_EXE_rlm-lsp").into()),
             models: Some(models(&scripted)),
+            max_runs,
             ..ServerOptions::default()
         };
         // One pipe each way: the client writes requests into one, reads the server's output from the other.
@@ -597,4 +606,46 @@ async fn plan_refactor_returns_checked_edits_and_applies_them() {
     // The question carried the edit format the checks read.
     let question = result["trajectory"][0]["question"].as_str().unwrap();
     assert!(question.contains("<<<<<<< SEARCH"), "{question}");
+}
+
+#[tokio::test]
+async fn runs_past_the_limit_wait_in_line() {
+    // One run at a time: the second ask's model call waits until the first run is done, so it
+    // takes the second scripted reply even though the first is slow.
+    let (mut c, _server) = TestClient::start_with(
+        vec![
+            Step::Delayed(
+                Duration::from_millis(1500),
+                "```repl\nFINAL('first')\n```".into(),
+            ),
+            code("FINAL('second')"),
+        ],
+        FILES,
+        Some(1),
+    )
+    .await;
+    let started = Instant::now();
+    let a = c
+        .start_request(
+            "workspace/executeCommand",
+            json!({"command": "rlm.ask", "arguments": [{"question": "a?"}]}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = c
+        .start_request(
+            "workspace/executeCommand",
+            json!({"command": "rlm.ask", "arguments": [{"question": "b?"}]}),
+        )
+        .await;
+    let rb = c.wait_response(b).await;
+    // Unlimited, b would be answered at once (~0.3 s); in line, after a's slow reply.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
+    let ra = c.wait_response(a).await;
+    assert_eq!(ra["result"]["answer"], "first", "{ra}");
+    assert_eq!(rb["result"]["answer"], "second", "{rb}");
 }

@@ -46,6 +46,8 @@ pub struct ServerOptions {
     pub models: Option<Models>,
     /// How roots are walked.
     pub walk: WalkOptions,
+    /// Runs at once [default: `RLM_MAX_RUNS`, else 2].
+    pub max_runs: Option<usize>,
 }
 
 /// Serves LSP on stdin/stdout until the client exits.
@@ -125,7 +127,13 @@ pub struct Backend {
     client: Client,
     opts: ServerOptions,
     state: Arc<State>,
+    /// Runs that may execute at once; the rest wait in line (each holds a REPL worker and
+    /// model calls; the local model serves one conversation well at a time).
+    slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Default for `RLM_MAX_RUNS`.
+const MAX_RUNS: usize = 2;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -225,10 +233,16 @@ fn progress_line(e: &Event, max: u32, sub_calls: &mut u32) -> Option<(String, u3
 
 impl Backend {
     fn new(client: Client, opts: ServerOptions) -> Backend {
+        let runs = opts
+            .max_runs
+            .or_else(|| std::env::var("RLM_MAX_RUNS").ok()?.parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(MAX_RUNS);
         Backend {
             client,
             opts,
             state: Arc::new(State::default()),
+            slots: Arc::new(tokio::sync::Semaphore::new(runs)),
         }
     }
 
@@ -465,7 +479,10 @@ impl Backend {
         }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
         let run_snap = snap.clone();
+        let slots = self.slots.clone();
         let task = tokio::spawn(async move {
+            // Queued behind the runs in flight; a cancel while waiting frees the place in line.
+            let _slot = slots.acquire_owned().await;
             let mut engine = Engine::new(ready.models.clone(), ready.cfg.clone());
             if let Some(index) = index {
                 engine = engine.with_index(index);
