@@ -649,3 +649,43 @@ async fn runs_past_the_limit_wait_in_line() {
     assert_eq!(ra["result"]["answer"], "first", "{ra}");
     assert_eq!(rb["result"]["answer"], "second", "{rb}");
 }
+
+#[tokio::test]
+async fn configuration_changes_apply_to_the_next_run_and_bad_ones_are_refused() {
+    let (mut c, _server) =
+        TestClient::start(vec![code("FINAL('one')"), code("FINAL('two')")], FILES).await;
+    c.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"rlm": {"maxIterations": 7}}}),
+    )
+    .await;
+    let r = c.ask("first?").await;
+    assert_eq!(r["result"]["trajectory"][0]["max_iterations"], 7, "{r}");
+    c.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"maxIterations": "many", "noSuchKey": 1}}),
+    )
+    .await;
+    let r = c.ask("second?").await;
+    assert_eq!(r["result"]["answer"], "two");
+    assert_eq!(
+        r["result"]["trajectory"][0]["max_iterations"], 7,
+        "the last good settings stay"
+    );
+    let messages: Vec<&str> = c
+        .notifications
+        .iter()
+        .filter(|m| m["method"] == "window/showMessage")
+        .filter_map(|m| m["params"]["message"].as_str())
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.contains("settings updated")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("invalid configuration") && m.contains("keeping the last good one")),
+        "{messages:?}"
+    );
+}

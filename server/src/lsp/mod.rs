@@ -112,7 +112,9 @@ struct State {
     /// A warning to show once the client is initialized.
     pending_warning: Mutex<Option<String>>,
     progress_supported: std::sync::atomic::AtomicBool,
-    ready: tokio::sync::OnceCell<Arc<Ready>>,
+    /// Models and engine configuration, resolved on the first run and again after a
+    /// configuration change.
+    ready: tokio::sync::Mutex<Option<Arc<Ready>>>,
     /// The blob of the last snapshot a run used, reused while the snapshot is unchanged.
     blob: Mutex<Option<(Arc<Snapshot>, Arc<ContextBlob>)>>,
     runs: Mutex<HashMap<String, RunEntry>>,
@@ -313,47 +315,51 @@ impl Backend {
     async fn ready(&self) -> jsonrpc::Result<Arc<Ready>> {
         let settings = self.settings();
         let opts = self.opts.clone();
-        let ready = self
-            .state
-            .ready
-            .get_or_try_init(|| async move {
-                let (models, mut cfg, resolved) = match opts.models {
-                    Some(models) => (
-                        models,
-                        EngineConfig {
-                            max_iterations: settings.max_iterations,
-                            ..EngineConfig::default()
-                        },
-                        None,
-                    ),
-                    None => {
-                        let resolved = settings.models.resolve().await?;
-                        let cfg = resolved.engine_config(settings.max_iterations);
-                        (resolved.models.clone(), cfg, Some(resolved))
-                    }
-                };
-                if let Some(exe) = &opts.worker_exe {
-                    cfg.repl.worker_exe = exe.clone();
-                }
-                RunLimits {
-                    cell_timeout_secs: settings.cell_timeout_secs,
-                    max_depth: settings.max_depth,
-                    max_sub_calls: settings.max_sub_calls,
-                    max_tokens: settings.max_tokens,
-                    max_cost: settings.max_cost,
-                    max_wall_secs: settings.max_wall_secs,
-                    unsafe_no_sandbox: settings.unsafe_no_sandbox,
-                }
-                .apply(&mut cfg)?;
-                anyhow::Ok(Arc::new(Ready {
+        let mut slot = self.state.ready.lock().await;
+        if let Some(r) = slot.as_ref() {
+            return Ok(r.clone());
+        }
+        let ready = async move {
+            let (models, mut cfg, resolved) = match opts.models {
+                Some(models) => (
                     models,
-                    cfg,
-                    _resolved: resolved,
-                }))
-            })
-            .await;
+                    EngineConfig {
+                        max_iterations: settings.max_iterations,
+                        ..EngineConfig::default()
+                    },
+                    None,
+                ),
+                None => {
+                    let resolved = settings.models.resolve().await?;
+                    let cfg = resolved.engine_config(settings.max_iterations);
+                    (resolved.models.clone(), cfg, Some(resolved))
+                }
+            };
+            if let Some(exe) = &opts.worker_exe {
+                cfg.repl.worker_exe = exe.clone();
+            }
+            RunLimits {
+                cell_timeout_secs: settings.cell_timeout_secs,
+                max_depth: settings.max_depth,
+                max_sub_calls: settings.max_sub_calls,
+                max_tokens: settings.max_tokens,
+                max_cost: settings.max_cost,
+                max_wall_secs: settings.max_wall_secs,
+                unsafe_no_sandbox: settings.unsafe_no_sandbox,
+            }
+            .apply(&mut cfg)?;
+            anyhow::Ok(Arc::new(Ready {
+                models,
+                cfg,
+                _resolved: resolved,
+            }))
+        }
+        .await;
         match ready {
-            Ok(r) => Ok(r.clone()),
+            Ok(r) => {
+                *slot = Some(r.clone());
+                Ok(r)
+            }
             Err(e) => {
                 let msg = format!("rlm-lsp: cannot reach the models: {e:#}");
                 self.client
@@ -1083,6 +1089,41 @@ impl LanguageServer for Backend {
                 json!({"instruction": instruction, "uri": uri, "range": params.range, "apply": true}),
             ),
         ]))
+    }
+
+    /// New settings (the object itself, or under an `rlm` key as VS Code sends it) apply to the
+    /// next run; invalid ones are refused with a message and the last good ones stay.
+    async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
+        let value = match params.settings.get("rlm") {
+            Some(v) if v.is_object() => v.clone(),
+            _ => params.settings,
+        };
+        if !value.is_object() {
+            return;
+        }
+        let current = self.settings();
+        match current.overlay(&value) {
+            Ok(next) => {
+                *self
+                    .state
+                    .settings
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(next);
+                // Resolved again, with the new models, by the next run; runs in flight keep theirs.
+                *self.state.ready.lock().await = None;
+                self.client
+                    .show_message(MessageType::INFO, "rlm-lsp: settings updated")
+                    .await;
+            }
+            Err(e) => {
+                self.client
+                    .show_message(
+                        MessageType::WARNING,
+                        format!("rlm-lsp: invalid configuration ({e}); keeping the last good one"),
+                    )
+                    .await;
+            }
+        }
     }
 
     async fn hover(&self, params: HoverParams) -> jsonrpc::Result<Option<Hover>> {
