@@ -133,7 +133,7 @@ fn main() {
     let init_ms = started.elapsed().as_secs_f64() * 1e3;
     lsp.send(&json!({"jsonrpc": "2.0", "method": "initialized", "params": {}}));
     let uri = format!("file://{}", file.display());
-    let mut hover = |lsp: &mut Lsp| {
+    let hover = |lsp: &mut Lsp| {
         let t = Instant::now();
         let id = lsp.start(
             "textDocument/hover",
@@ -179,6 +179,7 @@ fn main() {
     lsp.wait(id);
     lsp.wait(ask);
     let _ = child.kill();
+    let _ = child.wait();
     println!("workspace: {} ({})", dir.display(), file.display());
     println!(
         "initialize (walk and read every root): {init_ms:.0} ms; index complete after {index_s:.1} s"
