@@ -447,23 +447,7 @@ async fn hover_follows_an_unsaved_edit() {
                                    "text": "gamma"}]}),
     )
     .await;
-    let mut text = String::new();
-    for _ in 0..50 {
-        let r = c
-            .request(
-                "textDocument/hover",
-                json!({"textDocument": {"uri": uri}, "position": {"line": 0, "character": 4}}),
-            )
-            .await;
-        text = r["result"]["contents"]["value"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if text.contains("a.rs:") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let text = hover_text(&mut c, &uri, 0, 4).await;
     assert!(text.contains("fn gamma() -> u32"), "{text}");
 }
 

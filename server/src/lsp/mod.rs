@@ -14,7 +14,7 @@ pub use settings::Settings;
 
 use crate::config::{ResolvedModels, RunLimits};
 use crate::engine::{Engine, EngineConfig, Event, LiveIndex, Models, refactor};
-use crate::index::IndexOptions;
+use crate::index::{Definition, IndexOptions};
 use crate::repl::ContextBlob;
 use crate::workspace::{self, RootSpec, Snapshot, WalkOptions};
 use serde_json::{Value, json};
@@ -87,6 +87,17 @@ impl RunEntry {
             a.abort();
         }
     }
+}
+
+/// The identifier at a position, what the index knows of it, and the key its explanation is
+/// cached under.
+struct SymbolAt {
+    name: String,
+    /// Name, and a hash of the text of the files that define it.
+    key: (String, u64),
+    defs: Vec<Definition>,
+    snap: Arc<Snapshot>,
+    index_complete: bool,
 }
 
 /// Removes a run that never started from the table, however `ask` returns.
@@ -673,7 +684,7 @@ impl Backend {
     /// The identifier at a position, and the key its explanation is cached under: the name and
     /// a hash of the text of every file that defines it (or of the file it is in, when the index
     /// knows no definition).
-    fn symbol_at(&self, uri: &Uri, position: Position) -> Option<(String, u64, Vec<String>)> {
+    fn symbol_at(&self, uri: &Uri, position: Position) -> Option<SymbolAt> {
         use std::hash::{Hash, Hasher};
         let snap = self.snapshot()?;
         let path = Self::snapshot_path(&snap, uri)?;
@@ -685,17 +696,18 @@ impl Backend {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let sites: Vec<(String, u32)> = index
+        let defs: Vec<Definition> = index
+            .as_ref()
             .map(|i| {
                 i.current()
                     .symbols(Some(&name), None, None)
                     .into_iter()
                     .filter(|d| d.name == name)
-                    .map(|d| (d.path.clone(), d.start_line))
+                    .cloned()
                     .collect()
             })
             .unwrap_or_default();
-        let mut paths: Vec<&str> = sites.iter().map(|(p, _)| p.as_str()).collect();
+        let mut paths: Vec<&str> = defs.iter().map(|d| d.path.as_str()).collect();
         if paths.is_empty() {
             paths.push(&path);
         }
@@ -707,8 +719,13 @@ impl Backend {
             p.hash(&mut h);
             snap.get(p).map(|f| f.text.as_str()).hash(&mut h);
         }
-        let sites = sites.iter().map(|(p, l)| format!("{p}:{l}")).collect();
-        Some((name, h.finish(), sites))
+        Some(SymbolAt {
+            key: (name.clone(), h.finish()),
+            name,
+            defs,
+            snap,
+            index_complete: index.is_some_and(|i| i.is_complete()),
+        })
     }
 
     /// `rlm.explain {uri, position}`: an RLM run on what the symbol under the cursor is for,
@@ -728,15 +745,22 @@ impl Backend {
         let uri: Uri = serde_json::from_value(arg["uri"].clone()).map_err(|_| bad())?;
         let position: Position =
             serde_json::from_value(arg["position"].clone()).map_err(|_| bad())?;
-        let (name, key, sites) = self.symbol_at(&uri, position).ok_or_else(|| {
+        let at = self.symbol_at(&uri, position).ok_or_else(|| {
             error(
                 ErrorCode::InvalidParams,
                 "no identifier at that position in a workspace file",
             )
         })?;
-        let defined = if sites.is_empty() {
+        let SymbolAt {
+            name, key, defs, ..
+        } = at;
+        let defined = if defs.is_empty() {
             "The index knows no definition of it; find where it comes from.".to_string()
         } else {
+            let sites: Vec<String> = defs
+                .iter()
+                .map(|d| format!("{}:{}", d.path, d.start_line))
+                .collect();
             format!("The index says it is defined at {}.", sites.join(", "))
         };
         let question = format!(
@@ -747,7 +771,7 @@ impl Backend {
             .ask(Some(&json!({"question": question})), token)
             .await?;
         if let Some(answer) = result["answer"].as_str() {
-            lock(&self.state.explanations).insert((name.clone(), key), answer.to_string());
+            lock(&self.state.explanations).insert(key, answer.to_string());
         }
         result["symbol"] = json!(name);
         Ok(result)
@@ -844,20 +868,14 @@ impl Backend {
     }
 
     fn hover_markdown(&self, params: &HoverParams) -> Option<String> {
-        let snap = self.snapshot()?;
         let doc = &params.text_document_position_params;
-        let path = Self::snapshot_path(&snap, &doc.text_document.uri)?;
-        let file = snap.get(&path)?;
-        let name = text::identifier_at(&file.text, doc.position)?.to_string();
-        let index = self
-            .state
-            .index
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()?;
-        let current = index.current();
-        let defs = current.symbols(Some(&name), None, None);
-        let defs: Vec<_> = defs.into_iter().filter(|d| d.name == name).collect();
+        let SymbolAt {
+            name,
+            key,
+            defs,
+            snap,
+            index_complete,
+        } = self.symbol_at(&doc.text_document.uri, doc.position)?;
         let finder = memchr::memmem::Finder::new(name.as_bytes());
         let (mut mentions, mut files) = (0usize, 0usize);
         for f in &snap.files {
@@ -881,9 +899,7 @@ impl Backend {
         if defs.len() > 3 {
             md.push_str(&format!("… and {} more definitions\n\n", defs.len() - 3));
         }
-        let explained = self
-            .symbol_at(&doc.text_document.uri, doc.position)
-            .and_then(|(n, key, _)| lock(&self.state.explanations).get(&(n, key)).cloned());
+        let explained = lock(&self.state.explanations).get(&key).cloned();
         let references = mentions.saturating_sub(defs.len());
         md.push_str(&format!(
             "{} definition{} indexed; {references} other mention{} of `{name}` in {files} file{}{}",
@@ -891,7 +907,7 @@ impl Backend {
             if defs.len() == 1 { "" } else { "s" },
             if references == 1 { "" } else { "s" },
             if files == 1 { "" } else { "s" },
-            if index.is_complete() {
+            if index_complete {
                 ""
             } else {
                 " (the index is still being built)"
@@ -1054,7 +1070,7 @@ impl LanguageServer for Backend {
     ) -> jsonrpc::Result<Option<CodeActionResponse>> {
         let uri = params.text_document.uri;
         let position = params.range.start;
-        let Some((name, _, _)) = self.symbol_at(&uri, position) else {
+        let Some(SymbolAt { name, .. }) = self.symbol_at(&uri, position) else {
             return Ok(None);
         };
         let explain = format!("Explain `{name}` with RLM");
