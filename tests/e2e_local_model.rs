@@ -6,36 +6,12 @@
 
 #![allow(clippy::print_stderr)] // reports the run it measured
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const MAGIC: &str = "4817263";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Generates the haystack into the (git-ignored) fixtures directory when it is not there yet.
-fn haystack() -> PathBuf {
-    let dir = repo().join("fixtures/haystack");
-    if !dir.join(".complete").exists() {
-        let out = Command::new("python3")
-            .arg(repo().join("fixtures/gen_haystack.py"))
-            .arg(&dir)
-            .output()
-            .expect("python3 runs fixtures/gen_haystack.py");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(dir.join(".complete"), "").unwrap();
-    }
-    dir
-}
+mod common;
+use common::haystack;
 
 #[test]
 fn local_model_finds_the_magic_number_in_the_haystack() {

@@ -1,9 +1,10 @@
 //! The built binary as a language server over stdio, with the real local model: initialize on
 //! the haystack, `rlm.ask` the README's question, get the planted number back, shut down.
 
+mod common;
+
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 fn send(w: &mut impl Write, msg: &Value) {
@@ -47,17 +48,7 @@ fn response(r: &mut impl BufRead, w: &mut impl Write, id: i64) -> Value {
 
 #[test]
 fn serve_over_stdio_answers_with_the_local_model() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let ws = repo.join("fixtures/haystack");
-    if !ws.join(".complete").exists() {
-        let out = Command::new("python3")
-            .arg(repo.join("fixtures/gen_haystack.py"))
-            .arg(&ws)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        std::fs::write(ws.join(".complete"), "").unwrap();
-    }
+    let ws = common::haystack();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rlm-lsp"));
     for var in [
         "RLM_BASE_URL",
