@@ -197,6 +197,9 @@ fn main() {
         Some(rlm_lsp::llm::local::KEEPER_SUBCOMMAND) => {
             std::process::exit(rlm_lsp::llm::local::keeper_main(args.collect()))
         }
+        Some(scripted::SCRIPTED_SUBCOMMAND) => {
+            std::process::exit(scripted::scripted_main(args.collect()))
+        }
         _ => {}
     }
     tracing_subscriber::fmt()

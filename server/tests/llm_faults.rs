@@ -222,3 +222,41 @@ async fn greedy_calls_are_answered_from_the_cache_the_second_time() {
         .unwrap_err();
     assert!(err.to_string().contains("script exhausted"), "{err}");
 }
+
+#[tokio::test]
+async fn keyed_script_answers_each_conversation_from_its_own_steps() {
+    // The JSON form editor tests give `rlm-lsp __scripted-model`.
+    let (root, sub) = rlm_lsp::llm::scripted::script_from_json(
+        r#"{"root": [{"when": "alpha", "reply": "A"}, {"when": "beta", "reply": "B"},
+                     {"reply": "any"}, {"status": 503, "body": "down"}]}"#,
+    )
+    .unwrap();
+    let server = ScriptedServer::start_keyed(root, sub).await.unwrap();
+    let c = server.client().with_retry(RetryPolicy {
+        max_retries: 0,
+        ..FAST
+    });
+    let ask = |q: &'static str| {
+        let c = c.clone();
+        async move {
+            // The key is looked for after the system prompt only.
+            let m = vec![ChatMessage::system("alpha beta"), ChatMessage::user(q)];
+            c.complete(&m, &[])
+                .await
+                .map(|r| r.text)
+                .map_err(|e| e.to_string())
+        }
+    };
+    assert_eq!(ask("beta?").await.unwrap(), "B");
+    assert_eq!(ask("alpha?").await.unwrap(), "A");
+    assert_eq!(ask("gamma?").await.unwrap(), "any");
+    assert!(ask("gamma?").await.unwrap_err().contains("503"));
+    assert!(
+        ask("gamma?")
+            .await
+            .unwrap_err()
+            .contains("script exhausted")
+    );
+    let bad = rlm_lsp::llm::scripted::script_from_json(r#"{"root": [{"when": "x"}]}"#);
+    assert_eq!(bad.unwrap_err(), "step 0: needs \"reply\" or \"status\"");
+}

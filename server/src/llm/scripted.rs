@@ -79,8 +79,85 @@ pub fn replay_script(trajectory: &str) -> Result<(Vec<Step>, SubRule), String> {
     Ok((root, SubRule::Recorded(sub)))
 }
 
+/// A step with an optional key (see `ScriptedServer::start_keyed`).
+pub type KeyedStep = (Option<String>, Step);
+
+/// A script from JSON, for `rlm-lsp __scripted-model FILE` (editor tests run it as a process):
+/// `{"root": [{"when": "KEY", "reply": "TEXT", "delay_ms": 0} | {"status": 500, "body": "..."}],
+///   "sub": "echo"}`.
+pub fn script_from_json(text: &str) -> Result<(Vec<KeyedStep>, SubRule), String> {
+    let v: Value =
+        serde_json::from_str(text).map_err(|e| format!("the script is not JSON: {e}"))?;
+    let steps = v["root"]
+        .as_array()
+        .ok_or("the script needs a \"root\" array of steps")?;
+    let mut root = Vec::new();
+    for (i, s) in steps.iter().enumerate() {
+        let key = s["when"].as_str().map(str::to_string);
+        let step = match (s["reply"].as_str(), s["status"].as_u64()) {
+            (Some(text), _) => match s["delay_ms"].as_u64() {
+                Some(ms) if ms > 0 => Step::Delayed(Duration::from_millis(ms), text.to_string()),
+                _ => Step::Reply(text.to_string()),
+            },
+            (None, Some(code)) => Step::Status(
+                u16::try_from(code).map_err(|_| format!("step {i}: bad status {code}"))?,
+                s["body"].as_str().unwrap_or("scripted failure").to_string(),
+            ),
+            _ => return Err(format!("step {i}: needs \"reply\" or \"status\"")),
+        };
+        root.push((key, step));
+    }
+    let sub = match v["sub"].as_str().unwrap_or("echo") {
+        "echo" => SubRule::Echo,
+        other => return Err(format!("unknown sub rule {other:?} (only \"echo\")")),
+    };
+    Ok((root, sub))
+}
+
+/// `rlm-lsp __scripted-model FILE`: serves the script on a free loopback port, prints
+/// `{"base_url": ...}` on one line of stdout, and serves until killed.
+pub const SCRIPTED_SUBCOMMAND: &str = "__scripted-model";
+
+#[allow(clippy::print_stdout, clippy::print_stderr)] // a process entry point: this is its output
+pub fn scripted_main(args: Vec<String>) -> i32 {
+    let run = async {
+        let path = args
+            .first()
+            .ok_or("usage: rlm-lsp __scripted-model SCRIPT.json")?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let (root, sub) = script_from_json(&text)?;
+        let server = ScriptedServer::start_keyed(root, sub)
+            .await
+            .map_err(|e| e.to_string())?;
+        println!("{}", json!({"base_url": server.base_url()}));
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        std::future::pending::<()>().await;
+        Ok::<(), String>(())
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(run) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
 struct State {
-    root: VecDeque<Step>,
+    /// Steps with an optional key: a keyed step answers only a request whose conversation
+    /// (the messages after the system prompt) contains the key.
+    root: VecDeque<KeyedStep>,
     sub: SubRule,
     requests: Vec<Value>,
     heads: Vec<String>,
@@ -97,6 +174,13 @@ impl ScriptedServer {
     /// Starts serving on a free loopback port. When the script runs out, root requests get
     /// HTTP 500 "script exhausted".
     pub async fn start(root: Vec<Step>, sub: SubRule) -> std::io::Result<Self> {
+        Self::start_keyed(root.into_iter().map(|s| (None, s)).collect(), sub).await
+    }
+
+    /// Like `start`, but each root request takes the first remaining step whose key occurs in
+    /// its conversation (or that has no key), so several runs in any order each get their own
+    /// script: editor tests ask, explain and refactor against one server.
+    pub async fn start_keyed(root: Vec<KeyedStep>, sub: SubRule) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
@@ -186,8 +270,17 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
             st.requests.push(req.clone());
             st.heads.push(head.clone());
             if is_root {
-                st.root
-                    .pop_front()
+                let conversation: String = messages
+                    .iter()
+                    .filter(|m| m["role"] != "system")
+                    .filter_map(|m| m["content"].as_str())
+                    .collect();
+                let pos = st
+                    .root
+                    .iter()
+                    .position(|(key, _)| key.as_deref().is_none_or(|k| conversation.contains(k)));
+                pos.and_then(|i| st.root.remove(i))
+                    .map(|(_, step)| step)
                     .unwrap_or(Step::Status(500, "script exhausted".into()))
             } else {
                 let prompt = messages
