@@ -1,0 +1,9 @@
+//! rlm-eval: measures when the RLM engine answers better than the same model prompted directly
+//! (the whole workspace in the prompt, truncated to the window) or with BM25 retrieval, at what
+//! cost and latency, and how that changes with workspace size. See `docs/eval.md`.
+
+pub mod answer;
+pub mod facts;
+pub mod generate;
+pub mod score;
+pub mod task;
