@@ -37,13 +37,13 @@ struct TestClient {
 
 impl TestClient {
     async fn start(steps: Vec<Step>, files: &[(&str, &str)]) -> (TestClient, ScriptedServer) {
-        Self::start_with(steps, files, None).await
+        Self::start_with(steps, files, |_| {}).await
     }
 
     async fn start_with(
         steps: Vec<Step>,
         files: &[(&str, &str)],
-        max_runs: Option<usize>,
+        tweak: impl FnOnce(&mut ServerOptions),
     ) -> (TestClient, ScriptedServer) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
@@ -53,12 +53,12 @@ impl TestClient {
             std::fs::write(full, t).unwrap();
         }
         let scripted = ScriptedServer::start(steps, SubRule::Echo).await.unwrap();
-        let opts = ServerOptions {
+        let mut opts = ServerOptions {
             worker_exe: Some(env!("CARGO_BIN_EXE_rlm-lsp").into()),
             models: Some(models(&scripted)),
-            max_runs,
             ..ServerOptions::default()
         };
+        tweak(&mut opts);
         // One pipe each way: the client writes requests into one, reads the server's output from the other.
         let (w, server_in) = tokio::io::duplex(1 << 20);
         let (server_out, r) = tokio::io::duplex(1 << 20);
@@ -78,7 +78,10 @@ impl TestClient {
                 "initialize",
                 json!({
                     "processId": null,
-                    "capabilities": {"window": {"workDoneProgress": true}},
+                    "capabilities": {
+                        "window": {"workDoneProgress": true},
+                        "workspace": {"didChangeWatchedFiles": {"dynamicRegistration": true}},
+                    },
                     "workspaceFolders": [{"uri": uri, "name": "ws"}],
                     "initializationOptions": {"maxIterations": 5},
                 }),
@@ -202,6 +205,47 @@ impl TestClient {
         }
     }
 
+    /// Reads messages (answering the server's requests) until a run's progress has begun.
+    async fn wait_progress_begin(&mut self) {
+        while !self.progress().iter().any(|p| p["kind"] == "begin") {
+            let msg = tokio::time::timeout(Duration::from_secs(30), self.read_message())
+                .await
+                .expect("no progress begin within 30 s");
+            if msg.get("method").is_some() {
+                if msg.get("id").is_some() {
+                    self.send(json!({"jsonrpc": "2.0", "id": msg["id"], "result": null}))
+                        .await;
+                }
+                self.notifications.push(msg);
+            } else {
+                self.responses.push_back(msg);
+            }
+        }
+    }
+
+    async fn status(&mut self) -> Value {
+        let r = self
+            .request(
+                "workspace/executeCommand",
+                json!({"command": "rlm.status", "arguments": []}),
+            )
+            .await;
+        r["result"].clone()
+    }
+
+    /// Polls `rlm.status` until `ok` holds of it (notifications are handled concurrently with
+    /// the requests that follow them, so a re-walk may still be under way).
+    async fn status_until(&mut self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..100 {
+            let s = self.status().await;
+            if ok(&s) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("status never showed {what}: {}", self.status().await);
+    }
+
     fn progress(&self) -> Vec<&Value> {
         self.notifications
             .iter()
@@ -224,7 +268,11 @@ async fn ask_reports_progress_and_verifies_citations() {
     let (mut c, _server) = TestClient::start(
         vec![
             code("print(len(context))"),
-            Step::Reply("FINAL(42: see a.rs:2 and b.rs:1, not nowhere.rs:3 or a.rs:99)".into()),
+            Step::Reply(
+                "FINAL(42: see a.rs:2 and b.rs:1, not nowhere.rs:3 or a.rs:99; \
+                 called at a.rs:6 `alpha();`, not at a.rs:3 `alpha();`)"
+                    .into(),
+            ),
         ],
         FILES,
     )
@@ -252,6 +300,14 @@ async fn ask_reports_progress_and_verifies_citations() {
     assert_eq!(verified("nowhere.rs", 3)["verified"], false);
     assert_eq!(verified("a.rs", 99)["verified"], false);
     assert!(verified("a.rs", 99).get("uri").is_none());
+    // A quote must be at the line it cites.
+    assert_eq!(verified("a.rs", 6)["verified"], true);
+    assert_eq!(verified("a.rs", 6)["snippet"], "alpha();");
+    assert_eq!(verified("a.rs", 3)["verified"], false);
+    assert_eq!(
+        verified("a.rs", 3)["reason"],
+        "the quoted code is not at that line (it is at line 6)"
+    );
     assert!(!result["trajectory"].as_array().unwrap().is_empty());
     assert!(result["usage"].is_array());
 
@@ -297,16 +353,7 @@ async fn cancel_request_stops_a_run_and_the_next_ask_works() {
         )
         .await;
     // Wait until the run has begun (its progress begins), then cancel the request.
-    while !c.progress().iter().any(|p| p["kind"] == "begin") {
-        let msg = c.read_message().await;
-        if msg.get("method").is_some() {
-            if msg.get("id").is_some() {
-                c.send(json!({"jsonrpc": "2.0", "id": msg["id"], "result": null}))
-                    .await;
-            }
-            c.notifications.push(msg);
-        }
-    }
+    c.wait_progress_begin().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     c.notify("$/cancelRequest", json!({"id": id})).await;
@@ -605,7 +652,7 @@ async fn runs_past_the_limit_wait_in_line() {
             code("FINAL('second')"),
         ],
         FILES,
-        Some(1),
+        |o| o.max_runs = Some(1),
     )
     .await;
     let started = Instant::now();
@@ -672,4 +719,198 @@ async fn configuration_changes_apply_to_the_next_run_and_bad_ones_are_refused() 
             .any(|m| m.contains("invalid configuration") && m.contains("keeping the last good one")),
         "{messages:?}"
     );
+}
+
+/// Processes whose command line starts with `exe` (the REPL workers a test started).
+fn processes_of(exe: &std::path::Path) -> Vec<u32> {
+    let want = exe.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|&b| b == 0).next() == Some(want))
+        })
+        .collect()
+}
+
+async fn poll(what: &str, mut ok: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} within 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_the_progress_kills_the_worker_and_frees_the_slot() {
+    // The worker runs under a name of its own, so this test sees only its own processes.
+    let dir = tempfile::tempdir().unwrap();
+    let worker = dir.path().join("rlm-worker-of-the-cancel-test");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rlm-lsp"), &worker).unwrap();
+    let exe = worker.clone();
+    let (mut c, server) = TestClient::start_with(
+        vec![
+            // The first model call hangs; the run waits on it with its worker up.
+            Step::Delayed(Duration::from_secs(60), "FINAL(too late)".into()),
+            code("FINAL('the next run')"),
+        ],
+        FILES,
+        move |o| {
+            o.worker_exe = Some(exe);
+            o.max_runs = Some(1);
+        },
+    )
+    .await;
+    let id = c
+        .start_request(
+            "workspace/executeCommand",
+            json!({"command": "rlm.ask", "arguments": [{"question": "slow?", "id": "p"}]}),
+        )
+        .await;
+    c.wait_progress_begin().await;
+    poll("a REPL worker starts", || !processes_of(&worker).is_empty()).await;
+    poll("the model is called", || server.requests().len() == 1).await;
+    let started = Instant::now();
+    c.notify("window/workDoneProgress/cancel", json!({"token": "rlm/p"}))
+        .await;
+    let r = c.wait_response(id).await;
+    assert_eq!(r["error"]["code"], -32800, "{r}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    poll("the worker exits", || processes_of(&worker).is_empty()).await;
+    assert_eq!(c.status().await["runsInFlight"], json!([]));
+    // The only slot is free again.
+    let r = c.ask("next?").await;
+    assert_eq!(r["result"]["answer"], "the next run", "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hover_answers_while_a_run_is_in_flight() {
+    let (mut c, _server) = TestClient::start(
+        vec![Step::Delayed(
+            Duration::from_secs(60),
+            "FINAL(too late)".into(),
+        )],
+        FILES,
+    )
+    .await;
+    let uri = c.uri("a.rs");
+    // Warm: the index has the definition before the run starts.
+    assert!(hover_text(&mut c, &uri, 5, 5).await.contains("defined at"));
+    let id = c
+        .start_request(
+            "workspace/executeCommand",
+            json!({"command": "rlm.ask", "arguments": [{"question": "slow?", "id": "long"}]}),
+        )
+        .await;
+    c.wait_progress_begin().await;
+    let text = hover_text(&mut c, &uri, 5, 5).await;
+    assert!(text.contains("fn alpha() -> u32"), "{text}");
+    // The run is still going: its response has not come.
+    assert!(c.responses.iter().all(|r| r["id"] != id));
+    assert_eq!(c.status().await["runsInFlight"], json!(["long"]));
+    c.request(
+        "workspace/executeCommand",
+        json!({"command": "rlm.cancel", "arguments": [{"id": "long"}]}),
+    )
+    .await;
+    assert_eq!(c.wait_response(id).await["error"]["code"], -32800);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folders_and_extra_roots_change_at_run_time() {
+    let (mut c, _server) = TestClient::start(vec![], FILES).await;
+    let other = tempfile::tempdir().unwrap();
+    let other_root = other.path().canonicalize().unwrap();
+    std::fs::write(other_root.join("c.rs"), "fn gamma() {}\n").unwrap();
+    let deps = tempfile::tempdir().unwrap();
+    std::fs::write(deps.path().join("lib.rs"), "pub fn dep() {}\n").unwrap();
+    // An unsaved buffer survives the re-walk (its path gains the root's name).
+    let a = c.uri("a.rs");
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": a, "languageId": "rust", "version": 1,
+                                "text": "fn renamed_in_buffer() {}\n"}}),
+    )
+    .await;
+
+    let other_uri = format!("file://{}", other_root.display());
+    c.notify(
+        "workspace/didChangeWorkspaceFolders",
+        json!({"event": {"added": [{"uri": other_uri, "name": "other"}], "removed": []}}),
+    )
+    .await;
+    let s = c
+        .status_until("two roots", |s| s["roots"].as_array().unwrap().len() == 2)
+        .await;
+    assert_eq!(s["snapshot"]["files"], 3, "{s}");
+    let text = hover_text(&mut c, &a, 0, 5).await;
+    assert!(text.contains("fn renamed_in_buffer()"), "{text}");
+
+    c.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"extraRoots": [deps.path()]}}),
+    )
+    .await;
+    let s = c
+        .status_until("the extra root", |s| {
+            s["roots"].as_array().unwrap().len() == 3
+        })
+        .await;
+    let extra = &s["roots"][2];
+    assert_eq!(extra["readOnly"], true, "{s}");
+    assert_eq!(extra["files"], 1, "{s}");
+    assert_eq!(s["config"]["extraRoots"][0], json!(deps.path()), "{s}");
+
+    c.notify(
+        "workspace/didChangeWorkspaceFolders",
+        json!({"event": {"added": [], "removed": [{"uri": other_uri, "name": "other"}]}}),
+    )
+    .await;
+    let s = c
+        .status_until("the folder removed", |s| {
+            s["roots"].as_array().unwrap().len() == 2
+        })
+        .await;
+    assert_eq!(s["roots"][1]["readOnly"], true, "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watched_file_changes_update_the_snapshot_and_skip_ignored_files() {
+    let files = [FILES, &[(".gitignore", "target/\n")]].concat();
+    let (mut c, _server) = TestClient::start(vec![], &files).await;
+    // The server registered its watcher.
+    let s = c.status().await;
+    assert!(
+        c.notifications
+            .iter()
+            .any(|m| m["method"] == "client/registerCapability"),
+        "no watcher registered"
+    );
+    assert_eq!(s["snapshot"]["files"], 2, "{s}");
+
+    let write = |rel: &str, text: &str| {
+        let p = c.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write("d.rs", "fn delta() {}\n");
+    write("target/debug/out.rs", "fn built() {}\n");
+    std::fs::remove_file(c.root.join("b.rs")).unwrap();
+    let (d, built, b) = (c.uri("d.rs"), c.uri("target/debug/out.rs"), c.uri("b.rs"));
+    c.notify(
+        "workspace/didChangeWatchedFiles",
+        json!({"changes": [{"uri": d, "type": 1}, {"uri": built, "type": 1}, {"uri": b, "type": 3}]}),
+    )
+    .await;
+    let s = c
+        .status_until("d.rs in and b.rs out", |s| {
+            s["snapshot"]["files"] == 2 && s["index"]["files"] == 2
+        })
+        .await;
+    assert_eq!(s["roots"][0]["files"], 2, "{s}");
+    let text = hover_text(&mut c, &d, 0, 4).await;
+    assert!(text.contains("fn delta()"), "{text}");
 }

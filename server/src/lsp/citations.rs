@@ -1,4 +1,6 @@
-//! `path:line` citations in an answer, checked against the snapshot the run saw.
+//! `path:line` citations in an answer, checked against the snapshot the run saw. A citation
+//! that quotes code (an inline code span right after it on the same line of the answer, as in
+//! "`src/a.rs:12`: `let x = 4;`") is verified only when that code is at the cited line.
 
 use crate::workspace::Snapshot;
 use serde::Serialize;
@@ -7,18 +9,54 @@ use serde::Serialize;
 pub struct Citation {
     pub path: String,
     pub line: u32,
-    /// The file is in the snapshot and has this line.
+    /// The code quoted with the citation, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snippet: Option<String>,
+    /// The file is in the snapshot, has this line, and the quoted code (if any) is there.
     pub verified: bool,
+    /// Why an unverified citation failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A `path:line` mention and the code it quotes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mention {
+    pub path: String,
+    pub line: u32,
+    pub snippet: Option<String>,
 }
 
 fn is_path_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-' | b'+' | b'@')
 }
 
-/// Every distinct `path:line` mention, in order of appearance (a path must hold a `.` or `/`).
-pub fn find(answer: &str) -> Vec<(String, u32)> {
+/// How far after a citation a quoted snippet may start (models write "a.rs:3 — the call `f(x)`").
+const SNIPPET_REACH: usize = 40;
+
+/// The inline code span that follows `from` on the same line, within `SNIPPET_REACH` bytes.
+fn snippet_after(answer: &str, from: usize) -> Option<String> {
+    let rest = &answer[from..];
+    let line = &rest[..rest.find('\n').unwrap_or(rest.len())];
+    // Skip the closing backtick of a citation written as `path:line`.
+    let line = line.strip_prefix('`').unwrap_or(line);
+    let open = line.find('`')?;
+    if open > SNIPPET_REACH {
+        return None;
+    }
+    let body = &line[open + 1..];
+    let close = body.find('`')?;
+    let code = body[..close].trim();
+    // A span that is itself a citation, or a bare word too short to tell anything, is no quote.
+    let is_citation = !find(code).is_empty();
+    (code.len() >= 2 && !is_citation).then(|| code.to_string())
+}
+
+/// Every distinct `path:line` mention, in order of appearance (a path must hold a `.` or `/`),
+/// with the code it quotes (from its first mention that quotes any).
+pub fn find_mentions(answer: &str) -> Vec<Mention> {
     let bytes = answer.as_bytes();
-    let mut out: Vec<(String, u32)> = Vec::new();
+    let mut out: Vec<Mention> = Vec::new();
     for (colon, _) in answer.match_indices(':') {
         let digits = bytes[colon + 1..]
             .iter()
@@ -41,28 +79,82 @@ pub fn find(answer: &str) -> Vec<(String, u32)> {
         let Ok(line) = answer[colon + 1..colon + 1 + digits].parse::<u32>() else {
             continue;
         };
-        let key = (path.to_string(), line);
-        if !out.contains(&key) {
-            out.push(key);
+        let snippet = snippet_after(answer, colon + 1 + digits);
+        match out.iter_mut().find(|m| m.path == path && m.line == line) {
+            Some(m) => {
+                if m.snippet.is_none() {
+                    m.snippet = snippet;
+                }
+            }
+            None => out.push(Mention {
+                path: path.to_string(),
+                line,
+                snippet,
+            }),
         }
     }
     out
 }
 
-/// The citations of `answer`, each marked verified when its file and line exist in `snap`.
-pub fn check(answer: &str, snap: &Snapshot) -> Vec<Citation> {
-    find(answer)
+/// Every distinct `path:line` mention, in order of appearance.
+pub fn find(answer: &str) -> Vec<(String, u32)> {
+    find_mentions(answer)
         .into_iter()
-        .map(|(path, line)| {
-            let verified = line >= 1
-                && snap.get(&path).is_some_and(|f| {
+        .map(|m| (m.path, m.line))
+        .collect()
+}
+
+/// Whitespace runs collapsed to one space, so a quote matches however it was re-indented.
+fn squash(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Lines either side of the cited one where a quote still counts (models are often one off).
+const LINE_SLACK: usize = 1;
+
+/// Checks a quote against the cited line; `Err` says where it is instead, if anywhere.
+fn check_snippet(text: &str, line: usize, snippet: &str) -> Result<(), String> {
+    let want = squash(snippet);
+    let lines: Vec<&str> = text.lines().collect();
+    let lo = line.saturating_sub(1 + LINE_SLACK);
+    let hi = (line + LINE_SLACK).min(lines.len());
+    // Joined, so a quote that spans two lines matches too.
+    if squash(&lines[lo..hi].join("\n")).contains(&want) {
+        return Ok(());
+    }
+    let elsewhere = lines
+        .iter()
+        .position(|l| squash(l).contains(&want))
+        .map(|i| format!(" (it is at line {})", i + 1))
+        .unwrap_or_default();
+    Err(format!("the quoted code is not at that line{elsewhere}"))
+}
+
+/// The citations of `answer`, each marked verified when its file and line exist in `snap` and
+/// the code it quotes is at that line.
+pub fn check(answer: &str, snap: &Snapshot) -> Vec<Citation> {
+    find_mentions(answer)
+        .into_iter()
+        .map(|m| {
+            let reason = match snap.get(&m.path) {
+                None => Some("no such file in the workspace".to_string()),
+                Some(f) => {
                     let lines = f.text.lines().count().max(1);
-                    line as usize <= lines
-                });
+                    if m.line == 0 || m.line as usize > lines {
+                        Some(format!("the file has {lines} lines"))
+                    } else {
+                        m.snippet
+                            .as_deref()
+                            .and_then(|s| check_snippet(&f.text, m.line as usize, s).err())
+                    }
+                }
+            };
             Citation {
-                path,
-                line,
-                verified,
+                path: m.path,
+                line: m.line,
+                snippet: m.snippet,
+                verified: reason.is_none(),
+                reason,
             }
         })
         .collect()
@@ -71,6 +163,8 @@ pub fn check(answer: &str, snap: &Snapshot) -> Vec<Citation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workspace::RootSpec;
+    use expect_test::{Expect, expect};
 
     #[test]
     fn finds_path_line_mentions() {
@@ -84,6 +178,61 @@ mod tests {
                 ("src/a.rs".to_string(), 12),
                 ("README.md".to_string(), 3),
             ]
+        );
+    }
+
+    /// One line per citation: verified or the reason, and the quote it carried.
+    fn check_answer(answer: &str, expect: Expect) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.rs"),
+            "fn alpha() -> u32 {\n    42\n}\n\nfn main() {\n    let x = alpha();\n}\n",
+        )
+        .unwrap();
+        let snap = crate::workspace::walk_roots(
+            &[RootSpec {
+                path: dir.path().to_path_buf(),
+                read_only: false,
+            }],
+            &Default::default(),
+        )
+        .unwrap();
+        let out: Vec<String> = check(answer, &snap)
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}:{} {} {}",
+                    c.path,
+                    c.line,
+                    c.snippet
+                        .as_deref()
+                        .map_or("-".into(), |s| format!("`{s}`")),
+                    c.reason.as_deref().unwrap_or("verified")
+                )
+            })
+            .collect();
+        expect.assert_eq(&out.join("\n"));
+    }
+
+    #[test]
+    fn quoted_code_must_be_at_the_cited_line() {
+        check_answer(
+            "- `a.rs:6`: `let x = alpha();` calls it\n\
+             - a.rs:1 defines `fn alpha() -> u32` (returns `42`)\n\
+             - a.rs:2 returns `43`\n\
+             - a.rs:3 holds `let   x = alpha();`\n\
+             - a.rs:7 quotes `x = alpha` one line off\n\
+             - a.rs:9 is past the end; nowhere.rs:1 does not exist\n\
+             - a.rs:5 (see `a.rs:6`)",
+            expect![[r#"
+                a.rs:6 `let x = alpha();` verified
+                a.rs:1 `fn alpha() -> u32` verified
+                a.rs:2 `43` the quoted code is not at that line
+                a.rs:3 `let   x = alpha();` the quoted code is not at that line (it is at line 6)
+                a.rs:7 `x = alpha` verified
+                a.rs:9 - the file has 7 lines
+                nowhere.rs:1 - no such file in the workspace
+                a.rs:5 - verified"#]],
         );
     }
 }

@@ -61,7 +61,9 @@ where
     I: AsyncRead + Unpin,
     O: AsyncWrite,
 {
-    let (service, socket) = LspService::new(|client| Backend::new(client, opts));
+    let (service, socket) = LspService::build(|client| Backend::new(client, opts))
+        .custom_method("window/workDoneProgress/cancel", Backend::cancel_progress)
+        .finish();
     Server::new(input, output, socket).serve(service).await;
 }
 
@@ -76,6 +78,8 @@ struct Ready {
 struct RunEntry {
     /// `None` while the run is still being set up (models, blob, progress token).
     abort: Option<tokio::task::AbortHandle>,
+    /// Its work-done progress, which the client may cancel (`window/workDoneProgress/cancel`).
+    token: Option<ProgressToken>,
     /// Set by a cancel that arrives during set-up; the run then never starts.
     cancelled: Arc<AtomicBool>,
 }
@@ -117,6 +121,14 @@ impl Drop for PendingRun {
 
 #[derive(Default)]
 struct State {
+    /// The workspace folders, in the client's order (writable roots).
+    folders: Mutex<Vec<PathBuf>>,
+    /// Documents open in the editor: their buffer wins over the disk, across re-walks too.
+    open: Mutex<Vec<Uri>>,
+    /// One walk of the roots at a time (folders or extra roots changed).
+    walk_lock: tokio::sync::Mutex<()>,
+    /// The client can register a file watcher for us.
+    watch_supported: AtomicBool,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
     index: RwLock<Option<Arc<LiveIndex>>>,
     settings: RwLock<Option<Settings>>,
@@ -323,6 +335,69 @@ impl Backend {
         }
     }
 
+    /// Walks the workspace folders and the configured extra roots into a new snapshot, and
+    /// starts indexing it. Open documents keep their editor text. Runs in flight keep the
+    /// snapshot they started with.
+    async fn rewalk(&self) -> Result<(), String> {
+        let _one = self.state.walk_lock.lock().await;
+        let mut specs: Vec<RootSpec> = lock(&self.state.folders)
+            .iter()
+            .map(|path| RootSpec {
+                path: path.clone(),
+                read_only: false,
+            })
+            .collect();
+        specs.extend(
+            self.settings()
+                .extra_roots
+                .into_iter()
+                .map(|path| RootSpec {
+                    path,
+                    read_only: true,
+                }),
+        );
+        let walk = self.opts.walk.clone();
+        let mut snap = tokio::task::spawn_blocking(move || workspace::walk_roots(&specs, &walk))
+            .await
+            .map_err(|e| format!("walking the roots: {e}"))?
+            .map_err(|e| format!("walking the roots: {e}"))?;
+        let open = lock(&self.state.open).clone();
+        let mut current = self
+            .state
+            .snapshot
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = current.as_ref() {
+            for uri in &open {
+                if let (Some(was), Some(now)) = (
+                    Self::snapshot_path(old, uri),
+                    Self::snapshot_path(&snap, uri),
+                ) && let Some(f) = old.get(&was)
+                {
+                    snap = snap.with_text(&now, f.text.to_string());
+                }
+            }
+        }
+        let snap = Arc::new(snap);
+        *current = Some(snap.clone());
+        // Under the snapshot's lock, so a text change that follows updates the new index.
+        *self.state.index.write().unwrap_or_else(|e| e.into_inner()) =
+            Some(LiveIndex::spawn(snap, IndexOptions::default()));
+        Ok(())
+    }
+
+    /// `window/workDoneProgress/cancel`: the user cancelled a run's progress in the editor.
+    async fn cancel_progress(&self, params: WorkDoneProgressCancelParams) {
+        let mut runs = lock(&self.state.runs);
+        let id = runs
+            .iter()
+            .find(|(_, r)| r.token.as_ref() == Some(&params.token))
+            .map(|(id, _)| id.clone());
+        if let Some(entry) = id.and_then(|id| runs.remove(&id)) {
+            entry.cancel();
+        }
+    }
+
     async fn ready(&self) -> jsonrpc::Result<Arc<Ready>> {
         let settings = self.settings();
         let opts = self.opts.clone();
@@ -447,6 +522,7 @@ impl Backend {
                 id.clone(),
                 RunEntry {
                     abort: None,
+                    token: None,
                     cancelled: cancelled.clone(),
                 },
             );
@@ -474,6 +550,9 @@ impl Backend {
             }
             None => None,
         };
+        if let Some(entry) = lock(&self.state.runs).get_mut(&id) {
+            entry.token = token.clone();
+        }
         if let Some(t) = &token {
             send_progress(
                 &self.client,
@@ -590,7 +669,7 @@ impl Backend {
         let cites: Vec<Value> = citations::check(&report.answer, &snap)
             .into_iter()
             .map(|c| {
-                let mut v = json!({"path": c.path, "line": c.line, "verified": c.verified});
+                let mut v = serde_json::to_value(&c).unwrap_or(Value::Null);
                 if c.verified
                     && let Some(uri) = Uri::from_file_path(snap.disk_path(&c.path))
                 {
@@ -973,26 +1052,18 @@ impl LanguageServer for Backend {
                 )
             })?);
         }
-        let specs: Vec<RootSpec> = roots
-            .into_iter()
-            .map(|path| RootSpec {
-                path,
-                read_only: false,
-            })
-            .collect();
-        let walk = self.opts.walk.clone();
-        let snap = tokio::task::spawn_blocking(move || workspace::walk_roots(&specs, &walk))
+        *lock(&self.state.folders) = roots;
+        let watch = params
+            .capabilities
+            .workspace
+            .as_ref()
+            .and_then(|w| w.did_change_watched_files.as_ref())
+            .and_then(|w| w.dynamic_registration)
+            .unwrap_or(false);
+        self.state.watch_supported.store(watch, Ordering::Relaxed);
+        self.rewalk()
             .await
-            .map_err(|e| error(ErrorCode::InternalError, format!("walking the roots: {e}")))?
-            .map_err(|e| error(ErrorCode::InternalError, format!("walking the roots: {e}")))?;
-        let snap = Arc::new(snap);
-        let index = LiveIndex::spawn(snap.clone(), IndexOptions::default());
-        *self
-            .state
-            .snapshot
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(snap);
-        *self.state.index.write().unwrap_or_else(|e| e.into_inner()) = Some(index);
+            .map_err(|e| error(ErrorCode::InternalError, e))?;
 
         Ok(InitializeResult {
             capabilities: ServerCapabilities {
@@ -1000,6 +1071,13 @@ impl LanguageServer for Backend {
                     TextDocumentSyncKind::INCREMENTAL,
                 )),
                 hover_provider: Some(HoverProviderCapability::Simple(true)),
+                workspace: Some(WorkspaceServerCapabilities {
+                    workspace_folders: Some(WorkspaceFoldersServerCapabilities {
+                        supported: Some(true),
+                        change_notifications: Some(OneOf::Left(true)),
+                    }),
+                    file_operations: None,
+                }),
                 code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
                 execute_command_provider: Some(ExecuteCommandOptions {
                     commands: COMMANDS.iter().map(|c| c.to_string()).collect(),
@@ -1023,6 +1101,24 @@ impl LanguageServer for Backend {
             tracing::warn!("{w}");
             self.client.show_message(MessageType::WARNING, w).await;
         }
+        // Files changed outside the editor (a git checkout, a build, another tool) reach the
+        // snapshot through the client's watcher; ignored files are filtered on our side.
+        if self.state.watch_supported.load(Ordering::Relaxed) {
+            let watch = DidChangeWatchedFilesRegistrationOptions {
+                watchers: vec![FileSystemWatcher {
+                    glob_pattern: GlobPattern::String("**/*".into()),
+                    kind: None,
+                }],
+            };
+            let registration = Registration {
+                id: "rlm-watched-files".into(),
+                method: "workspace/didChangeWatchedFiles".into(),
+                register_options: serde_json::to_value(watch).ok(),
+            };
+            if let Err(e) = self.client.register_capability(vec![registration]).await {
+                tracing::warn!("the client refused the file watcher: {e}");
+            }
+        }
     }
 
     async fn shutdown(&self) -> jsonrpc::Result<()> {
@@ -1035,6 +1131,12 @@ impl LanguageServer for Backend {
 
     async fn did_open(&self, params: DidOpenTextDocumentParams) {
         let doc = params.text_document;
+        {
+            let mut open = lock(&self.state.open);
+            if !open.contains(&doc.uri) {
+                open.push(doc.uri.clone());
+            }
+        }
         self.update_snapshot(|snap| {
             let path = Self::snapshot_path(snap, &doc.uri)?;
             let next = snap.with_text(&path, doc.text);
@@ -1055,12 +1157,80 @@ impl LanguageServer for Backend {
     }
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        lock(&self.state.open).retain(|u| u != &params.text_document.uri);
         let walk = self.opts.walk.clone();
         self.update_snapshot(|snap| {
             let path = Self::snapshot_path(snap, &params.text_document.uri)?;
             let next = snap.with_file_from_disk(&path, &walk);
             Some((path, next))
         });
+    }
+
+    /// Folders added or removed: the roots are walked again (with several roots, paths start
+    /// with the root's name, so every path may change) and indexed in the background.
+    async fn did_change_workspace_folders(&self, params: DidChangeWorkspaceFoldersParams) {
+        {
+            let mut folders = lock(&self.state.folders);
+            let path = |f: &WorkspaceFolder| f.uri.to_file_path().map(|p| p.into_owned());
+            let removed: Vec<PathBuf> = params.event.removed.iter().filter_map(path).collect();
+            folders.retain(|f| !removed.contains(f));
+            for p in params.event.added.iter().filter_map(path) {
+                if !folders.contains(&p) {
+                    folders.push(p);
+                }
+            }
+        }
+        if let Err(e) = self.rewalk().await {
+            self.client
+                .show_message(MessageType::ERROR, format!("rlm-lsp: {e}"))
+                .await;
+        }
+    }
+
+    /// Files changed on disk: each is read again (or dropped when deleted); a new file is taken
+    /// only where the walk would have taken it (not hidden, not ignored). Open documents keep
+    /// their buffer. A changed `.gitignore` or `.ignore` walks the roots again.
+    async fn did_change_watched_files(&self, params: DidChangeWatchedFilesParams) {
+        let walk = self.opts.walk.clone();
+        let open = lock(&self.state.open).clone();
+        let mut rewalk = false;
+        for change in params.changes {
+            if open.contains(&change.uri) {
+                continue;
+            }
+            let Some(disk) = change.uri.to_file_path() else {
+                continue;
+            };
+            if matches!(
+                disk.file_name().and_then(|n| n.to_str()),
+                Some(".gitignore" | ".ignore")
+            ) {
+                rewalk = true;
+                continue;
+            }
+            if disk.is_dir() {
+                continue;
+            }
+            self.update_snapshot(|snap| {
+                let path = Self::snapshot_path(snap, &change.uri)?;
+                let known = snap.get(&path).is_some();
+                if !known {
+                    let (root, rel) = snap.root_of(&path)?;
+                    if change.typ == FileChangeType::DELETED
+                        || !workspace::is_walked(&root.path, std::path::Path::new(rel), &walk)
+                    {
+                        return None;
+                    }
+                }
+                let next = snap.with_file_from_disk(&path, &walk);
+                Some((path, next))
+            });
+        }
+        if rewalk && let Err(e) = self.rewalk().await {
+            self.client
+                .show_message(MessageType::ERROR, format!("rlm-lsp: {e}"))
+                .await;
+        }
     }
 
     /// "Explain with RLM" on an identifier: the path to `rlm.explain` for editors without a plugin.
@@ -1120,6 +1290,7 @@ impl LanguageServer for Backend {
         let current = self.settings();
         match current.overlay(&value) {
             Ok(next) => {
+                let roots_changed = next.extra_roots != current.extra_roots;
                 *self
                     .state
                     .settings
@@ -1130,6 +1301,11 @@ impl LanguageServer for Backend {
                 self.client
                     .show_message(MessageType::INFO, "rlm-lsp: settings updated")
                     .await;
+                if roots_changed && let Err(e) = self.rewalk().await {
+                    self.client
+                        .show_message(MessageType::ERROR, format!("rlm-lsp: {e}"))
+                        .await;
+                }
             }
             Err(e) => {
                 self.client

@@ -3,6 +3,7 @@
 
 use crate::config::{CacheMode, ModelSettings};
 use serde_json::{Value, json};
+use std::path::PathBuf;
 
 /// The environment's settings, parsed by the same clap definitions as the command line.
 #[derive(Debug, Clone, clap::Parser)]
@@ -30,6 +31,9 @@ pub struct Settings {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub unsafe_no_sandbox: bool,
+    /// Read-only roots walked with the workspace folders: dependency sources, a site-packages.
+    #[arg(long, env = "RLM_EXTRA_ROOTS", value_delimiter = ':')]
+    pub extra_roots: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -62,6 +66,7 @@ impl Settings {
             max_wall_secs: None,
             cell_timeout_secs: 60,
             unsafe_no_sandbox: false,
+            extra_roots: Vec::new(),
         }
     }
 
@@ -121,6 +126,7 @@ impl Settings {
                         .as_bool()
                         .ok_or_else(|| format!("{key} must be true or false"))?
                 }
+                "extraRoots" => s.extra_roots = extra_roots(key, v)?,
                 other => return Err(format!("unknown setting {other:?}")),
             }
         }
@@ -153,6 +159,7 @@ impl Settings {
             "maxWallSecs": self.max_wall_secs,
             "cellTimeoutSecs": self.cell_timeout_secs,
             "unsafeNoSandbox": self.unsafe_no_sandbox,
+            "extraRoots": self.extra_roots,
         })
     }
 }
@@ -164,6 +171,34 @@ fn redact_url(u: &str) -> String {
         }
         _ => u.to_string(),
     }
+}
+
+/// Extra roots must be existing directories given by absolute paths: a relative one would
+/// depend on the server's working directory, which the user does not see.
+fn extra_roots(key: &str, v: &Value) -> Result<Vec<PathBuf>, String> {
+    let Some(items) = v.as_array() else {
+        return if v.is_null() {
+            Ok(Vec::new())
+        } else {
+            Err(format!("{key} must be an array of directory paths"))
+        };
+    };
+    items
+        .iter()
+        .map(|item| {
+            let p = PathBuf::from(
+                item.as_str()
+                    .ok_or_else(|| format!("{key} must be an array of directory paths"))?,
+            );
+            if !p.is_absolute() {
+                Err(format!("{key}: {} is not an absolute path", p.display()))
+            } else if !p.is_dir() {
+                Err(format!("{key}: {} is not a directory", p.display()))
+            } else {
+                Ok(p)
+            }
+        })
+        .collect()
 }
 
 fn opt_str(key: &str, v: &Value) -> Result<Option<String>, String> {
@@ -203,5 +238,21 @@ mod tests {
         assert_eq!(s.redacted()["baseUrl"], "http://***@h/v1");
         assert!(base.overlay(&json!({"nope": 1})).is_err());
         assert!(base.overlay(&json!({"maxIterations": "x"})).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let roots = json!({"extraRoots": [dir.path()]});
+        assert_eq!(base.overlay(&roots).unwrap().extra_roots, [dir.path()]);
+        let err = |v: Value| base.overlay(&json!({ "extraRoots": v })).unwrap_err();
+        assert_eq!(
+            err(json!(["rel/dir"])),
+            "extraRoots: rel/dir is not an absolute path"
+        );
+        assert_eq!(
+            err(json!(["/no/such/dir"])),
+            "extraRoots: /no/such/dir is not a directory"
+        );
+        assert_eq!(
+            err(json!("/tmp")),
+            "extraRoots must be an array of directory paths"
+        );
     }
 }

@@ -4,7 +4,7 @@ mod deps;
 mod walk;
 
 pub use deps::{CargoDeps, cargo_dependency_roots};
-pub use walk::{RootSpec, WalkOptions, walk, walk_roots};
+pub use walk::{RootSpec, WalkOptions, is_walked, walk, walk_roots};
 
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -220,6 +220,49 @@ fn walk_one(
     }
 }
 
+/// Whether a walk of `root` would list the file at `rel` (a path inside it): no hidden component
+/// (unless hidden files are included), and not ignored by a `.gitignore` or `.ignore` in `root`
+/// or a directory between it and the file, nor by `.git/info/exclude`. Used for files created
+/// after the walk (watched-file events), so a build writing thousands of files under an ignored
+/// `target/` adds none of them. Git's global excludes are not consulted.
+pub fn is_walked(root: &Path, rel: &Path, opts: &WalkOptions) -> bool {
+    let hidden = |c: &std::path::Component| c.as_os_str().to_string_lossy().starts_with('.');
+    if !opts.include_hidden && rel.components().any(|c| hidden(&c)) {
+        return false;
+    }
+    if !opts.respect_gitignore {
+        return true;
+    }
+    let full = root.join(rel);
+    let is_dir = full.is_dir();
+    let mut dirs = vec![root.to_path_buf()];
+    let mut dir = root.to_path_buf();
+    for c in rel.parent().into_iter().flat_map(Path::components) {
+        dir.push(c);
+        dirs.push(dir.clone());
+    }
+    let exclude = root.join(".git/info/exclude");
+    let files = std::iter::once((root.to_path_buf(), exclude)).chain(
+        dirs.iter()
+            .flat_map(|d| [".gitignore", ".ignore"].map(|name| (d.clone(), d.join(name)))),
+    );
+    for (base, file) in files {
+        if !file.is_file() {
+            continue;
+        }
+        let mut b = ignore::gitignore::GitignoreBuilder::new(&base);
+        if b.add(&file).is_some() {
+            continue;
+        }
+        if let Ok(gi) = b.build()
+            && gi.matched_path_or_any_parents(&full, is_dir).is_ignore()
+        {
+            return false;
+        }
+    }
+    true
+}
+
 /// Reads one chosen file: its text (lossily decoded when not UTF-8, then `true`), or why not.
 pub(super) fn read_one(f: Found, opts: &WalkOptions) -> Result<(SourceFile, bool), SkippedFile> {
     let skip = |reason| SkippedFile {
@@ -412,6 +455,31 @@ mod tests {
         assert_eq!(v4.stats.skipped.len(), 1, "{:?}", v4.stats.skipped);
         assert_eq!(v4.stats.skipped[0].reason, SkipReason::Binary);
         assert_eq!(v3.stats.files_indexed, 3, "the older snapshot is untouched");
+    }
+
+    #[test]
+    fn is_walked_follows_the_walkers_ignore_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join(".gitignore"), "target/\n*.log\n").unwrap();
+        std::fs::create_dir_all(root.join("src/gen")).unwrap();
+        std::fs::write(root.join("src/.ignore"), "gen/\n").unwrap();
+        let opts = WalkOptions::default();
+        let walked = |p: &str| is_walked(root, Path::new(p), &opts);
+        assert!(walked("src/main.rs"));
+        assert!(walked("README.md"));
+        assert!(!walked("target/debug/build/x/out/gen.rs"));
+        assert!(!walked("src/app.log"));
+        assert!(!walked("src/gen/table.rs"));
+        assert!(!walked(".env"));
+        assert!(!walked("src/.cache/x.rs"));
+        let all = WalkOptions {
+            include_hidden: true,
+            respect_gitignore: false,
+            ..opts
+        };
+        assert!(is_walked(root, Path::new("target/x.rs"), &all));
+        assert!(is_walked(root, Path::new(".env"), &all));
     }
 
     #[test]
