@@ -6,6 +6,7 @@
 //! asserts it exits 0.
 //!
 //! Neovim comes from `scripts/setup-nvim.sh` (`.rlm/bin/nvim`), or `RLM_NVIM`.
+#![allow(clippy::print_stderr)] // reports the checks nvim ran
 
 use rlm_lsp::llm::scripted::{KeyedStep, ScriptedServer, Step, SubRule};
 use std::io::Read;
@@ -163,7 +164,9 @@ fn neovim_plugin_end_to_end() {
     // The user's model settings must not leak into the test.
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
-        if k.starts_with("RLM_") && k != "RLM_UNSAFE_NO_SANDBOX" && k != "RLM_LOG" {
+        if k.starts_with("RLM_")
+            && !["RLM_UNSAFE_NO_SANDBOX", "RLM_LOG", "RLM_TEST_DUMP"].contains(&k.as_str())
+        {
             cmd.env_remove(k);
         }
     }
@@ -220,7 +223,7 @@ fn neovim_plugin_end_to_end() {
         ),
         Some(s) => assert!(s.success(), "nvim exited with {s}\n{}", report()),
     }
-    println!("{out}");
+    eprintln!("{out}"); // the per-check timings, shown with --nocapture
     assert!(out.contains("all passed"), "{}", report());
     drop(model);
 }

@@ -106,7 +106,7 @@ function M.with_client(fn)
     if client and client.initialized then
       return fn(client)
     end
-    if not client and #vim.lsp.get_clients({ name = 'rlm', _uninitialized = true }) == 0 then
+    if not client and #vim.lsp.get_clients({ name = 'rlm', _uninitialized = true }) == 0 and not M.start() then
       return notify(
         'rlm-lsp is not running. Enable it with vim.lsp.enable("rlm") or require("rlm").setup() '
           .. 'and open a file of the workspace (:checkhealth rlm)',
@@ -119,6 +119,27 @@ function M.with_client(fn)
     vim.defer_fn(try, 50)
   end
   try()
+end
+
+--- Starts rlm-lsp when it is enabled but not running (no file of the workspace open yet): the
+--- root is found from the current buffer, else the current directory. Returns the client id.
+---@return integer?
+function M.start()
+  if not (vim.lsp.is_enabled and vim.lsp.is_enabled('rlm')) then
+    return nil
+  end
+  local ok, cfg = pcall(function()
+    return vim.deepcopy(vim.lsp.config.rlm)
+  end)
+  if not ok or not cfg then
+    return nil
+  end
+  local buf = vim.api.nvim_get_current_buf()
+  local is_file = vim.bo[buf].buftype == '' and vim.api.nvim_buf_get_name(buf) ~= ''
+  if type(cfg.root_dir) ~= 'string' then
+    cfg.root_dir = vim.fs.root(buf, cfg.root_markers or { '.git' }) or vim.fn.getcwd()
+  end
+  return vim.lsp.start(cfg, { bufnr = buf, attach = is_file })
 end
 
 ---@param run rlm.Run
@@ -192,6 +213,10 @@ end
 function M.running()
   local out = {}
   for _, run in pairs(M.state.runs) do
+    local client = run.status == 'running' and vim.lsp.get_client_by_id(run.client_id)
+    if run.status == 'running' and (not client or client:is_stopped()) then
+      finish(run, 'failed', { error = 'rlm-lsp stopped during the run' })
+    end
     if run.status == 'running' then
       table.insert(out, run)
     end
@@ -273,6 +298,13 @@ function M.statusline()
   local runs = M.running()
   local run = runs[#runs]
   if not run then
+    -- A run this plugin did not start (a code action): its progress alone.
+    for token, p in pairs(M.state.progress) do
+      if not p.done and not token:find('^rlm%.nvim/') then
+        local text = ('rlm: %s%s'):format(p.message or p.title or '', p.percentage and (' %d%%'):format(p.percentage) or '')
+        return (text:gsub('%%', '%%%%'))
+      end
+    end
     return ''
   end
   local secs = math.floor((vim.uv.now() - run.started) / 1000)

@@ -66,6 +66,11 @@ function M.open(buf, title, how)
   local existing = vim.fn.win_findbuf(buf)[1]
   if existing then
     vim.api.nvim_set_current_win(existing)
+    if vim.api.nvim_win_get_config(existing).relative ~= '' then
+      local width = vim.api.nvim_win_get_width(existing)
+      vim.api.nvim_win_set_config(existing, { title = ' ' .. title:gsub('\n', ' '):sub(1, width - 4) .. ' ', title_pos = 'center' })
+    end
+    vim.api.nvim_win_set_cursor(existing, { 1, 0 })
     return existing
   end
   local win
@@ -134,10 +139,13 @@ end
 
 --- The summary line of a result: stop reason, turns, sub-calls, time.
 function M.summary(result)
-  local s = ('%s · %s turns · %s sub-calls · %.1f s'):format(
+  local turns, subs = tonumber(result.iterations) or 0, tonumber(result.subCalls) or 0
+  local s = ('%s · %d turn%s · %d sub-call%s · %.1f s'):format(
     result.stopReason or '?',
-    fmt_int(result.iterations),
-    fmt_int(result.subCalls),
+    turns,
+    turns == 1 and '' or 's',
+    subs,
+    subs == 1 and '' or 's',
     (tonumber(result.wallMs) or 0) / 1000
   )
   if result.bestEffort then
@@ -169,8 +177,11 @@ function M.set_quickfix(result, title)
   for _, c in ipairs(M.citations(result)) do
     local context = c.text
     for _, l in ipairs(answer_lines) do
-      if l:find(c.text, 1, true) then
-        context = vim.trim(l)
+      local s = l:find(c.text, 1, true)
+      if s then
+        -- The words around the mention, not a whole paragraph.
+        local from, to = math.max(1, s - 60), s + #c.text + 60
+        context = (from > 1 and '…' or '') .. vim.trim(l:sub(from, to)) .. (to < #l and '…' or '')
         break
       end
     end
@@ -443,7 +454,8 @@ function M.trajectory_lines(run)
         p,
         ('%s message%s'):format(tostring(e.role), #meta > 0 and (' (' .. table.concat(meta, ', ') .. ')') or '')
       )
-      for _, l in ipairs(clip(e.content, max_out, 160)) do
+      -- The system prompt is the same in every run: its first line is enough.
+      for _, l in ipairs(clip(e.content, e.role == 'system' and 1 or max_out, 160)) do
         add(body, l)
       end
     elseif e.type == 'code_cell' then
@@ -464,7 +476,7 @@ function M.trajectory_lines(run)
         )
       )
       for _, l in ipairs(clip(e.code, max_out, 160)) do
-        add(body, '│ ' .. l)
+        add(body, '» ' .. l)
       end
       local out = (e.stdout or '') .. (e.stderr or '')
       if out ~= '' then
