@@ -80,7 +80,11 @@ impl TestClient {
                     "processId": null,
                     "capabilities": {
                         "window": {"workDoneProgress": true},
-                        "workspace": {"didChangeWatchedFiles": {"dynamicRegistration": true}},
+                        "workspace": {
+                            "didChangeWatchedFiles": {"dynamicRegistration": true},
+                            "workspaceEdit": {"documentChanges": true,
+                                              "resourceOperations": ["create", "rename"]},
+                        },
                     },
                     "workspaceFolders": [{"uri": uri, "name": "ws"}],
                     "initializationOptions": {"maxIterations": 5},
@@ -640,6 +644,85 @@ async fn plan_refactor_returns_checked_edits_and_applies_them() {
 }
 
 #[tokio::test]
+async fn plan_refactor_creates_and_renames_files_after_its_text_edits() {
+    let plan = "Move beta out.\n\
+```edit a.rs\n<<<<<<< SEARCH\n    alpha();\n=======\n    alpha();\n    util::helper();\n>>>>>>> REPLACE\n```\n\
+```create util.rs\npub fn helper() {}\n```\n\
+```rename b.rs -> beta.rs\n```\n\
+```rename a.rs -> b.rs\n```\n";
+    let (mut c, _server) = TestClient::start(
+        vec![
+            code("print(grep('beta'))"),
+            code(&format!("FINAL({plan:?})")),
+        ],
+        FILES,
+    )
+    .await;
+    let r = c
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "rlm.planRefactor",
+                   "arguments": [{"instruction": "move beta out"}]}),
+        )
+        .await;
+    let result = &r["result"];
+    assert_eq!(
+        result["files"],
+        json!([{"kind": "create", "path": "util.rs"},
+               {"kind": "rename", "from": "b.rs", "to": "beta.rs"}]),
+        "{result}"
+    );
+    // b.rs is still on disk, so a.rs cannot take its name.
+    assert!(
+        result["plan"]
+            .as_str()
+            .unwrap()
+            .contains("`b.rs`: a file is already there"),
+        "{result}"
+    );
+    let ops = result["edit"]["documentChanges"].as_array().unwrap();
+    let summary: Vec<String> = ops
+        .iter()
+        .map(|op| {
+            let name = |k: &str| {
+                op[k]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            };
+            match op["kind"].as_str() {
+                Some("create") => format!("create {}", name("uri")),
+                Some("rename") => format!("rename {} {}", name("oldUri"), name("newUri")),
+                _ => format!(
+                    "edit {} {:?}",
+                    op["textDocument"]["uri"]
+                        .as_str()
+                        .unwrap()
+                        .rsplit('/')
+                        .next()
+                        .unwrap(),
+                    op["edits"][0]["newText"].as_str().unwrap()
+                ),
+            }
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "edit a.rs \"    alpha();\\n    util::helper();\\n\"",
+            "create util.rs",
+            "edit util.rs \"pub fn helper() {}\\n\"",
+            "rename b.rs beta.rs",
+        ]
+    );
+    assert_eq!(ops[1]["options"]["overwrite"], false);
+    assert!(result["applied"].is_null(), "not applied unless asked");
+}
+
+#[tokio::test]
 async fn runs_past_the_limit_wait_in_line() {
     // One run at a time: the second ask's model call waits until the first run is done, so it
     // takes the second scripted reply even though the first is slow.
@@ -881,14 +964,21 @@ async fn folders_and_extra_roots_change_at_run_time() {
 async fn watched_file_changes_update_the_snapshot_and_skip_ignored_files() {
     let files = [FILES, &[(".gitignore", "target/\n")]].concat();
     let (mut c, _server) = TestClient::start(vec![], &files).await;
-    // The server registered its watcher.
-    let s = c.status().await;
-    assert!(
+    // The server registers its watcher once initialized (the status requests read messages).
+    let registered = |c: &TestClient| {
         c.notifications
             .iter()
-            .any(|m| m["method"] == "client/registerCapability"),
-        "no watcher registered"
-    );
+            .any(|m| m["method"] == "client/registerCapability")
+    };
+    let mut s = c.status().await;
+    for _ in 0..100 {
+        if registered(&c) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s = c.status().await;
+    }
+    assert!(registered(&c), "no watcher registered");
     assert_eq!(s["snapshot"]["files"], 2, "{s}");
 
     let write = |rel: &str, text: &str| {

@@ -1,7 +1,9 @@
 //! Refactor plans: the edit blocks a model writes in its answer, checked against the snapshot
 //! before anyone sees them. An edit must apply to the current text of its file (its old text
 //! found exactly once), must not touch a read-only root, and the edited file must parse with no
-//! syntax errors it did not have before. Failing edits are dropped, with the reason.
+//! syntax errors it did not have before. A plan may also create and rename files: a new path must
+//! be free, inside a writable root, and a created file must parse. Failing edits and file
+//! operations are dropped, with the reason.
 
 use crate::index::{FileIndex, IndexOptions};
 use crate::workspace::Snapshot;
@@ -16,7 +18,12 @@ the exact current lines
 the new lines
 >>>>>>> REPLACE
 ```
-Copy the SEARCH lines exactly from read(); keep each block small.";
+Copy the SEARCH lines exactly from read(); keep each block small.
+Only when the change needs a new file, add its whole content:
+```create path/to/new_file
+the content
+```
+and to move a file: ```rename old/path -> new/path``` on a line of its own, then ``` on the next.";
 
 /// One edit the model proposed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +42,23 @@ pub struct CheckedEdit {
     pub new_text: String,
 }
 
+/// A file the plan creates or renames (text edits of a renamed file use its old path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOp {
+    Create { path: String, text: String },
+    Rename { from: String, to: String },
+}
+
+impl FileOp {
+    /// The path the operation writes.
+    fn target(&self) -> &str {
+        match self {
+            FileOp::Create { path, .. } => path,
+            FileOp::Rename { to, .. } => to,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DroppedEdit {
     pub path: String,
@@ -46,16 +70,53 @@ pub struct CheckedPlan {
     /// The answer without its edit blocks.
     pub plan: String,
     pub edits: Vec<CheckedEdit>,
+    /// Files to create or rename, after the text edits.
+    pub files: Vec<FileOp>,
     pub dropped: Vec<DroppedEdit>,
 }
 
-/// Splits an answer into its prose and its ```edit blocks.
-pub fn parse_edits(answer: &str) -> (String, Vec<ProposedEdit>) {
+/// Splits an answer into its prose, its ```edit blocks and its ```create / ```rename blocks.
+pub fn parse_edits(answer: &str) -> (String, Vec<ProposedEdit>, Vec<FileOp>) {
     let mut prose = String::new();
     let mut edits = Vec::new();
+    let mut ops = Vec::new();
     let mut lines = answer.lines();
     while let Some(line) = lines.next() {
-        let Some(path) = line.trim().strip_prefix("```edit") else {
+        let t = line.trim();
+        if let Some(path) = t.strip_prefix("```create ") {
+            let mut text = String::new();
+            for l in lines.by_ref() {
+                if l.trim_end() == "```" {
+                    break;
+                }
+                text.push_str(l);
+                text.push('\n');
+            }
+            ops.push(FileOp::Create {
+                path: path.trim().to_string(),
+                text,
+            });
+            continue;
+        }
+        if let Some(spec) = t.strip_prefix("```rename ") {
+            // Written on one line (```rename a -> b```) or closed on the next.
+            let spec = spec.trim().trim_end_matches("```");
+            if !t.ends_with("```") || t == "```rename ```" {
+                for l in lines.by_ref() {
+                    if l.trim_end() == "```" {
+                        break;
+                    }
+                }
+            }
+            if let Some((from, to)) = spec.split_once("->") {
+                ops.push(FileOp::Rename {
+                    from: from.trim().to_string(),
+                    to: to.trim().to_string(),
+                });
+            }
+            continue;
+        }
+        let Some(path) = t.strip_prefix("```edit") else {
             prose.push_str(line);
             prose.push('\n');
             continue;
@@ -88,13 +149,13 @@ pub fn parse_edits(answer: &str) -> (String, Vec<ProposedEdit>) {
             });
         }
     }
-    (prose.trim().to_string(), edits)
+    (prose.trim().to_string(), edits, ops)
 }
 
 /// Checks every proposed edit against `snapshot`; edits of one file are checked together, in
 /// order, so the parse check sees the file as it would be after all of them.
 pub fn check(answer: &str, snapshot: &Snapshot) -> CheckedPlan {
-    let (plan, proposed) = parse_edits(answer);
+    let (plan, proposed, ops) = parse_edits(answer);
     let mut out = CheckedPlan {
         plan,
         ..CheckedPlan::default()
@@ -175,7 +236,74 @@ pub fn check(answer: &str, snapshot: &Snapshot) -> CheckedPlan {
         }
         out.edits.extend(ranges);
     }
+    check_file_ops(ops, snapshot, &mut out);
     out
+}
+
+/// Why a path the plan writes cannot be written, if it cannot.
+fn new_path_problem(path: &str, snapshot: &Snapshot, taken: &[String]) -> Option<String> {
+    let outside = path.is_empty()
+        || path.starts_with('/')
+        || path.contains('\\')
+        || path
+            .split('/')
+            .any(|c| c == ".." || c == "." || c.is_empty());
+    if outside {
+        return Some("not a plain relative path inside the workspace".into());
+    }
+    match snapshot.root_of(path) {
+        None => {
+            return Some(
+                "not under a root of the workspace (paths start with the root's name)".into(),
+            );
+        }
+        Some((r, _)) if r.read_only => return Some(format!("{} is a read-only root", r.name)),
+        Some(_) => {}
+    }
+    if snapshot.get(path).is_some() || snapshot.disk_path(path).exists() {
+        return Some("a file is already there".into());
+    }
+    taken
+        .iter()
+        .any(|t| t == path)
+        .then(|| "another operation of the plan writes it too".into())
+}
+
+/// Checks creates and renames in order; each new path must be free of the ones before it.
+fn check_file_ops(ops: Vec<FileOp>, snapshot: &Snapshot, out: &mut CheckedPlan) {
+    let mut taken: Vec<String> = Vec::new();
+    let mut moved: Vec<String> = Vec::new();
+    for op in ops {
+        let problem = new_path_problem(op.target(), snapshot, &taken).or_else(|| match &op {
+            FileOp::Create { path, text } => FileIndex::new(path, text, &IndexOptions::default())
+                .has_syntax_errors()
+                .then(|| "the new file does not parse".into()),
+            FileOp::Rename { from, .. } => {
+                if snapshot.get(from).is_none() {
+                    Some(format!("{from}: no such file in the workspace"))
+                } else if snapshot.root_of(from).is_some_and(|(r, _)| r.read_only) {
+                    Some(format!("{from} is in a read-only root"))
+                } else if moved.contains(from) {
+                    Some(format!("{from} is renamed twice"))
+                } else {
+                    None
+                }
+            }
+        });
+        match problem {
+            Some(reason) => out.dropped.push(DroppedEdit {
+                path: op.target().to_string(),
+                reason,
+            }),
+            None => {
+                taken.push(op.target().to_string());
+                if let FileOp::Rename { from, .. } = &op {
+                    moved.push(from.clone());
+                }
+                out.files.push(op);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -199,7 +327,14 @@ mod tests {
                     text: Arc::new("fn beta() {}\nfn beta2() {}\n".into()),
                 },
             ],
-            stats: IndexStats::default(),
+            stats: IndexStats {
+                roots: vec![crate::workspace::RootStats::new(
+                    std::path::Path::new("/w"),
+                    "w".into(),
+                    false,
+                )],
+                ..IndexStats::default()
+            },
         }
     }
 
@@ -233,6 +368,54 @@ mod tests {
                 "a.rs: its SEARCH lines are not in the current text",
                 "b.rs: the edited file no longer parses (new syntax errors)",
                 "c.rs: no such file in the workspace",
+            ]
+        );
+    }
+
+    #[test]
+    fn creates_and_renames_are_checked() {
+        let answer = "Split it.\n\
+            ```create util.rs\npub fn helper() -> u32 {\n    1\n}\n```\n\
+            ```rename b.rs -> beta.rs\n```\n\
+            ```rename a.rs -> alpha.rs```\n\
+            ```create a.rs\nfn x() {}\n```\n\
+            ```create broken.rs\nfn x( {\n```\n\
+            ```create ../escape.rs\nfn x() {}\n```\n\
+            ```create util.rs\nfn again() {}\n```\n\
+            ```rename gone.rs -> here.rs\n```\n\
+            Done.";
+        let checked = check(answer, &snap());
+        assert_eq!(checked.plan, "Split it.\nDone.");
+        assert_eq!(
+            checked.files,
+            [
+                FileOp::Create {
+                    path: "util.rs".into(),
+                    text: "pub fn helper() -> u32 {\n    1\n}\n".into()
+                },
+                FileOp::Rename {
+                    from: "b.rs".into(),
+                    to: "beta.rs".into()
+                },
+                FileOp::Rename {
+                    from: "a.rs".into(),
+                    to: "alpha.rs".into()
+                },
+            ]
+        );
+        let reasons: Vec<_> = checked
+            .dropped
+            .iter()
+            .map(|d| format!("{}: {}", d.path, d.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "a.rs: a file is already there",
+                "broken.rs: the new file does not parse",
+                "../escape.rs: not a plain relative path inside the workspace",
+                "util.rs: another operation of the plan writes it too",
+                "here.rs: gone.rs: no such file in the workspace",
             ]
         );
     }

@@ -129,6 +129,8 @@ struct State {
     walk_lock: tokio::sync::Mutex<()>,
     /// The client can register a file watcher for us.
     watch_supported: AtomicBool,
+    /// The client applies workspace edits that create and rename files.
+    file_ops_supported: AtomicBool,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
     index: RwLock<Option<Arc<LiveIndex>>>,
     settings: RwLock<Option<Settings>>,
@@ -253,6 +255,86 @@ fn progress_line(e: &Event, max: u32, sub_calls: &mut u32) -> Option<(String, u3
             pct(*iteration),
         )),
         _ => None,
+    }
+}
+
+/// The checked plan as a `WorkspaceEdit`: `changes` per file when it only edits text;
+/// otherwise `documentChanges` with the text edits first (a renamed file is edited under its
+/// old name), then each create (and its content) and rename, in the plan's order.
+fn workspace_edit(checked: &refactor::CheckedPlan, snap: &Snapshot) -> WorkspaceEdit {
+    let uri = |path: &str| Uri::from_file_path(snap.disk_path(path));
+    let mut changes: HashMap<Uri, Vec<TextEdit>> = HashMap::new();
+    for e in &checked.edits {
+        let (Some(file), Some(uri)) = (snap.get(&e.path), uri(&e.path)) else {
+            continue;
+        };
+        let range = Range {
+            start: text::position_of(&file.text, e.start),
+            end: text::position_of(&file.text, e.end),
+        };
+        changes.entry(uri).or_default().push(TextEdit {
+            range,
+            new_text: e.new_text.clone(),
+        });
+    }
+    if checked.files.is_empty() {
+        return WorkspaceEdit {
+            changes: Some(changes),
+            ..WorkspaceEdit::default()
+        };
+    }
+    let text_edit = |uri: Uri, edits: Vec<TextEdit>| {
+        DocumentChangeOperation::Edit(TextDocumentEdit {
+            text_document: OptionalVersionedTextDocumentIdentifier { uri, version: None },
+            edits: edits.into_iter().map(OneOf::Left).collect(),
+        })
+    };
+    let mut ops: Vec<DocumentChangeOperation> = changes
+        .into_iter()
+        .map(|(uri, edits)| text_edit(uri, edits))
+        .collect();
+    for op in &checked.files {
+        match op {
+            refactor::FileOp::Create { path, text } => {
+                let Some(uri) = uri(path) else { continue };
+                ops.push(DocumentChangeOperation::Op(ResourceOp::Create(
+                    CreateFile {
+                        uri: uri.clone(),
+                        options: Some(CreateFileOptions {
+                            overwrite: Some(false),
+                            ignore_if_exists: Some(false),
+                        }),
+                        annotation_id: None,
+                    },
+                )));
+                let start = Position::new(0, 0);
+                let insert = TextEdit {
+                    range: Range { start, end: start },
+                    new_text: text.clone(),
+                };
+                ops.push(text_edit(uri, vec![insert]));
+            }
+            refactor::FileOp::Rename { from, to } => {
+                let (Some(old_uri), Some(new_uri)) = (uri(from), uri(to)) else {
+                    continue;
+                };
+                ops.push(DocumentChangeOperation::Op(ResourceOp::Rename(
+                    RenameFile {
+                        old_uri,
+                        new_uri,
+                        options: Some(RenameFileOptions {
+                            overwrite: Some(false),
+                            ignore_if_exists: Some(false),
+                        }),
+                        annotation_id: None,
+                    },
+                )));
+            }
+        }
+    }
+    WorkspaceEdit {
+        document_changes: Some(DocumentChanges::Operations(ops)),
+        ..WorkspaceEdit::default()
     }
 }
 
@@ -896,24 +978,22 @@ impl Backend {
         let snap = self
             .snapshot()
             .ok_or_else(|| error(ErrorCode::InvalidRequest, "the server is not initialized"))?;
-        let checked = refactor::check(&answer, &snap);
-        let mut changes: HashMap<Uri, Vec<TextEdit>> = HashMap::new();
-        for e in &checked.edits {
-            let Some(file) = snap.get(&e.path) else {
-                continue;
-            };
-            let Some(uri) = Uri::from_file_path(snap.disk_path(&e.path)) else {
-                continue;
-            };
-            let range = Range {
-                start: text::position_of(&file.text, e.start),
-                end: text::position_of(&file.text, e.end),
-            };
-            changes.entry(uri).or_default().push(TextEdit {
-                range,
-                new_text: e.new_text.clone(),
-            });
+        let mut checked = refactor::check(&answer, &snap);
+        if !checked.files.is_empty() && !self.state.file_ops_supported.load(Ordering::Relaxed) {
+            for op in checked.files.drain(..) {
+                let path = match op {
+                    refactor::FileOp::Create { path, .. } => path,
+                    refactor::FileOp::Rename { to, .. } => to,
+                };
+                checked.dropped.push(refactor::DroppedEdit {
+                    path,
+                    reason: "the editor cannot create or rename files \
+                             (workspace.workspaceEdit.resourceOperations)"
+                        .into(),
+                });
+            }
         }
+        let edit = workspace_edit(&checked, &snap);
         let mut plan = checked.plan.clone();
         if !checked.dropped.is_empty() {
             plan.push_str("\n\n**Edits dropped by the checks:**\n");
@@ -921,11 +1001,8 @@ impl Backend {
                 plan.push_str(&format!("- `{}`: {}\n", d.path, d.reason));
             }
         }
-        let edit = WorkspaceEdit {
-            changes: Some(changes),
-            ..WorkspaceEdit::default()
-        };
-        let applied = if arg["apply"].as_bool() == Some(true) && !checked.edits.is_empty() {
+        let something = !checked.edits.is_empty() || !checked.files.is_empty();
+        let applied = if arg["apply"].as_bool() == Some(true) && something {
             match self.client.apply_edit(edit.clone()).await {
                 Ok(r) => json!({"applied": r.applied, "failureReason": r.failure_reason}),
                 Err(e) => json!({"applied": false, "failureReason": e.to_string()}),
@@ -935,6 +1012,18 @@ impl Backend {
         };
         result["plan"] = json!(plan);
         result["edit"] = serde_json::to_value(&edit).unwrap_or(Value::Null);
+        result["files"] = json!(
+            checked
+                .files
+                .iter()
+                .map(|op| match op {
+                    refactor::FileOp::Create { path, .. } =>
+                        json!({"kind": "create", "path": path}),
+                    refactor::FileOp::Rename { from, to } =>
+                        json!({"kind": "rename", "from": from, "to": to}),
+                })
+                .collect::<Vec<_>>()
+        );
         result["dropped"] = json!(
             checked
                 .dropped
@@ -1061,6 +1150,20 @@ impl LanguageServer for Backend {
             .and_then(|w| w.dynamic_registration)
             .unwrap_or(false);
         self.state.watch_supported.store(watch, Ordering::Relaxed);
+        let edits = params
+            .capabilities
+            .workspace
+            .as_ref()
+            .and_then(|w| w.workspace_edit.as_ref());
+        let file_ops = edits.is_some_and(|e| {
+            let ops = e.resource_operations.as_deref().unwrap_or_default();
+            e.document_changes == Some(true)
+                && ops.contains(&ResourceOperationKind::Create)
+                && ops.contains(&ResourceOperationKind::Rename)
+        });
+        self.state
+            .file_ops_supported
+            .store(file_ops, Ordering::Relaxed);
         self.rewalk()
             .await
             .map_err(|e| error(ErrorCode::InternalError, e))?;
