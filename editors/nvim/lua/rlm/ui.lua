@@ -266,7 +266,8 @@ function M.show_answer(result, run)
       if c.verified and c.uri then
         table.insert(lines, ('- %s:%d'):format(c.path, c.line))
       else
-        table.insert(lines, ('- %s:%d (not verified: no such file or line)'):format(c.path, c.line))
+        local why = type(c.reason) == 'string' and c.reason or 'no such file or line'
+        table.insert(lines, ('- %s:%d (not verified: %s)'):format(c.path, c.line, why))
       end
     end
   end
