@@ -390,7 +390,6 @@ impl Backend {
         })
     }
 
-    /// Replaces the current snapshot by `f(current)`, synchronously.
     /// Applies one text-sync change: a new snapshot, and the changed file re-indexed (`f`
     /// returns the path it changed). Synchronous, so notifications are applied in order.
     fn update_snapshot(&self, f: impl FnOnce(&Snapshot) -> Option<(String, Snapshot)>) {
