@@ -3,7 +3,11 @@
 //! cost and latency, and how that changes with workspace size. See `docs/eval.md`.
 
 pub mod answer;
+pub mod bm25;
 pub mod facts;
 pub mod generate;
+pub mod harness;
+pub mod methods;
+pub mod report;
 pub mod score;
 pub mod task;

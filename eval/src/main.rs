@@ -1,1 +1,345 @@
-fn main() {}
+//! `rlm-eval`: generate tasks with computed ground truth, run them with several methods on one
+//! model, and write a report (docs/eval.md). Hidden subcommands run the REPL worker and the
+//! local-model keeper, as in `rlm-lsp` (the engine re-executes the current binary).
+#![allow(clippy::print_stdout, clippy::print_stderr)] // the edge: this is where output goes
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use rlm_eval::generate::{self, Corpus};
+use rlm_eval::harness::{self, Row};
+use rlm_eval::methods::{Method, MethodOptions, Methods};
+use rlm_eval::report::{Meta, Report};
+use rlm_eval::task::{self, WorkspaceSpec};
+use rlm_lsp::config::{ModelSettings, RunLimits};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Parser)]
+#[command(
+    name = "rlm-eval",
+    about = "Evaluate RLM against direct prompting and retrieval on tasks with computed ground truth"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate tasks (JSONL) over workspaces made of crates or directories.
+    Gen(GenArgs),
+    /// Run tasks with methods and write report.json, report.md and score_vs_size.png.
+    Run(Box<RunArgs>),
+    /// Re-render report.md and score_vs_size.png from a report.json.
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+struct GenArgs {
+    /// A workspace: comma-separated roots, each `name@version[/subdir]` (a crate `cargo fetch`
+    /// unpacked) or a directory (repeatable)
+    #[arg(long = "workspace", required = true)]
+    workspaces: Vec<String>,
+    /// Tasks of each kind per workspace
+    #[arg(long, default_value_t = 1)]
+    per_kind: usize,
+    /// Kinds to generate (comma-separated)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "needle_function,call_sites,implementors,aggregate,pairs"
+    )]
+    kinds: Vec<String>,
+    /// Output JSONL file
+    #[arg(long, short = 'o')]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Task file (JSONL, from `rlm-eval gen`)
+    #[arg(long)]
+    tasks: PathBuf,
+    /// Methods (comma-separated): rlm, rlm-no-subcalls, direct, retrieval
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "rlm,rlm-no-subcalls,direct,retrieval"
+    )]
+    methods: Vec<String>,
+    /// Only tasks of these kinds
+    #[arg(long, value_delimiter = ',')]
+    kinds: Vec<String>,
+    /// Where report.json, report.md, score_vs_size.png and rows.jsonl (live progress) go
+    #[arg(long, default_value = "eval-out")]
+    out_dir: PathBuf,
+    #[command(flatten)]
+    models: ModelSettings,
+    /// Root-model turns of an RLM run
+    #[arg(long, default_value_t = 8)]
+    max_iterations: u32,
+    /// The model's context window in tokens [default: one slot of the local server (its
+    /// context / parallel slots), else 128000]
+    #[arg(long)]
+    window_tokens: Option<u64>,
+    /// The window the direct method fills [default: --window-tokens]; prefill is slow on a CPU
+    #[arg(long)]
+    direct_window_tokens: Option<u64>,
+    /// Tokens of BM25 chunks in the retrieval prompt
+    #[arg(long, default_value_t = 4000)]
+    retrieval_tokens: u64,
+    /// max_tokens of a direct or retrieval answer
+    #[arg(long, default_value_t = 256)]
+    answer_max_tokens: u32,
+    /// max_tokens of every RLM root call and sub-call
+    #[arg(long, default_value_t = 1024)]
+    rlm_max_tokens: u32,
+    /// Characters per token assumed when cutting prompts to a token budget
+    #[arg(long, default_value_t = 3.5)]
+    prompt_chars_per_token: f64,
+    /// Wall-time budget of one RLM run, in seconds
+    #[arg(long, default_value_t = 600)]
+    max_wall_secs: u64,
+    /// Seconds one REPL cell may run
+    #[arg(long, default_value_t = 60)]
+    cell_timeout: u64,
+    /// Sub-call budget of one RLM run
+    #[arg(long)]
+    max_sub_calls: Option<u32>,
+    /// Run model-written code without the sandbox (see docs/security.md)
+    #[arg(long, env = rlm_lsp::repl::UNSAFE_NO_SANDBOX_ENV, value_parser = clap::builder::BoolishValueParser::new())]
+    unsafe_no_sandbox: bool,
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// A report.json written by `rlm-eval run`
+    #[arg(long)]
+    json: PathBuf,
+    #[arg(long)]
+    out_dir: PathBuf,
+}
+
+fn main() {
+    let mut args = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned());
+    match args.next().as_deref() {
+        Some(rlm_lsp::repl::WORKER_SUBCOMMAND) => std::process::exit(rlm_lsp::repl::worker_main()),
+        Some(rlm_lsp::llm::local::KEEPER_SUBCOMMAND) => {
+            std::process::exit(rlm_lsp::llm::local::keeper_main(args.collect()))
+        }
+        _ => {}
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RLM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Gen(a) => gen_tasks(a),
+        Command::Run(a) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|rt| rt.block_on(run(*a))),
+        Command::Report(a) => rerender(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn gen_tasks(a: GenArgs) -> anyhow::Result<()> {
+    let kinds: Vec<&str> = a.kinds.iter().map(String::as_str).collect();
+    for k in &kinds {
+        anyhow::ensure!(
+            generate::KINDS.contains(k),
+            "unknown kind {k}: use {}",
+            generate::KINDS.join(", ")
+        );
+    }
+    let mut all = Vec::new();
+    for w in &a.workspaces {
+        let spec = WorkspaceSpec::parse(w);
+        let snap = harness::walk(&spec)?;
+        let texts: Vec<(&str, &str)> = snap
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.text.as_str()))
+            .collect();
+        let corpus = Corpus::new(&texts);
+        let tasks = generate::generate(&spec, &corpus, &kinds, a.per_kind);
+        eprintln!(
+            "rlm-eval: {}: {} files, about {} tokens (characters / 4): {} tasks",
+            spec.label(),
+            snap.files.len(),
+            rlm_eval::report::group_digits(corpus.size_tokens),
+            tasks.len()
+        );
+        all.extend(tasks);
+    }
+    task::write_tasks(&a.out, &all)?;
+    println!("{} tasks written to {}", all.len(), a.out.display());
+    Ok(())
+}
+
+async fn run(a: RunArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let started_at = utc_now();
+    let methods: Vec<Method> = a
+        .methods
+        .iter()
+        .map(|m| m.parse().map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<_>>()?;
+    let mut tasks = task::read_tasks(&a.tasks)?;
+    if !a.kinds.is_empty() {
+        tasks.retain(|t| a.kinds.contains(&t.kind));
+    }
+    anyhow::ensure!(
+        !tasks.is_empty(),
+        "no tasks to run in {}",
+        a.tasks.display()
+    );
+    eprintln!(
+        "rlm-eval: {} tasks × {} methods; resolving the model...",
+        tasks.len(),
+        methods.len()
+    );
+    let resolved = a.models.resolve().await?;
+    let window = a.window_tokens.unwrap_or_else(|| {
+        if resolved.local {
+            rlm_lsp::llm::local::LocalServerConfig::from_env()
+                .map(|c| u64::from(c.ctx_size / c.parallel.max(1)))
+                .unwrap_or(16_384)
+        } else {
+            128_000
+        }
+    });
+    let opts = MethodOptions {
+        window_tokens: window,
+        direct_window_tokens: a.direct_window_tokens.unwrap_or(window).min(window),
+        retrieval_tokens: a.retrieval_tokens,
+        answer_max_tokens: a.answer_max_tokens,
+        rlm_max_tokens: a.rlm_max_tokens,
+        prompt_chars_per_token: a.prompt_chars_per_token,
+    };
+    let mut cfg = resolved.engine_config(a.max_iterations);
+    RunLimits {
+        cell_timeout_secs: a.cell_timeout,
+        max_depth: 1,
+        max_sub_calls: a.max_sub_calls,
+        max_tokens: None,
+        max_cost: None,
+        max_wall_secs: Some(a.max_wall_secs),
+        unsafe_no_sandbox: a.unsafe_no_sandbox,
+    }
+    .apply(&mut cfg)?;
+    let m = Methods::new(&resolved.models, cfg, opts.clone(), a.models.max_retries).await?;
+    std::fs::create_dir_all(&a.out_dir)
+        .with_context(|| format!("creating {}", a.out_dir.display()))?;
+    let rows_path = a.out_dir.join("rows.jsonl");
+    let mut live = std::fs::File::create(&rows_path)
+        .with_context(|| format!("creating {}", rows_path.display()))?;
+    let total = tasks.len() * methods.len();
+    let mut done = 0;
+    let rows = harness::run(&tasks, &methods, &m, |r: &Row| {
+        done += 1;
+        let _ = serde_json::to_writer(&mut live, r);
+        let _ = live.write_all(b"\n");
+        let _ = live.flush();
+        eprintln!(
+            "rlm-eval: [{done}/{total}] {} {} score {:.2}, {}+{} tokens, {:.1} s{}{}{}",
+            r.task_id,
+            r.method.as_str(),
+            r.score,
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.wall_ms as f64 / 1000.0,
+            if r.truncated { ", truncated" } else { "" },
+            if r.overflow { ", overflow" } else { "" },
+            r.error
+                .as_deref()
+                .map(|e| format!(", error: {e}"))
+                .unwrap_or_default()
+        );
+    })
+    .await?;
+    let meta = Meta {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        started: started_at,
+        model: resolved.models.root.endpoint().model.clone(),
+        base_url: resolved.models.root.endpoint().base_url.clone(),
+        methods,
+        settings: serde_json::json!({
+            "window_tokens": opts.window_tokens,
+            "direct_window_tokens": opts.direct_window_tokens,
+            "retrieval_tokens": opts.retrieval_tokens,
+            "answer_max_tokens": opts.answer_max_tokens,
+            "rlm_max_tokens": opts.rlm_max_tokens,
+            "prompt_chars_per_token": opts.prompt_chars_per_token,
+            "max_iterations": a.max_iterations,
+            "max_wall_secs": a.max_wall_secs,
+            "local_model": resolved.local,
+            "tasks_file": a.tasks.display().to_string(),
+        }),
+        wall_s: started.elapsed().as_secs_f64(),
+    };
+    let report = Report::new(meta, rows);
+    report.write(&a.out_dir)?;
+    println!(
+        "report written to {} (report.md, report.json, score_vs_size.png)",
+        a.out_dir.display()
+    );
+    Ok(())
+}
+
+fn rerender(a: ReportArgs) -> anyhow::Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Partial {
+        meta: serde_json::Value,
+        rows: Vec<serde_json::Value>,
+    }
+    let text = std::fs::read_to_string(&a.json)
+        .with_context(|| format!("reading {}", a.json.display()))?;
+    let p: Partial = serde_json::from_str(&text)?;
+    let rows: Vec<Row> = serde_json::from_value(serde_json::Value::Array(p.rows))?;
+    let meta = Meta {
+        command: p.meta["command"].as_str().unwrap_or_default().to_string(),
+        started: p.meta["started"].as_str().unwrap_or_default().to_string(),
+        model: p.meta["model"].as_str().unwrap_or_default().to_string(),
+        base_url: p.meta["base_url"].as_str().unwrap_or_default().to_string(),
+        methods: rows.iter().map(|r| r.method).collect(),
+        settings: p.meta["settings"].clone(),
+        wall_s: p.meta["wall_s"].as_f64().unwrap_or_default(),
+    };
+    Report::new(meta, rows).write(&a.out_dir)?;
+    println!("report re-rendered in {}", a.out_dir.display());
+    Ok(())
+}
+
+/// `YYYY-MM-DD HH:MM UTC`, without a date crate.
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let days = (secs / 86_400) as i64;
+    let (h, mi) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02} UTC")
+}
