@@ -10,6 +10,17 @@ if vim.fn.has('nvim-0.11') == 0 then
   return
 end
 
+-- Progress of rlm-lsp runs (also those started by code actions), for require('rlm').statusline().
+vim.api.nvim_create_autocmd('LspProgress', {
+  group = vim.api.nvim_create_augroup('rlm.progress', { clear = true }),
+  callback = function(ev)
+    local client = ev.data and vim.lsp.get_client_by_id(ev.data.client_id)
+    if client and client.name == 'rlm' then
+      require('rlm')._on_progress(ev)
+    end
+  end,
+})
+
 local function cmd(name, fn, opts)
   vim.api.nvim_create_user_command(name, fn, opts)
 end

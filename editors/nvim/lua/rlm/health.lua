@@ -179,10 +179,18 @@ local function check_model()
       'no baseUrl (settings) nor RLM_BASE_URL: the local model (llama-server with '
         .. 'Qwen2.5-Coder-1.5B) is started on demand by the first run'
     )
+    local cache = (vim.env.XDG_CACHE_HOME or (vim.env.HOME or '') .. '/.cache') .. '/rlm-lsp'
     local llama = vim.env.RLM_LLAMA_SERVER or vim.fn.exepath('llama-server')
     if llama == '' then
-      local cache = (vim.env.XDG_CACHE_HOME or (vim.env.HOME or '') .. '/.cache') .. '/rlm-lsp'
       llama = vim.fn.glob(cache .. '/llama.cpp-*/bin/llama-server', false, true)[1] or ''
+    end
+    local gguf = vim.env.RLM_LOCAL_MODEL or (cache .. '/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf')
+    if vim.uv.fs_stat(gguf) then
+      health.ok('local model: ' .. gguf)
+    else
+      health.warn('local model not found: ' .. gguf, {
+        'Run scripts/setup.sh in the rlm-lsp repository (RLM_LOCAL_MODEL names another file), or set baseUrl',
+      })
     end
     if llama ~= '' then
       health.ok('llama-server: ' .. llama)

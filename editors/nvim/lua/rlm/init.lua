@@ -101,18 +101,24 @@ end
 ---@param fn fun(client: vim.lsp.Client)
 function M.with_client(fn)
   local deadline = vim.uv.now() + 15000
+  local started = false
   local function try()
     local client = M.get_client()
     if client and client.initialized then
       return fn(client)
     end
-    if not client and #vim.lsp.get_clients({ name = 'rlm', _uninitialized = true }) == 0 and not M.start() then
+    local starting = #vim.lsp.get_clients({ name = 'rlm', _uninitialized = true }) > 0
+    if not client and not starting and started then
+      return notify('rlm-lsp exited while starting (:checkhealth rlm, :LspLog)', vim.log.levels.ERROR)
+    end
+    if not client and not starting and not M.start() then
       return notify(
         'rlm-lsp is not running. Enable it with vim.lsp.enable("rlm") or require("rlm").setup() '
           .. 'and open a file of the workspace (:checkhealth rlm)',
         vim.log.levels.ERROR
       )
     end
+    started = true
     if vim.uv.now() > deadline then
       return notify('rlm-lsp did not finish initializing in 15 s (:checkhealth rlm)', vim.log.levels.ERROR)
     end
@@ -357,6 +363,8 @@ local function on_progress(ev)
   vim.cmd.redrawstatus({ bang = true })
 end
 
+M._on_progress = on_progress
+-- plugin/rlm.lua registers the same autocmd at start-up; this one replaces it (same group).
 local group = vim.api.nvim_create_augroup('rlm.progress', { clear = true })
 vim.api.nvim_create_autocmd('LspProgress', { group = group, callback = on_progress })
 
@@ -386,26 +394,29 @@ end
 
 --- `:RlmExplain`: the symbol under the cursor.
 function M.explain()
-  local client = M.get_client(0)
-  if not client then
-    return M.with_client(function() end) -- reports that no server runs
-  end
-  local win = vim.api.nvim_get_current_win()
-  local params = vim.lsp.util.make_position_params(win, client.offset_encoding)
+  local buf = vim.api.nvim_get_current_buf()
+  local row, col = unpack(vim.api.nvim_win_get_cursor(0))
   local word = vim.fn.expand('<cword>')
+  if vim.bo[buf].buftype ~= '' or vim.api.nvim_buf_get_name(buf) == '' then
+    return notify(':RlmExplain works on a file of the workspace', vim.log.levels.WARN)
+  end
   require('rlm.ui').remember_origin()
-  M.start_run(
-    'explain',
-    'rlm.explain',
-    { uri = params.textDocument.uri, position = params.position },
-    ('Explain `%s`'):format(word),
-    function(result, run)
-      if result.symbol then
-        run.title = ('Explain `%s`'):format(result.symbol)
+  M.with_client(function(client)
+    local line = vim.api.nvim_buf_get_lines(buf, row - 1, row, false)[1] or ''
+    local character = vim.str_utfindex(line, client.offset_encoding or 'utf-16', math.min(col, #line), false)
+    M.start_run(
+      'explain',
+      'rlm.explain',
+      { uri = vim.uri_from_bufnr(buf), position = { line = row - 1, character = character } },
+      ('Explain `%s`'):format(word),
+      function(result, run)
+        if result.symbol then
+          run.title = ('Explain `%s`'):format(result.symbol)
+        end
+        require('rlm.ui').show_answer(result, run)
       end
-      require('rlm.ui').show_answer(result, run)
-    end
-  )
+    )
+  end)
 end
 
 --- `:RlmRefactor [instruction]` (with a range: the selected lines).
