@@ -266,13 +266,28 @@ step(':RlmExplain on a symbol explains it, and :RlmTrajectory shows the run', fu
     check(contains(tree, want), 'the trajectory lacks %q:\n%s', want, tree)
   end
   vim.cmd('close')
-  -- Hover is the server's: after the explanation it shows it.
+  -- Hover is the server's, through the standard vim.lsp.buf.hover(): after the explanation it
+  -- shows it.
   vim.api.nvim_set_current_buf(lib_buf)
-  local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
-  local res = client:request_sync('textDocument/hover', params, 5000, lib_buf)
-  local hover = res and res.result and res.result.contents and res.result.contents.value or ''
+  check(vim.fn.expand('<cword>') == 'alpha', 'cursor on %s', vim.fn.expand('<cword>'))
+  vim.lsp.buf.hover()
+  local hover
+  wait_for(5000, 'the hover window', function()
+    for _, w in ipairs(vim.api.nvim_list_wins()) do
+      if vim.api.nvim_win_get_config(w).relative ~= '' then
+        hover = buf_text(vim.api.nvim_win_get_buf(w))
+        return hover
+      end
+    end
+  end)
   dump('hover', hover)
   check(contains(hover, 'alpha returns the constant 42'), 'hover lacks the explanation:\n%s', hover)
+  check(contains(hover, 'src/lib.rs:1'), 'hover lacks the definition site:\n%s', hover)
+  for _, w in ipairs(vim.api.nvim_list_wins()) do
+    if vim.api.nvim_win_get_config(w).relative ~= '' then
+      vim.api.nvim_win_close(w, true)
+    end
+  end
 end)
 
 step(':RlmRefactor previews a diff; discard with `q` leaves the buffer alone', function()
