@@ -164,10 +164,10 @@ impl TestClient {
             if msg.get("method").is_some() {
                 if msg.get("id").is_some() {
                     // window/workDoneProgress/create and the like; an editor applies edits.
-                    let result = if msg["method"] == "workspace/applyEdit" {
-                        json!({"applied": true})
-                    } else {
-                        Value::Null
+                    let result = match msg["method"].as_str() {
+                        Some("workspace/applyEdit") => json!({"applied": true}),
+                        Some("window/showDocument") => json!({"success": true}),
+                        _ => Value::Null,
                     };
                     let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": result});
                     self.send(reply).await;
@@ -1003,4 +1003,47 @@ async fn watched_file_changes_update_the_snapshot_and_skip_ignored_files() {
     assert_eq!(s["roots"][0]["files"], 2, "{s}");
     let text = hover_text(&mut c, &d, 0, 4).await;
     assert!(text.contains("fn delta()"), "{text}");
+}
+
+#[tokio::test]
+async fn answer_documents_open_in_the_editor_when_asked_for() {
+    let answers = tempfile::tempdir().unwrap();
+    let dir = answers.path().to_path_buf();
+    let (mut c, _server) = TestClient::start_with(
+        vec![
+            code("FINAL('first: a.rs:2')"),
+            code("FINAL('second: a.rs:2')"),
+        ],
+        FILES,
+        move |o| o.answers_dir = Some(dir),
+    )
+    .await;
+    let shown = |c: &TestClient| {
+        c.notifications
+            .iter()
+            .filter(|m| m["method"] == "window/showDocument")
+            .count()
+    };
+    c.ask("first?").await;
+    assert_eq!(shown(&c), 0, "off unless asked for");
+    c.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"answerDocument": true}}),
+    )
+    .await;
+    let r = c.ask("second?").await;
+    let id = r["result"]["id"].as_str().unwrap().to_string();
+    let path = answers.path().join(format!("{id}.md"));
+    let doc = c
+        .notifications
+        .iter()
+        .find(|m| m["method"] == "window/showDocument")
+        .expect("a window/showDocument request");
+    assert_eq!(doc["params"]["uri"], format!("file://{}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with("# second?\n\nsecond: a.rs:2\n"), "{text}");
+    assert!(
+        text.contains(&format!("- {}:2\n", c.root.join("a.rs").display())),
+        "{text}"
+    );
 }

@@ -6,6 +6,7 @@
 //! reordered; a run takes the current snapshot (an immutable `Arc`) and holds no lock across an
 //! await.
 
+mod answer_doc;
 pub mod citations;
 mod settings;
 mod text;
@@ -48,6 +49,8 @@ pub struct ServerOptions {
     pub walk: WalkOptions,
     /// Runs at once [default: `RLM_MAX_RUNS`, else 2].
     pub max_runs: Option<usize>,
+    /// Where answer documents go [default: `answers/` in the user's rlm-lsp cache directory].
+    pub answers_dir: Option<PathBuf>,
 }
 
 /// Serves LSP on stdin/stdout until the client exits.
@@ -465,6 +468,43 @@ impl Backend {
         *self.state.index.write().unwrap_or_else(|e| e.into_inner()) =
             Some(LiveIndex::spawn(snap, IndexOptions::default()));
         Ok(())
+    }
+
+    /// Opens the answer as a Markdown document in the editor (`answerDocument`), for clients
+    /// that do not show a command's result.
+    async fn show_answer(&self, result: &Value) {
+        let id = result["id"].as_str().unwrap_or("run");
+        let dir = match &self.opts.answers_dir {
+            Some(d) => Ok(d.clone()),
+            None => crate::llm::local::user_cache_dir().map(|d| d.join("answers")),
+        };
+        let written = dir.map_err(|e| e.to_string()).and_then(|dir| {
+            answer_doc::write(&dir, id, &answer_doc::render(result)).map_err(|e| e.to_string())
+        });
+        let shown = match written.map(|p| Uri::from_file_path(&p)) {
+            Ok(Some(uri)) => {
+                let params = ShowDocumentParams {
+                    uri,
+                    external: None,
+                    take_focus: Some(true),
+                    selection: None,
+                };
+                self.client
+                    .show_document(params)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Ok(None) => Err("the answer's path is not a file URI".into()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = shown {
+            self.client
+                .show_message(
+                    MessageType::WARNING,
+                    format!("rlm-lsp: cannot open the answer document: {e}"),
+                )
+                .await;
+        }
     }
 
     /// `window/workDoneProgress/cancel`: the user cancelled a run's progress in the editor.
@@ -928,7 +968,7 @@ impl Backend {
              it (search every root with grep). {defined} Cite path:line for each fact."
         );
         let mut result = self
-            .ask(Some(&json!({"question": question})), token)
+            .ask(Some(&json!({"question": question, "id": arg["id"]})), token)
             .await?;
         if let Some(answer) = result["answer"].as_str() {
             lock(&self.state.explanations).insert(key, answer.to_string());
@@ -971,7 +1011,7 @@ impl Backend {
         question.push_str("\n\n");
         question.push_str(refactor::EDIT_FORMAT);
         let mut result = self
-            .ask(Some(&json!({"question": question})), token)
+            .ask(Some(&json!({"question": question, "id": arg["id"]})), token)
             .await?;
         let answer = result["answer"].as_str().unwrap_or_default().to_string();
         let snap = self
@@ -1435,7 +1475,7 @@ impl LanguageServer for Backend {
         params: ExecuteCommandParams,
     ) -> jsonrpc::Result<Option<Value>> {
         let arg = params.arguments.first();
-        match params.command.as_str() {
+        let result = match params.command.as_str() {
             "rlm.ask" => self
                 .ask(arg, params.work_done_progress_params.work_done_token)
                 .await
@@ -1454,6 +1494,13 @@ impl LanguageServer for Backend {
                 ErrorCode::InvalidParams,
                 format!("unknown command {other:?}; known: {}", COMMANDS.join(", ")),
             )),
+        };
+        if let Ok(Some(r)) = &result
+            && r.get("answer").is_some()
+            && self.settings().answer_document
+        {
+            self.show_answer(r).await;
         }
+        result
     }
 }

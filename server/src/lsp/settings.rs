@@ -34,6 +34,10 @@ pub struct Settings {
     /// Read-only roots walked with the workspace folders: dependency sources, a site-packages.
     #[arg(long, env = "RLM_EXTRA_ROOTS", value_delimiter = ':')]
     pub extra_roots: Vec<PathBuf>,
+    /// Open each answer as a Markdown document (`window/showDocument`): for editors that do
+    /// not show a command's result, such as Helix.
+    #[arg(skip)]
+    pub answer_document: bool,
 }
 
 impl Settings {
@@ -67,6 +71,7 @@ impl Settings {
             cell_timeout_secs: 60,
             unsafe_no_sandbox: false,
             extra_roots: Vec::new(),
+            answer_document: false,
         }
     }
 
@@ -127,6 +132,11 @@ impl Settings {
                         .ok_or_else(|| format!("{key} must be true or false"))?
                 }
                 "extraRoots" => s.extra_roots = extra_roots(key, v)?,
+                "answerDocument" => {
+                    s.answer_document = v
+                        .as_bool()
+                        .ok_or_else(|| format!("{key} must be true or false"))?
+                }
                 other => return Err(format!("unknown setting {other:?}")),
             }
         }
@@ -160,6 +170,7 @@ impl Settings {
             "cellTimeoutSecs": self.cell_timeout_secs,
             "unsafeNoSandbox": self.unsafe_no_sandbox,
             "extraRoots": self.extra_roots,
+            "answerDocument": self.answer_document,
         })
     }
 }
