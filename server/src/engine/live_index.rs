@@ -58,6 +58,13 @@ impl LiveIndex {
                 }
                 worker.complete.store(true, Ordering::Release);
                 drop(pending);
+                // The parallel parse leaves most of its scratch memory in malloc's per-thread
+                // arenas; hand it back so an idle server holds only the snapshot and the index.
+                #[cfg(all(target_os = "linux", target_env = "gnu"))]
+                // SAFETY: malloc_trim only releases free memory; it is thread-safe.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
                 let (lock, cvar) = &worker.done;
                 *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
                 cvar.notify_all();
