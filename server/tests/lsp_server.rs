@@ -334,6 +334,7 @@ async fn ask_reports_progress_and_verifies_citations() {
         .await;
     let s = &status["result"];
     assert_eq!(s["config"]["maxIterations"], 5, "{s}");
+    assert_eq!(s["endpoints"]["root"]["model"], "scripted", "{s}");
     assert_eq!(s["runsInFlight"], json!([]));
     assert!(s["lastRunUsage"].is_array(), "{s}");
     assert_eq!(s["roots"].as_array().unwrap().len(), 1);

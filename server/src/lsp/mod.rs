@@ -867,11 +867,25 @@ impl Backend {
                 "complete": i.is_complete(),
             })
         });
+        // The models in use once a run has resolved them (the local model's URL included).
+        let endpoints = self.state.ready.try_lock().ok().and_then(|r| {
+            let m = &r.as_ref()?.models;
+            let ep = |c: &crate::llm::ChatClient| {
+                let e = c.endpoint();
+                json!({"baseUrl": settings::redact_url(&e.base_url), "model": e.model})
+            };
+            Some(json!({
+                "root": ep(&m.root),
+                "sub": ep(&m.sub),
+                "childRoot": m.child_root.as_ref().map(ep),
+            }))
+        });
         let mut in_flight: Vec<String> = lock(&self.state.runs).keys().cloned().collect();
         in_flight.sort();
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "config": self.settings().redacted(),
+            "endpoints": endpoints,
             "roots": roots,
             "snapshot": snap.map(|s| json!({"files": s.files.len(), "bytes": s.total_bytes()})),
             "index": index,

@@ -175,7 +175,7 @@ impl Settings {
     }
 }
 
-fn redact_url(u: &str) -> String {
+pub(super) fn redact_url(u: &str) -> String {
     match (u.find("://"), u.find('@')) {
         (Some(s), Some(at)) if at > s && !u[s + 3..at].contains('/') => {
             format!("{}://***@{}", &u[..s], &u[at + 1..])
