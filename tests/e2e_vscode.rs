@@ -138,6 +138,13 @@ fn vscode_extension_in_code_server() {
             .current_dir(&ext),
         "the extension's esbuild bundle",
     );
+    // The editor-free parts (settings mapping, citation links, trajectory tree) under node.
+    run_logged(
+        Command::new(&tools.node)
+            .args(["--test", "test/unit.test.mjs"])
+            .current_dir(&ext),
+        "the extension's unit tests (node --test test/unit.test.mjs)",
+    );
 
     let tmp = tempfile::tempdir().unwrap();
     let ws = tmp.path().join("ws");

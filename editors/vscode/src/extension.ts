@@ -306,10 +306,15 @@ class Rlm implements vscode.Disposable {
   private async run(command: string, arg: Record<string, unknown>, label: string): Promise<RunOutcome> {
     const client = await this.ready();
     if (!client) return { error: this.startError ?? 'the server is not running' };
-    const run: Run = { label, cts: new vscode.CancellationTokenSource() };
+    // Our own run id (rlm.ask, rlm.explain and rlm.planRefactor take one), so rlm.cancel can
+    // name the run even before the server's progress `begin` arrives.
+    const seq = ++this.seq;
+    const id = typeof arg.id === 'string' ? arg.id : `vscode-${seq}`;
+    arg = { ...arg, id };
+    const run: Run = { label, id, cts: new vscode.CancellationTokenSource() };
     this.runs.add(run);
     this.updateStatus();
-    const workDoneToken = `rlm-vscode/${++this.seq}`;
+    const workDoneToken = `rlm-vscode/${seq}`;
     try {
       const result = await vscode.window.withProgress(
         { location: vscode.ProgressLocation.Notification, title: `RLM: ${label}`, cancellable: true },
