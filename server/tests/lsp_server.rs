@@ -326,13 +326,7 @@ async fn ask_reports_progress_and_verifies_citations() {
     );
     assert_eq!(progress.last().unwrap()["kind"], "end", "{progress:?}");
 
-    let status = c
-        .request(
-            "workspace/executeCommand",
-            json!({"command": "rlm.status", "arguments": []}),
-        )
-        .await;
-    let s = &status["result"];
+    let s = &c.status().await;
     assert_eq!(s["config"]["maxIterations"], 5, "{s}");
     assert_eq!(s["endpoints"]["root"]["model"], "scripted", "{s}");
     assert_eq!(s["runsInFlight"], json!([]));
@@ -365,13 +359,8 @@ async fn cancel_request_stops_a_run_and_the_next_ask_works() {
     let r = c.wait_response(id).await;
     assert_eq!(r["error"]["code"], -32800, "{r}");
     assert!(started.elapsed() < Duration::from_secs(5));
-    let status = c
-        .request(
-            "workspace/executeCommand",
-            json!({"command": "rlm.status", "arguments": []}),
-        )
-        .await;
-    assert_eq!(status["result"]["runsInFlight"], json!([]), "{status}");
+    let status = c.status().await;
+    assert_eq!(status["runsInFlight"], json!([]), "{status}");
 
     let r = c.ask("again").await;
     assert_eq!(r["result"]["answer"], "second answer", "{r}");
