@@ -114,7 +114,7 @@ struct RunArgs {
 
 #[derive(clap::Args)]
 struct ReportArgs {
-    /// A report.json written by `rlm-eval run`
+    /// A report.json written by `rlm-eval run`, or its rows.jsonl (an interrupted run)
     #[arg(long)]
     json: PathBuf,
     #[arg(long)]
@@ -307,16 +307,33 @@ fn rerender(a: ReportArgs) -> anyhow::Result<()> {
     }
     let text = std::fs::read_to_string(&a.json)
         .with_context(|| format!("reading {}", a.json.display()))?;
-    let p: Partial = serde_json::from_str(&text)?;
-    let rows: Vec<Row> = serde_json::from_value(serde_json::Value::Array(p.rows))?;
+    // rows.jsonl (written as rows finish) rebuilds a report of an interrupted run.
+    let (meta, rows): (serde_json::Value, Vec<Row>) =
+        if a.json.extension().is_some_and(|e| e == "jsonl") {
+            let rows = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()?;
+            (
+                serde_json::json!({"command": format!("(rebuilt from {})", a.json.display())}),
+                rows,
+            )
+        } else {
+            let p: Partial = serde_json::from_str(&text)?;
+            (
+                p.meta,
+                serde_json::from_value(serde_json::Value::Array(p.rows))?,
+            )
+        };
     let meta = Meta {
-        command: p.meta["command"].as_str().unwrap_or_default().to_string(),
-        started: p.meta["started"].as_str().unwrap_or_default().to_string(),
-        model: p.meta["model"].as_str().unwrap_or_default().to_string(),
-        base_url: p.meta["base_url"].as_str().unwrap_or_default().to_string(),
+        command: meta["command"].as_str().unwrap_or_default().to_string(),
+        started: meta["started"].as_str().unwrap_or_default().to_string(),
+        model: meta["model"].as_str().unwrap_or_default().to_string(),
+        base_url: meta["base_url"].as_str().unwrap_or_default().to_string(),
         methods: rows.iter().map(|r| r.method).collect(),
-        settings: p.meta["settings"].clone(),
-        wall_s: p.meta["wall_s"].as_f64().unwrap_or_default(),
+        settings: meta["settings"].clone(),
+        wall_s: meta["wall_s"].as_f64().unwrap_or_default(),
     };
     Report::new(meta, rows).write(&a.out_dir)?;
     println!("report re-rendered in {}", a.out_dir.display());
