@@ -76,6 +76,8 @@ class Rlm implements vscode.Disposable {
   private readonly output: vscode.OutputChannel;
   private trajectoryPanel?: vscode.WebviewPanel;
   private disposables: vscode.Disposable[] = [];
+  /** Set while the extension stops the client itself (a stop then is no error). */
+  private stopping = false;
 
   constructor(private readonly ctx: vscode.ExtensionContext) {
     this.output = vscode.window.createOutputChannel('rlm-lsp');
@@ -107,10 +109,18 @@ class Rlm implements vscode.Disposable {
   }
 
   dispose(): void {
+    void this.shutdown();
+  }
+
+  /** Cancels the runs, stops the server (waiting up to 2 s for its shutdown), drops the UI. */
+  async shutdown(): Promise<void> {
     for (const r of this.runs) r.cts.cancel();
-    void this.client?.dispose(2000);
+    const client = this.client;
+    this.client = undefined;
+    this.stopping = true;
     this.trajectoryPanel?.dispose();
-    for (const d of this.disposables) d.dispose();
+    await client?.dispose(2000).catch(() => undefined);
+    for (const d of this.disposables.splice(0)) d.dispose();
   }
 
   // ---- the server process ----
@@ -227,8 +237,6 @@ class Rlm implements vscode.Disposable {
     this.updateStatus();
     return client;
   }
-
-  private stopping = false;
 
   async restart(): Promise<void> {
     for (const r of this.runs) r.cts.cancel();
@@ -541,7 +549,7 @@ class Rlm implements vscode.Disposable {
     const root = path.join((this.ctx.storageUri ?? this.ctx.globalStorageUri).fsPath, 'answers');
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
     const dir = path.join(root, `${stamp}-${r.id.replace(/[^\w.-]/g, '_')}`);
-    const name = clip(title, 60).replace(/[^\w .,()'-]+/g, '_').trim() || 'answer';
+    const name = clip(title.replace(/`/g, ''), 60).replace(/[^\w .,()'-]+/g, '_').trim() || 'answer';
     const file = path.join(dir, `${name}.md`);
     const markdown = pure.answerMarkdown(title, r, pure.relativeLinks(dir, path.relative));
     try {
@@ -685,6 +693,7 @@ export async function activate(ctx: vscode.ExtensionContext): Promise<void> {
 }
 
 export async function deactivate(): Promise<void> {
-  rlm?.dispose();
+  const r = rlm;
   rlm = undefined;
+  await r?.shutdown();
 }
