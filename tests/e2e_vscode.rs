@@ -3,7 +3,8 @@
 //! `rlm-lsp` binary as its server and a scripted model on loopback. Through the command palette:
 //! ask (the answer in the Markdown preview, a citation link that opens the file at its line),
 //! the trajectory view, explain at the cursor, status, a refactor accepted in VS Code's refactor
-//! preview (checked here on disk), and the cancel of a slow run.
+//! preview (checked here on disk), the cancel of a slow run, and an API key from "Set API Key"
+//! that reaches the model server through the server process's environment.
 //!
 //! Needs the toolchain of `scripts/setup-vscode.sh` (Node 24, code-server, chromium, the
 //! extension's npm dependencies); without it the test fails and says to run that script.
@@ -108,6 +109,7 @@ fn script() -> Vec<(Option<String>, Step)> {
             ),
         ),
         (key("rename alpha to first"), cell_final(plan)),
+        (key("Keyed question"), cell_final("beta is empty: b.rs:1")),
         (
             key("Slow question"),
             Step::Delayed(Duration::from_secs(90), "FINAL(too late)".into()),
@@ -239,12 +241,31 @@ fn vscode_extension_in_code_server() {
         "Explain the symbol `alpha`",
         "rename alpha to first",
         "Slow question about beta",
+        "Keyed question about beta",
     ] {
         assert!(
             bodies.iter().any(|b| b.contains(needle)),
             "no model request carried {needle:?}"
         );
     }
+    // The key set with "RLM: Set API Key" reached the model server, from the server process's
+    // environment (the driver checked it is in no settings or log file).
+    let heads = model.request_heads();
+    let keyed = bodies
+        .iter()
+        .position(|b| b.contains("Keyed question"))
+        .unwrap();
+    assert!(
+        heads[keyed]
+            .to_ascii_lowercase()
+            .contains("authorization: bearer sk-e2e-not-a-real-key"),
+        "the ask after Set API Key sent no key: {}",
+        heads[keyed]
+    );
+    assert!(
+        !heads[..keyed].iter().any(|h| h.contains("sk-e2e")),
+        "a key was sent before it was set"
+    );
     // The explain request names the definition site the index found (the cursor was on alpha).
     assert!(
         bodies

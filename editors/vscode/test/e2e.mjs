@@ -12,8 +12,8 @@
 //   RLM_CHROMIUM       default /usr/bin/chromium
 //
 // Steps (each through the command palette, as a user would): Ask the Codebase, Show Trajectory,
-// Explain Symbol, Show Status, Plan Refactor (accepted in the refactor preview), and Cancel of a
-// slow ask. A screenshot after each step; any failure exits 1 with the reason and a screenshot.
+// Explain Symbol, Show Status, Plan Refactor (accepted in the refactor preview), Cancel of a
+// slow ask, and Set API Key followed by an ask that uses it. A screenshot after each step; any failure exits 1 with the reason and a screenshot.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -425,6 +425,30 @@ await until('the server to answer the cancelled request with -32800', 10_000, ()
 );
 log('cancel: the run ended as cancelled and the status bar is idle again');
 await screenshot('cancel-done');
+
+// ---- 7. Set API Key: into secret storage, to the server as a variable of its process ----
+const SECRET = 'sk-e2e-not-a-real-key';
+await palette('RLM: Set API Key');
+{
+  const input = page.locator('.quick-input-widget input.input');
+  await until('the password box', 10_000, async () => (await input.isVisible()) && (await input.getAttribute('type')) === 'password');
+  await input.fill(SECRET);
+  await page.keyboard.press('Enter');
+}
+await until('the server to restart with the key', 20_000, () =>
+  page.locator('.notifications-toasts', { hasText: 'server restarted' }).first().isVisible(),
+);
+await palette('RLM: Ask the Codebase');
+await answerInputBox('Keyed question about beta');
+await webviewWith('the answer of the run with the key', 'beta is empty');
+await screenshot('api-key-answer');
+for (const f of [
+  ...findFiles(path.join(DATA, 'user-data'), /\.(json|log)$/),
+  ...findFiles(path.join(DATA, 'user-data', 'logs'), /./),
+]) {
+  if (fs.readFileSync(f, 'utf8').includes(SECRET)) await fail(`the API key was written to ${f}`);
+}
+log('api key: stored, used by the server (see the Rust side), and in no settings or log file');
 
 const serverErrors = consoleErrors.filter((e) => /rlm/i.test(e));
 if (serverErrors.length) log(`console errors mentioning rlm:\n${serverErrors.join('\n')}`);
