@@ -13,7 +13,8 @@
 //
 // Steps (each through the command palette, as a user would): Ask the Codebase, Show Trajectory,
 // Explain Symbol, Show Status, Plan Refactor (accepted in the refactor preview), Cancel of a
-// slow ask, and Set API Key followed by an ask that uses it. A screenshot after each step; any failure exits 1 with the reason and a screenshot.
+// slow ask, a settings change sent to the running server, and Set API Key followed by an ask
+// that uses it. A screenshot after each step; any failure exits 1 with the reason and a screenshot.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -426,7 +427,25 @@ await until('the server to answer the cancelled request with -32800', 10_000, ()
 log('cancel: the run ended as cancelled and the status bar is idle again');
 await screenshot('cancel-done');
 
-// ---- 7. Set API Key: into secret storage, to the server as a variable of its process ----
+// ---- 7. A settings change reaches the running server (workspace/didChangeConfiguration) ----
+{
+  const file = path.join(USER_DATA, 'Machine', 'settings.json');
+  const machine = JSON.parse(fs.readFileSync(file, 'utf8'));
+  fs.writeFileSync(file, JSON.stringify({ ...machine, 'rlm.maxIterations': 7, 'rlm.budget.maxCost': 0.25 }, null, 2));
+  await until('the server to accept the new settings', 20_000, async () => {
+    const t = await page.locator('.notifications-toasts').innerText().catch(() => '');
+    if (/invalid configuration/.test(t)) await fail(`the server refused the settings: ${t}`);
+    return t.includes('settings updated');
+  });
+  await palette('RLM: Show Status');
+  const { text } = await webviewWith('the status with the new settings', '"maxIterations": 7', 20_000);
+  if (!text.includes('"maxCost": 0.25')) await fail(`the status lacks the new budget:\n${text}`);
+  await screenshot('settings-changed');
+  await closeEditors();
+  log('settings: a change reached the running server');
+}
+
+// ---- 8. Set API Key: into secret storage, to the server as a variable of its process ----
 const SECRET = 'sk-e2e-not-a-real-key';
 await palette('RLM: Set API Key');
 {
