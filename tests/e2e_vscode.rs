@@ -108,6 +108,10 @@ fn script() -> Vec<(Option<String>, Step)> {
                 "alpha is the answer function: it returns 42 (a.rs:1), and main calls it at a.rs:6.",
             ),
         ),
+        (
+            key("Explain the symbol `alpha`"),
+            cell_final("alpha, explained from a code action: see a.rs:1."),
+        ),
         (key("rename alpha to first"), cell_final(plan)),
         (key("Keyed question"), cell_final("beta is empty: b.rs:1")),
         (

@@ -354,6 +354,22 @@ await palette('RLM: Explain Symbol');
 }
 await screenshot('explain');
 
+// ---- 3b. The server's code action "Explain `alpha` with RLM" lands in the same view ----
+await page.locator('.tab', { hasText: /a\s*\.rs/ }).first().click();
+await until('a.rs active', 10_000, async () => (await page.locator('.tab.active').first().innerText()).replace(/\s+/g, '') === 'a.rs');
+await page.locator('.editor-instance .view-lines').first().click({ position: { x: 40, y: 8 } });
+await page.keyboard.press('Control+Home');
+for (let i = 0; i < 4; i++) await page.keyboard.press('ArrowRight');
+await page.keyboard.press('Control+.');
+{
+  const item = page.locator('.action-widget .monaco-list-row', { hasText: 'Explain' }).first();
+  await until('the code action menu with "Explain … with RLM"', 15_000, () => item.isVisible());
+  await screenshot('code-action-menu');
+  await item.click();
+  await webviewWith('the code action\'s explanation in the Markdown preview', 'explained from a code action');
+  log('code action: the server command went through the middleware into the preview');
+}
+
 // ---- 4. Show Status ----
 await palette('RLM: Show Status');
 {
