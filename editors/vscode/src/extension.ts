@@ -165,7 +165,17 @@ class Rlm implements vscode.Disposable {
 
   /** The running client, starting it first when needed; undefined (with a message) on failure. */
   async ready(): Promise<LanguageClient | undefined> {
-    if (this.client?.state === State.Running) return this.client;
+    const current = this.client;
+    if (current?.state === State.Running) return current;
+    if (current?.state === State.Starting && !this.starting) {
+      // The client restarting the server by itself after a crash.
+      try {
+        await current.start();
+        if ((current.state as State) === State.Running) return current;
+      } catch {
+        // a fresh client below
+      }
+    }
     if (!this.starting) {
       this.starting = this.start().finally(() => (this.starting = undefined));
     }
@@ -190,6 +200,14 @@ class Rlm implements vscode.Disposable {
       return undefined;
     }
     this.serverPath = resolved.path;
+    const old = this.client;
+    if (old) {
+      // A client that stopped (the server crashed too often): replaced by a fresh one.
+      this.client = undefined;
+      this.stopping = true;
+      await old.dispose(1000).catch(() => undefined);
+      this.stopping = false;
+    }
     const key = await this.ctx.secrets.get(SECRET);
     const extra = this.config().get<Record<string, string>>('server.env') ?? {};
     const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
