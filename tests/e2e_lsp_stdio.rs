@@ -59,7 +59,8 @@ fn serve_over_stdio_answers_with_the_local_model() {
         cmd.env_remove(var);
     }
     let mut child = cmd
-        .arg("serve")
+        // `--stdio` as vscode-languageclient and others pass it.
+        .args(["serve", "--stdio"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -34,7 +34,15 @@ enum Command {
     /// Walk a workspace and print what would be indexed and what is skipped, with reasons.
     Index(IndexArgs),
     /// Run the language server on stdin/stdout (logs go to stderr; see docs/protocol.md).
-    Serve,
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Accepted because many clients pass it (vscode-languageclient's stdio transport); stdio
+    /// is the only transport.
+    #[arg(long)]
+    stdio: bool,
 }
 
 #[derive(clap::Args)]
@@ -222,7 +230,7 @@ fn main() {
             .build()
             .context("starting the async runtime")
             .and_then(|rt| rt.block_on(ask(*a))),
-        Command::Serve => tokio::runtime::Builder::new_multi_thread()
+        Command::Serve(ServeArgs { stdio: _ }) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("starting the async runtime")

@@ -221,44 +221,101 @@ async fn end_progress(client: &Client, token: ProgressToken, message: String) {
     .await;
 }
 
+/// What a run has spent so far, from its events: sub-calls, tokens and cost of the root model
+/// and its sub-calls (child runs report theirs in the final usage).
+struct Tally {
+    sub_calls: u32,
+    tokens: u64,
+    /// `None` once a model the price table does not know has been used.
+    cost: Option<f64>,
+    prices: Option<crate::llm::pricing::PriceTable>,
+    root_model: String,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            sub_calls: 0,
+            tokens: 0,
+            cost: Some(0.0),
+            prices: crate::llm::pricing::PriceTable::load().ok(),
+            root_model: String::new(),
+        }
+    }
+
+    fn add(&mut self, model: &str, usage: &crate::llm::Usage) {
+        self.tokens += usage.prompt_tokens + usage.completion_tokens;
+        let cost = self.prices.as_ref().and_then(|p| p.cost(model, usage));
+        self.cost = self.cost.zip(cost).map(|(a, b)| a + b);
+    }
+
+    /// ", 3 sub-calls, 4,210 tokens, $0.0012" (no cost for free models, "cost unknown" for
+    /// unpriced ones).
+    fn suffix(&self) -> String {
+        let mut s = String::new();
+        if self.sub_calls > 0 {
+            s.push_str(&format!(", {} sub-calls", self.sub_calls));
+        }
+        s.push_str(&format!(", {} tokens", self.tokens));
+        match self.cost {
+            Some(c) if c > 0.0 => s.push_str(&format!(", ${c:.4}")),
+            Some(_) => {}
+            None => s.push_str(", cost unknown"),
+        }
+        s
+    }
+}
+
 /// A progress line for an engine event, with a percentage of the turns used; `None` for events
 /// that say nothing new.
-fn progress_line(e: &Event, max: u32, sub_calls: &mut u32) -> Option<(String, u32)> {
+fn progress_line(e: &Event, max: u32, tally: &mut Tally) -> Option<(String, u32)> {
     let pct = |it: u32| (it.saturating_sub(1) * 100 / max.max(1)).min(99);
-    match e {
+    let (line, iteration) = match e {
+        Event::RunStart { root_model, .. } => {
+            tally.root_model = root_model.clone();
+            return None;
+        }
         Event::RootMessage {
             iteration,
             role: crate::llm::Role::Assistant,
+            usage,
             ..
-        } => Some((
-            format!("turn {iteration} of {max}: the root model replied"),
-            pct(*iteration),
-        )),
+        } => {
+            if let Some(u) = usage {
+                let model = tally.root_model.clone();
+                tally.add(&model, u);
+            }
+            ("the root model replied".to_string(), *iteration)
+        }
         Event::CodeCell {
             iteration,
             output_bytes,
             error,
             ..
-        } => Some((
+        } => (
             format!(
-                "turn {iteration} of {max}: ran code, {output_bytes} bytes of output{}",
+                "ran code, {output_bytes} bytes of output{}",
                 if error.is_some() { " (it raised)" } else { "" }
             ),
-            pct(*iteration),
-        )),
-        Event::SubCall { iteration, .. } => {
-            *sub_calls += 1;
-            Some((
-                format!("turn {iteration} of {max}: {sub_calls} sub-calls done"),
-                pct(*iteration),
-            ))
+            *iteration,
+        ),
+        Event::SubCall {
+            iteration,
+            model,
+            usage,
+            ..
+        } => {
+            tally.sub_calls += 1;
+            tally.add(model, usage);
+            ("a sub-call returned".to_string(), *iteration)
         }
-        Event::ChildRun { iteration, .. } => Some((
-            format!("turn {iteration} of {max}: a child run finished"),
-            pct(*iteration),
-        )),
-        _ => None,
-    }
+        Event::ChildRun { iteration, .. } => ("a child run finished".to_string(), *iteration),
+        _ => return None,
+    };
+    Some((
+        format!("turn {iteration} of {max}: {line}{}", tally.suffix()),
+        pct(iteration),
+    ))
 }
 
 /// The checked plan as a `WorkspaceEdit`: `changes` per file when it only edits text;
@@ -711,10 +768,10 @@ impl Backend {
             let client = self.client.clone();
             let token = token.clone();
             tokio::spawn(async move {
-                let mut sub_calls = 0;
+                let mut tally = Tally::new();
                 while let Some(e) = rx.recv().await {
                     if let (Some(t), Some((message, pct))) =
-                        (&token, progress_line(&e, max, &mut sub_calls))
+                        (&token, progress_line(&e, max, &mut tally))
                     {
                         send_progress(
                             &client,
@@ -1223,8 +1280,14 @@ impl LanguageServer for Backend {
 
         Ok(InitializeResult {
             capabilities: ServerCapabilities {
-                text_document_sync: Some(TextDocumentSyncCapability::Kind(
-                    TextDocumentSyncKind::INCREMENTAL,
+                // No save notifications: a saved file's text is the buffer the server has.
+                text_document_sync: Some(TextDocumentSyncCapability::Options(
+                    TextDocumentSyncOptions {
+                        open_close: Some(true),
+                        change: Some(TextDocumentSyncKind::INCREMENTAL),
+                        save: None,
+                        ..TextDocumentSyncOptions::default()
+                    },
                 )),
                 hover_provider: Some(HoverProviderCapability::Simple(true)),
                 workspace: Some(WorkspaceServerCapabilities {
@@ -1516,5 +1579,70 @@ impl LanguageServer for Backend {
             self.show_answer(r).await;
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::{Role, Usage};
+    use expect_test::expect;
+
+    #[test]
+    fn progress_lines_carry_turns_sub_calls_tokens_and_cost() {
+        let usage = |p, c| Usage {
+            prompt_tokens: p,
+            cached_tokens: 0,
+            completion_tokens: c,
+        };
+        let events = [
+            Event::RunStart {
+                question: "q".into(),
+                workspace: "w".into(),
+                files: 1,
+                bytes: 1,
+                root_model: "gpt-4.1".into(),
+                sub_model: "gpt-4.1-mini".into(),
+                max_iterations: 10,
+            },
+            Event::RootMessage {
+                iteration: 1,
+                role: Role::Assistant,
+                content: "```repl\n```".into(),
+                usage: Some(usage(1000, 100)),
+                latency_ms: Some(5),
+            },
+            Event::SubCall {
+                iteration: 1,
+                model: "gpt-4.1-mini".into(),
+                prompt: "p".into(),
+                response: Some("r".into()),
+                error: None,
+                usage: usage(2000, 50),
+                latency_ms: 5,
+                cached: false,
+            },
+            Event::SubCall {
+                iteration: 2,
+                model: "my-own-model".into(),
+                prompt: "p".into(),
+                response: Some("r".into()),
+                error: None,
+                usage: usage(10, 10),
+                latency_ms: 5,
+                cached: false,
+            },
+        ];
+        let mut tally = Tally::new();
+        let lines: Vec<String> = events
+            .iter()
+            .filter_map(|e| progress_line(e, 10, &mut tally))
+            .map(|(line, pct)| format!("{pct}% {line}"))
+            .collect();
+        expect![[r#"
+            0% turn 1 of 10: the root model replied, 1100 tokens, $0.0028
+            0% turn 1 of 10: a sub-call returned, 1 sub-calls, 3150 tokens, $0.0037
+            10% turn 2 of 10: a sub-call returned, 2 sub-calls, 3170 tokens, cost unknown"#]]
+        .assert_eq(&lines.join("\n"));
     }
 }

@@ -86,6 +86,8 @@ impl Settings {
             };
         };
         let mut s = self.clone();
+        // `null` puts a setting back to what the environment (or the default) says.
+        let env = Settings::from_env().0;
         for (key, v) in obj {
             let m = &mut s.models;
             match key.as_str() {
@@ -97,8 +99,12 @@ impl Settings {
                 "childModel" => m.child_model = opt_str(key, v)?,
                 "apiKeyEnv" => m.api_key_env = opt_str(key, v)?,
                 "concurrency" => m.concurrency = opt_u64(key, v)?.map(|n| n as usize),
-                "timeoutSecs" => m.timeout_secs = req(key, opt_u64(key, v)?)?,
-                "maxRetries" => m.max_retries = req(key, opt_u64(key, v)?)? as u32,
+                "timeoutSecs" => {
+                    m.timeout_secs = opt_u64(key, v)?.unwrap_or(env.models.timeout_secs)
+                }
+                "maxRetries" => {
+                    m.max_retries = opt_u64(key, v)?.map_or(env.models.max_retries, |n| n as u32)
+                }
                 "backend" => {
                     m.backend = opt_str(key, v)?
                         .map(|b| b.parse())
@@ -113,8 +119,10 @@ impl Settings {
                         Some(o) => return Err(format!("{key}: {o:?} is not on, all or off")),
                     }
                 }
-                "maxIterations" => s.max_iterations = req(key, opt_u64(key, v)?)? as u32,
-                "maxDepth" => s.max_depth = req(key, opt_u64(key, v)?)? as u32,
+                "maxIterations" => {
+                    s.max_iterations = opt_u64(key, v)?.map_or(env.max_iterations, |n| n as u32)
+                }
+                "maxDepth" => s.max_depth = opt_u64(key, v)?.map_or(env.max_depth, |n| n as u32),
                 "maxSubCalls" => s.max_sub_calls = opt_u64(key, v)?.map(|n| n as u32),
                 "maxTokens" => s.max_tokens = opt_u64(key, v)?,
                 "maxCost" => {
@@ -125,18 +133,14 @@ impl Settings {
                     }
                 }
                 "maxWallSecs" => s.max_wall_secs = opt_u64(key, v)?,
-                "cellTimeoutSecs" => s.cell_timeout_secs = req(key, opt_u64(key, v)?)?,
+                "cellTimeoutSecs" => {
+                    s.cell_timeout_secs = opt_u64(key, v)?.unwrap_or(env.cell_timeout_secs)
+                }
                 "unsafeNoSandbox" => {
-                    s.unsafe_no_sandbox = v
-                        .as_bool()
-                        .ok_or_else(|| format!("{key} must be true or false"))?
+                    s.unsafe_no_sandbox = opt_bool(key, v)?.unwrap_or(env.unsafe_no_sandbox)
                 }
                 "extraRoots" => s.extra_roots = extra_roots(key, v)?,
-                "answerDocument" => {
-                    s.answer_document = v
-                        .as_bool()
-                        .ok_or_else(|| format!("{key} must be true or false"))?
-                }
+                "answerDocument" => s.answer_document = opt_bool(key, v)?.unwrap_or(false),
                 other => return Err(format!("unknown setting {other:?}")),
             }
         }
@@ -230,8 +234,14 @@ fn opt_u64(key: &str, v: &Value) -> Result<Option<u64>, String> {
     }
 }
 
-fn req<T>(key: &str, v: Option<T>) -> Result<T, String> {
-    v.ok_or_else(|| format!("{key} cannot be null"))
+fn opt_bool(key: &str, v: &Value) -> Result<Option<bool>, String> {
+    match v {
+        Value::Null => Ok(None),
+        _ => v
+            .as_bool()
+            .map(Some)
+            .ok_or_else(|| format!("{key} must be true or false")),
+    }
 }
 
 #[cfg(test)]
@@ -249,6 +259,12 @@ mod tests {
         assert_eq!(s.redacted()["baseUrl"], "http://***@h/v1");
         assert!(base.overlay(&json!({"nope": 1})).is_err());
         assert!(base.overlay(&json!({"maxIterations": "x"})).is_err());
+        // null puts a setting back (here: the default, as no RLM_MAX_ITERATIONS is set).
+        let reset = s
+            .overlay(&json!({"maxIterations": null, "model": null}))
+            .unwrap();
+        assert_eq!(reset.max_iterations, Settings::from_env().0.max_iterations);
+        assert_eq!(reset.models.model, None);
         let dir = tempfile::tempdir().unwrap();
         let roots = json!({"extraRoots": [dir.path()]});
         assert_eq!(base.overlay(&roots).unwrap().extra_roots, [dir.path()]);
