@@ -53,7 +53,7 @@ class Documents implements vscode.TextDocumentContentProvider {
 interface Run {
   label: string;
   id?: string;
-  turn?: { turn: number; max: number };
+  turn?: { turn: number; max: number; tokens?: number; cost?: string };
   /** The server sent the progress `begin`: the run is registered and set up. */
   begun?: boolean;
   cts: vscode.CancellationTokenSource;
@@ -634,7 +634,8 @@ class Rlm implements vscode.Disposable {
     if (this.runs.size > 0) {
       const runs = [...this.runs];
       const r = runs[runs.length - 1];
-      const where = r.turn ? `turn ${r.turn.turn}/${r.turn.max}` : r.begun ? 'asking the model' : 'starting';
+      const spent = r.turn?.cost ? ` ${r.turn.cost}` : '';
+      const where = r.turn ? `turn ${r.turn.turn}/${r.turn.max}${spent}` : r.begun ? 'asking the model' : 'starting';
       const more = runs.length > 1 ? ` (+${runs.length - 1})` : '';
       s.text = `$(sync~spin) RLM: ${where}${more}`;
       s.tooltip = `rlm-lsp: running\n${runs.map((x) => `${x.label}${x.id ? ` (${x.id})` : ''}`).join('\n')}\nClick for the server status; "RLM: Cancel Run" stops a run.`;

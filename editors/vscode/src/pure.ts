@@ -241,9 +241,21 @@ export function answerMarkdown(title: string, r: RunResult, linkFor: LinkFor): s
 }
 
 /** What the status bar shows for a progress message (`turn 2 of 20: ...`). */
-export function parseTurn(message: string | undefined): { turn: number; max: number } | undefined {
+/** The turn, and the spend so far, of a progress report
+ * (`turn n of max: what happened, j sub-calls, t tokens, $c`; see docs/protocol.md). */
+export function parseTurn(
+  message: string | undefined,
+): { turn: number; max: number; tokens?: number; cost?: string } | undefined {
   const m = /^turn (\d+) of (\d+)/.exec(message ?? '');
-  return m ? { turn: Number(m[1]), max: Number(m[2]) } : undefined;
+  if (!m) return undefined;
+  const tokens = /, (\d+) tokens/.exec(message ?? '');
+  const cost = /, (\$[\d.]+|cost unknown)/.exec(message ?? '');
+  return {
+    turn: Number(m[1]),
+    max: Number(m[2]),
+    ...(tokens ? { tokens: Number(tokens[1]) } : {}),
+    ...(cost ? { cost: cost[1] } : {}),
+  };
 }
 
 /** The run id from the progress `begin` message (`run <id>: <question>`). */

@@ -94,7 +94,16 @@ test('the answer page lists citations and sums the run up', () => {
 });
 
 test('progress messages give the turn and the run id', () => {
-  assert.deepEqual(pure.parseTurn('turn 3 of 20: ran code, 10 bytes of output'), { turn: 3, max: 20 });
+  assert.deepEqual(pure.parseTurn('turn 3 of 20: ran code, 10 bytes of output, 900 tokens'), {
+    turn: 3,
+    max: 20,
+    tokens: 900,
+  });
+  assert.deepEqual(
+    pure.parseTurn('turn 4 of 20: a sub-call returned, 2 sub-calls, 3170 tokens, $0.0037'),
+    { turn: 4, max: 20, tokens: 3170, cost: '$0.0037' },
+  );
+  assert.equal(pure.parseTurn('turn 1 of 5: the root model replied, 10 tokens, cost unknown').cost, 'cost unknown');
   assert.equal(pure.parseTurn('done: 2 turns'), undefined);
   assert.equal(pure.parseRunId('run vscode-4: What is x?'), 'vscode-4');
 });
