@@ -29,6 +29,16 @@ static NUMBER_RE: LazyLock<Regex> = LazyLock::new(|| {
         .expect("valid regex")
 });
 
+/// The answer without the engine's banner on a partial answer ("**Partial answer**: the run
+/// stopped at its max wall time (120 s) ..."), whose numbers and words are not the model's.
+pub fn without_banner(answer: &str) -> &str {
+    let t = answer.trim_start();
+    if t.starts_with("**Partial answer**") {
+        return t.split_once("\n\n").map_or("", |(_, rest)| rest);
+    }
+    answer
+}
+
 /// Workspace files named in `answer` (see the module documentation for the matching rules).
 pub fn paths(answer: &str, files: &[String]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -193,5 +203,12 @@ mod tests {
         assert_eq!(count("I found three."), Some(3));
         assert_eq!(count("no idea"), None);
         assert!(identifiers("impl Foo for Bar").contains("Bar"));
+        assert_eq!(
+            without_banner(
+                "**Partial answer**: stopped at its max wall time (120 s).\n\nThe count is 4"
+            ),
+            "The count is 4"
+        );
+        assert_eq!(without_banner("4"), "4");
     }
 }

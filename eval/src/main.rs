@@ -33,6 +33,21 @@ enum Command {
     Run(Box<RunArgs>),
     /// Re-render report.md and score_vs_size.png from a report.json.
     Report(ReportArgs),
+    /// Score stored answers again (after a change to the scorers or the answer parsing), without
+    /// calling any model, and rewrite the report.
+    Rescore(RescoreArgs),
+}
+
+#[derive(clap::Args)]
+struct RescoreArgs {
+    /// The task file the run used
+    #[arg(long)]
+    tasks: PathBuf,
+    /// A report.json (or rows.jsonl) written by `rlm-eval run`
+    #[arg(long)]
+    json: PathBuf,
+    #[arg(long)]
+    out_dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -147,7 +162,8 @@ fn main() {
             .build()
             .context("starting the async runtime")
             .and_then(|rt| rt.block_on(run(*a))),
-        Command::Report(a) => rerender(a),
+        Command::Report(a) => rerender(&a.json, &a.out_dir, None),
+        Command::Rescore(a) => rescore(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -299,7 +315,46 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn rerender(a: ReportArgs) -> anyhow::Result<()> {
+fn rescore(a: RescoreArgs) -> anyhow::Result<()> {
+    let tasks = task::read_tasks(&a.tasks)?;
+    let by_id: std::collections::HashMap<&str, &task::Task> =
+        tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    let mut corpora: std::collections::HashMap<WorkspaceSpec, Corpus> = Default::default();
+    let rescore = |rows: &mut Vec<Row>| -> anyhow::Result<()> {
+        for r in rows.iter_mut() {
+            let t = by_id
+                .get(r.task_id.as_str())
+                .with_context(|| format!("task {} is not in {}", r.task_id, a.tasks.display()))?;
+            if !corpora.contains_key(&t.workspace) {
+                let snap = harness::walk(&t.workspace)?;
+                let texts: Vec<(&str, &str)> = snap
+                    .files
+                    .iter()
+                    .map(|f| (f.path.as_str(), f.text.as_str()))
+                    .collect();
+                corpora.insert(t.workspace.clone(), Corpus::new(&texts));
+            }
+            let c = &corpora[&t.workspace];
+            let s = rlm_eval::score::score(t, &r.answer, &c.paths, &c.known_names());
+            r.score = s.score;
+            r.score_detail = s.detail;
+        }
+        Ok(())
+    };
+    rerender(&a.json, &a.out_dir, Some(Box::new(rescore)))
+}
+
+type RowFix<'a> = Box<dyn FnOnce(&mut Vec<Row>) -> anyhow::Result<()> + 'a>;
+
+fn rerender(
+    json: &std::path::Path,
+    out_dir: &std::path::Path,
+    fix: Option<RowFix>,
+) -> anyhow::Result<()> {
+    let a = ReportArgs {
+        json: json.to_path_buf(),
+        out_dir: out_dir.to_path_buf(),
+    };
     #[derive(serde::Deserialize)]
     struct Partial {
         meta: serde_json::Value,
@@ -326,12 +381,21 @@ fn rerender(a: ReportArgs) -> anyhow::Result<()> {
                 serde_json::from_value(serde_json::Value::Array(p.rows))?,
             )
         };
+    let mut rows = rows;
+    if let Some(fix) = fix {
+        fix(&mut rows)?;
+    }
     let meta = Meta {
         command: meta["command"].as_str().unwrap_or_default().to_string(),
         started: meta["started"].as_str().unwrap_or_default().to_string(),
         model: meta["model"].as_str().unwrap_or_default().to_string(),
         base_url: meta["base_url"].as_str().unwrap_or_default().to_string(),
-        methods: rows.iter().map(|r| r.method).collect(),
+        methods: rows
+            .iter()
+            .map(|r| r.method)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
         settings: meta["settings"].clone(),
         wall_s: meta["wall_s"].as_f64().unwrap_or_default(),
     };

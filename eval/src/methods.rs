@@ -297,7 +297,11 @@ impl Methods {
             match self.answer.complete(&messages, &[]).await {
                 Ok(c) => {
                     *ws.direct_budget.lock().unwrap_or_else(|e| e.into_inner()) = Some(budget);
-                    return self.single_call(c, included, truncated, overflow || truncated);
+                    // Would the whole workspace have fit the model's window (not the direct
+                    // window, which may be set smaller to bound prefill time)?
+                    let fits = ws.snapshot.total_bytes() as f64 / self.opts.prompt_chars_per_token
+                        <= self.opts.window_tokens.saturating_sub(reserve) as f64;
+                    return self.single_call(c, included, truncated, overflow || !fits);
                 }
                 Err(e) if is_context_overflow(&e.to_string()) => {
                     overflow = true;

@@ -324,6 +324,8 @@ pub fn plot(summary: &[Summary], path: &Path) -> anyhow::Result<()> {
             .x_label_formatter(&|v| {
                 if *v >= 1e6 {
                     format!("{:.1}M", v / 1e6)
+                } else if *v < 1e3 {
+                    format!("{v:.0}")
                 } else {
                     format!("{:.0}K", v / 1e3)
                 }

@@ -39,6 +39,7 @@ pub fn count_score(predicted: Option<i64>, truth: i64) -> f64 {
 /// Scores `answer` for `task`. `files` are the workspace's paths; `known_names` the names an
 /// answer could plausibly list (types defined in the workspace), to tell listed names from prose.
 pub fn score(task: &Task, answer: &str, files: &[String], known_names: &BTreeSet<String>) -> Score {
+    let answer = answer::without_banner(answer);
     match (&task.scorer, &task.truth) {
         (Scorer::NameFile, Truth::Function { name, file }) => {
             let named = answer::mentions(answer, name);
