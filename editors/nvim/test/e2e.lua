@@ -404,7 +404,7 @@ step(':RlmCancel stops an ask in flight (rlm.cancel) and the server stays usable
   vim.cmd('close')
 end)
 
-step(':RlmCancel stops a refactor in flight ($/cancelRequest)', function()
+step(':RlmCancel stops a refactor in flight by its id', function()
   vim.api.nvim_set_current_buf(lib_buf)
   local prev = rlm.state.last
   vim.cmd('RlmRefactor Slow refactor of everything')

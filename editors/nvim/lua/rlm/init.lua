@@ -174,9 +174,8 @@ function M.start_run(kind, command, arg, title, on_result)
   M.with_client(function(client)
     n_runs = n_runs + 1
     local id = ('nvim-%d-%d'):format(vim.fn.getpid(), n_runs)
-    if command == 'rlm.ask' then
-      arg.id = id
-    end
+    -- Every run command takes an id, so :RlmCancel can name the run (rlm.cancel).
+    arg.id = id
     ---@type rlm.Run
     local run = {
       id = id,
@@ -233,8 +232,8 @@ function M.running()
   return out
 end
 
---- Cancels the run `id`, or every run in flight when `id` is nil. An ask is cancelled with
---- `rlm.cancel {id}`, the others with `$/cancelRequest`; either way the server aborts the run and
+--- Cancels the run `id`, or every run in flight when `id` is nil, with `rlm.cancel {id}` (or
+--- `$/cancelRequest` when the server does not know the run yet); the server aborts the run and
 --- the request fails with RequestCancelled, which Neovim does not pass on, so the run is marked
 --- cancelled here.
 ---@param id? string
@@ -273,7 +272,7 @@ function M.cancel(id, on_done)
     if not client then
       finish(run, 'cancelled')
       one_done()
-    elseif run.kind == 'ask' then
+    else
       client:request('workspace/executeCommand', {
         command = 'rlm.cancel',
         arguments = { { id = run.id } },
@@ -287,12 +286,6 @@ function M.cancel(id, on_done)
         finish(run, 'cancelled')
         one_done()
       end)
-    else
-      if run.request_id then
-        client:cancel_request(run.request_id)
-      end
-      finish(run, 'cancelled')
-      one_done()
     end
   end
 end
