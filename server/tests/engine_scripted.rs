@@ -126,7 +126,7 @@ async fn multi_turn_run_with_a_nudge_for_final() {
     assert!(turn1.contains("['src/b.rs']"), "{turn1}");
     assert!(turn1.contains("turn 1 of 10"), "{turn1}");
     let turn2 = last_user_message(&server, 2);
-    assert!(turn2.contains("FINAL(your answer)"), "{turn2}");
+    assert!(turn2.contains("FINAL( then the answer itself"), "{turn2}");
     // The trajectory has the messages, the cell with its output, and the end.
     let kinds: Vec<&str> = report
         .events
@@ -359,6 +359,62 @@ async fn repeated_code_is_not_rerun_and_a_stalled_run_ends_with_its_best_answer(
         "the earlier output is shown again: {turn2}"
     );
     assert!(last_user_message(&server, 3).contains("repeating code"));
+}
+
+#[tokio::test]
+async fn a_final_that_copies_the_template_is_refused() {
+    // Seen in the evaluation with the 1.5B model: FINAL(your best answer), FINAL_VAR(path:line).
+    let (result, server) = run_script(
+        vec![
+            code("print(grep('answer'))"),
+            reply("FINAL(your best answer)"),
+            code("FINAL_VAR(path:line)"),
+            reply("FINAL(42, see src/b.rs:1)"),
+        ],
+        SubRule::Echo,
+        config(6),
+    )
+    .await;
+    let report = result.unwrap();
+    assert_eq!(report.answer, "42, see src/b.rs:1");
+    assert_eq!(report.stop_reason, StopReason::Final);
+    let turn2 = last_user_message(&server, 2);
+    assert!(
+        turn2.contains("`FINAL(your best answer)` copies the instructions' template"),
+        "{turn2}"
+    );
+    let turn3 = last_user_message(&server, 3);
+    assert!(turn3.contains("`FINAL(path:line)` copies"), "{turn3}");
+}
+
+#[tokio::test]
+async fn a_stalled_run_that_only_echoes_the_template_ends_with_what_it_saw() {
+    let same = "print(grep('answer'))";
+    let (result, server) = run_script(
+        vec![
+            code(same),
+            code(same),
+            code(same),
+            reply("FINAL(your best answer)"),
+        ],
+        SubRule::Echo,
+        config(10),
+    )
+    .await;
+    let report = result.unwrap();
+    assert_eq!(report.stop_reason, StopReason::Stalled);
+    assert!(
+        report
+            .answer
+            .starts_with("**No answer**: the model gave none."),
+        "{}",
+        report.answer
+    );
+    assert!(report.answer.contains("src/b.rs:1"), "{}", report.answer);
+    // The last request repeats the question and offers no template to copy.
+    let last = last_user_message(&server, 3);
+    assert!(last.contains("The question is:"), "{last}");
+    assert!(!last.contains("your best answer"), "{last}");
 }
 
 #[tokio::test]

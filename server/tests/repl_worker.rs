@@ -216,10 +216,12 @@ async fn final_and_final_var() {
             .unwrap()
             .contains("FINAL_VAR takes the name of a variable")
     );
-    // A common slip: passing the value instead of the name.
+    // Common slips of small models: passing the value instead of the name, or the answer's
+    // parts as literals. The intent is plain: they are the answer.
     let out = run(&mut repl, "FINAL_VAR(answer)").await;
-    let err = out.error.unwrap();
-    assert!(err.contains("use FINAL(answer)"), "{err}");
+    assert_eq!(out.final_answer.as_deref(), Some("the answer"));
+    let out = run(&mut repl, "FINAL_VAR('parse', 'src/lib.rs:12')").await;
+    assert_eq!(out.final_answer.as_deref(), Some("parse, src/lib.rs:12"));
 
     assert_eq!(
         repl.get_var("answer").await.unwrap().as_deref(),

@@ -12,7 +12,7 @@ mod truncate;
 
 pub use budget::{Budget, BudgetKind, ModelUsage};
 pub use live_index::LiveIndex;
-pub use parse::{FinalAnswer, ParsedReply, final_call_text, parse_reply};
+pub use parse::{FinalAnswer, ParsedReply, final_call_text, is_placeholder, parse_reply};
 pub use trajectory::Event;
 pub use truncate::truncate_for_model;
 
@@ -517,20 +517,24 @@ impl Run<'_> {
                 sub.set_iteration(iteration);
                 let out = repl.exec(code, sub, self.engine.index.as_deref()).await?;
                 self.record_cell(iteration, index, code, &out);
-                if let Some(answer) = out.final_answer {
-                    return Ok((answer, StopReason::Final, iteration));
-                }
                 // `FINAL(The answer is ...)` written as code: Python rejects the prose, the
                 // intent is plain.
-                if out
-                    .error
-                    .as_deref()
-                    .is_some_and(|e| e.contains("SyntaxError"))
-                    && let Some(answer) = final_call_text(code)
-                {
-                    return Ok((answer, StopReason::Final, iteration));
-                }
+                let answer = out.final_answer.clone().or_else(|| {
+                    out.error
+                        .as_deref()
+                        .is_some_and(|e| e.contains("SyntaxError"))
+                        .then(|| final_call_text(code))
+                        .flatten()
+                });
                 let mut view = self.describe_cell(&out, numbered, index);
+                match answer {
+                    Some(a) if !is_placeholder(&a) => return Ok((a, StopReason::Final, iteration)),
+                    Some(a) => {
+                        view.push_str(&prompt::template_answer(&a));
+                        view.push('\n');
+                    }
+                    None => {}
+                }
                 let context_free = sub.take_context_free_prompts();
                 if context_free > 0 {
                     view.push_str(prompt::SUB_CALL_NEEDS_TEXT);
@@ -570,8 +574,9 @@ impl Run<'_> {
         repl: &mut Repl,
         iteration: u32,
         reason: StopReason,
-        ask: &str,
+        why: &str,
     ) -> Result<(String, StopReason, u32), EngineError> {
+        let ask = prompt::last_call(why, &self.question);
         self.push(iteration, ChatMessage::user(ask));
         let Some(reply) = self.ask_root(iteration + 1).await? else {
             return Ok(self.partial(iteration));
@@ -590,6 +595,18 @@ impl Run<'_> {
                 None => reply.trim().to_string(),
             },
         };
+        if is_placeholder(&answer) {
+            // No answer after all: what the model last saw is worth more than the template.
+            let seen = match self.last_view.trim() {
+                "" => "Nothing was found.".to_string(),
+                v => format!("The last output the model saw:\n\n{v}"),
+            };
+            return Ok((
+                format!("**No answer**: the model gave none.\n\n{seen}"),
+                reason,
+                iteration,
+            ));
+        }
         Ok((answer, reason, iteration))
     }
 
@@ -602,6 +619,10 @@ impl Run<'_> {
         iteration: u32,
     ) -> Result<Option<String>, EngineError> {
         match answer {
+            FinalAnswer::Text(t) if is_placeholder(&t) => {
+                self.push(iteration, ChatMessage::user(prompt::template_answer(&t)));
+                Ok(None)
+            }
             FinalAnswer::Text(t) => Ok(Some(t)),
             FinalAnswer::Var(name) => match repl.get_var(&name).await? {
                 Some(v) => Ok(Some(v)),
@@ -609,7 +630,7 @@ impl Run<'_> {
                     self.push(
                         iteration,
                         ChatMessage::user(format!(
-                            "There is no variable named `{name}` in the REPL. Use FINAL(your answer) instead."
+                            "There is no variable named `{name}` in the REPL. Put the answer itself inside FINAL(...) instead."
                         )),
                     );
                     Ok(None)

@@ -104,7 +104,12 @@ pub fn find_final(prose: &str) -> Option<FinalAnswer> {
             if is_identifier(name) {
                 return Some(FinalAnswer::Var(name.to_string()));
             }
-            continue;
+            // `FINAL_VAR("run_all", "src/lib.rs:12")`: small models pass the answer itself.
+            let text = literal_args(inner);
+            if text.is_empty() {
+                continue;
+            }
+            return Some(FinalAnswer::Text(text));
         }
         let text = unquote(inner);
         if text.is_empty() {
@@ -118,15 +123,56 @@ pub fn find_final(prose: &str) -> Option<FinalAnswer> {
 /// A code block that is nothing but `FINAL(...)`: the text inside, unquoted. Small models write
 /// `FINAL(The answer is ...)` as code; Python rejects the unquoted prose, but the intent is plain.
 pub fn final_call_text(block: &str) -> Option<String> {
-    let rest = block.trim().strip_prefix("FINAL(")?;
+    let block = block.trim();
+    let (rest, is_var) = match block.strip_prefix("FINAL(") {
+        Some(r) => (r, false),
+        None => (block.strip_prefix("FINAL_VAR(")?, true),
+    };
     let inner = balanced_prefix(rest);
     // The call must be the whole block: what follows its closing parenthesis is only whitespace.
     let after = rest.get(inner.len()..)?.trim_start_matches(')').trim();
     if !after.is_empty() {
         return None;
     }
-    let text = unquote(inner.trim());
+    let text = if is_var {
+        literal_args(inner)
+    } else {
+        unquote(inner.trim())
+    };
     (!text.is_empty()).then_some(text)
+}
+
+/// The arguments of a call written with literals (`"a", 'b', c`), as one text: `a, b, c`.
+fn literal_args(inner: &str) -> String {
+    inner
+        .split(',')
+        .map(|a| unquote(a.trim()))
+        .filter(|a| !a.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An answer made only of the words of our own instructions (`FINAL(your best answer)`,
+/// `FINAL(path:line)`, `FINAL(...)`): small models copy the template instead of answering.
+pub fn is_placeholder(answer: &str) -> bool {
+    const TEMPLATE: &[&str] = &[
+        "your",
+        "best",
+        "final",
+        "the",
+        "answer",
+        "here",
+        "path",
+        "line",
+        "path:line",
+    ];
+    answer
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | '(' | ')' | '`' | '"' | '\'' | '*'))
+        .map(|w| w.trim_end_matches(':').to_ascii_lowercase())
+        .filter(|w| !w.is_empty())
+        .all(|w| {
+            w.chars().all(|c| c == '.' || c == '…') || TEMPLATE.contains(&w.trim_end_matches('.'))
+        })
 }
 
 /// Small models often wrap the marker in Markdown: `**FINAL(42)**`, `` `FINAL(42)` ``, `> FINAL(42)`.
@@ -274,12 +320,36 @@ mod tests {
                 final: Some(Var("answer_text"))
             "#]],
         );
+        // Not a variable's name: the model passed the answer itself.
         check(
-            "FINAL_VAR(not a name)",
+            "FINAL_VAR(\"run_all\", \"src/lib.rs:12\")",
             expect![[r#"
-                final: None
+                final: Some(Text("run_all, src/lib.rs:12"))
             "#]],
         );
+        assert_eq!(
+            final_call_text("FINAL_VAR(\"run_all\", 'src/lib.rs:12')"),
+            Some("run_all, src/lib.rs:12".into())
+        );
+    }
+
+    #[test]
+    fn template_words_are_not_an_answer() {
+        for t in [
+            "your best answer",
+            "Your answer",
+            "path:line",
+            "...",
+            "`your final answer`",
+            "the answer, path:line",
+            "",
+        ] {
+            assert!(is_placeholder(t), "{t:?}");
+        }
+        for t in ["42", "run_all, src/lib.rs:12", "The answer is 42 (a.rs:3)"] {
+            assert!(!is_placeholder(t), "{t:?}");
+        }
+        assert!(!is_placeholder("answer 42"));
     }
 
     #[test]

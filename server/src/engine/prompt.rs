@@ -90,7 +90,15 @@ pub const NO_CODE_YET: &str = "You have not looked at the workspace yet, so that
 Write a ```repl block that searches `context` for the evidence first.";
 
 pub const NEED_CODE_OR_FINAL: &str = "Write a ```repl block to keep looking, or, if the output above \
-already answers the question, reply with one line: FINAL(your answer).";
+already answers the question, reply with one line: FINAL( then the answer itself, then ).";
+
+/// Shown when a FINAL holds only the words of our instructions (`FINAL(your best answer)`).
+pub fn template_answer(answer: &str) -> String {
+    format!(
+        "`FINAL({answer})` copies the instructions' template; it is not an answer. Put the answer \
+         itself inside FINAL(...): the names, numbers and path:line you found in the outputs."
+    )
+}
 
 pub const UNCLOSED_BLOCK: &str = "Your code block was cut off before its closing ``` and was not run. \
 Write a shorter block.";
@@ -127,11 +135,19 @@ pub fn repeated_code(turn: u32, earlier_view: &str) -> String {
 pub const SUB_CALL_NEEDS_TEXT: &str = "Note: llm_query only sees the prompt you pass it, not the \
 workspace. Put the code to read in the prompt, e.g. llm_query(\"What does this do?\\n\" + read(path, 10, 80)).";
 
-pub const STALLED: &str = "You are repeating code you already ran. Reply now with one line, \
-FINAL(your best answer), using only what the outputs above showed. Do not write code.";
+/// The last request of a run that ends without a FINAL: the question again, and no template to
+/// copy (the 1.5B model answered `FINAL(your best answer)` to "reply with FINAL(your best
+/// answer)": measured by the evaluation, `docs/eval.md`).
+pub fn last_call(why: &str, question: &str) -> String {
+    format!(
+        "{why} The question is: {question}\nReply now with one line: FINAL( then your answer to \
+         it, with the names, numbers and path:line from the outputs above, then ). Do not write code."
+    )
+}
 
-pub const OUT_OF_TURNS: &str = "You are out of turns. Reply now with one line, FINAL(your best answer), \
-using only what the outputs above showed. Do not write code.";
+pub const STALLED: &str = "You are repeating code you already ran.";
+
+pub const OUT_OF_TURNS: &str = "You are out of turns.";
 
 pub fn group_digits(n: u64) -> String {
     let s = n.to_string();

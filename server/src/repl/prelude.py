@@ -120,9 +120,12 @@ def FINAL(answer):
     raise _FinalSignal()
 
 
-def FINAL_VAR(name):
+def FINAL_VAR(name, *more):
     """End the run with the value of the variable named `name` (a str, e.g. FINAL_VAR("answer"))
     as the final answer. The cell stops here."""
+    if more or (isinstance(name, str) and not name.strip().isidentifier()):
+        # Small models pass the answer itself: FINAL_VAR("parse", "src/lib.rs:12").
+        FINAL(", ".join(str(a) for a in (name, *more)))
     if not isinstance(name, str):
         raise TypeError(
             "FINAL_VAR takes the name of a variable as a string, e.g. FINAL_VAR(\"answer\"), "
@@ -133,11 +136,7 @@ def FINAL_VAR(name):
     if value is _MISSING:
         value = _ns.get(key, _MISSING)
     if value is _MISSING:
-        if key.isidentifier():
-            hint = f"assign it first ({key} = ...) or answer with FINAL(value)"
-        else:
-            # Probably the value itself was passed: FINAL_VAR(answer) instead of FINAL_VAR("answer").
-            hint = "pass the variable's name in quotes, e.g. FINAL_VAR(\"answer\"), or use FINAL(answer)"
+        hint = f"assign it first ({key} = ...) or answer with FINAL(value)"
         raise NameError(f"FINAL_VAR({_short.repr(name)}): there is no variable named {_short.repr(key)}; {hint}")
     _state["final"] = str(value)
     raise _FinalSignal()
