@@ -195,6 +195,7 @@ pub struct Engine {
 /// Mutable state of one run.
 struct Run<'a> {
     engine: &'a Engine,
+    snapshot: &'a Snapshot,
     depth: u32,
     question: String,
     rec: Arc<Recorder>,
@@ -290,6 +291,7 @@ impl Engine {
         let mut repl = Repl::start(self.cfg.repl.clone(), blob).await?;
         let mut run = Run {
             engine: self,
+            snapshot,
             depth,
             question: question.to_string(),
             rec: rec.clone(),
@@ -510,7 +512,8 @@ impl Run<'_> {
                 let numbered = parsed.code_blocks.len() > 1;
                 let key = normalize_code(code);
                 if let Some((turn, view)) = self.seen_code.get(&key) {
-                    sections.push(prompt::repeated_code(*turn, view));
+                    let hits = prompt::hits_in(view, |p| self.snapshot.get(p).is_some(), 2);
+                    sections.push(prompt::repeated_code(*turn, view, &hits));
                     continue;
                 }
                 all_repeats = false;
