@@ -195,7 +195,6 @@ pub struct Engine {
 /// Mutable state of one run.
 struct Run<'a> {
     engine: &'a Engine,
-    snapshot: &'a Snapshot,
     depth: u32,
     question: String,
     rec: Arc<Recorder>,
@@ -291,7 +290,6 @@ impl Engine {
         let mut repl = Repl::start(self.cfg.repl.clone(), blob).await?;
         let mut run = Run {
             engine: self,
-            snapshot,
             depth,
             question: question.to_string(),
             rec: rec.clone(),
@@ -512,8 +510,7 @@ impl Run<'_> {
                 let numbered = parsed.code_blocks.len() > 1;
                 let key = normalize_code(code);
                 if let Some((turn, view)) = self.seen_code.get(&key) {
-                    let hits = prompt::hits_in(view, |p| self.snapshot.get(p).is_some(), 2);
-                    sections.push(prompt::repeated_code(*turn, view, &hits));
+                    sections.push(prompt::repeated_code(*turn, view));
                     continue;
                 }
                 all_repeats = false;

@@ -123,66 +123,12 @@ pub fn turn_steer(question: &str, remaining: u32) -> String {
     }
 }
 
-/// Shown instead of running a cell the model already ran. With hits in its output, the next
-/// step is written out as code to copy: in the evaluation the 1.5B model, told only to "read
-/// around a hit", re-ran its first grep until the run stalled (`docs/eval.md`).
-pub fn repeated_code(turn: u32, earlier_view: &str, hits: &[(String, u32)]) -> String {
-    let next = if hits.is_empty() {
-        "otherwise try something new, such as read(path, start_line, end_line) around a hit.\n"
-            .to_string()
-    } else {
-        let reads: Vec<String> = hits
-            .iter()
-            .map(|(path, line)| {
-                let start = line.saturating_sub(10).max(1);
-                format!("print(read({path:?}, {start}, {}))", line + 20)
-            })
-            .collect();
-        format!(
-            "otherwise read around the hits instead:\n```repl\n{}\n```\n",
-            reads.join("\n")
-        )
-    };
+/// Shown instead of running a cell the model already ran.
+pub fn repeated_code(turn: u32, earlier_view: &str) -> String {
     format!(
         "You already ran this exact code in turn {turn}; it was not run again. Its output was:\n{earlier_view}\
-         Do not repeat code. If that output answers the question, reply with FINAL(...) now; {next}"
+         Do not repeat code. If that output answers the question, reply with FINAL(...) now; otherwise try something new, such as read(path, start_line, end_line) around a hit.\n"
     )
-}
-
-/// The first `path:line` hits of an output, one per file, for files that `exists`: grep's lines
-/// as models print them (`path:line: text`) or as tuples (`('path', line, 'text')`).
-pub fn hits_in(view: &str, exists: impl Fn(&str) -> bool, max: usize) -> Vec<(String, u32)> {
-    let mut out: Vec<(String, u32)> = Vec::new();
-    for line in view.lines() {
-        let t = line.trim_start().trim_start_matches(['-', '*', ' ']);
-        let hit = if let Some(rest) = t.strip_prefix("('").or_else(|| t.strip_prefix("(\"")) {
-            // ('path', 12, 'text')
-            rest.split_once(['\'', '"']).and_then(|(path, after)| {
-                let n = after.trim_start_matches([',', ' ']);
-                let digits: String = n.chars().take_while(char::is_ascii_digit).collect();
-                Some((path.to_string(), digits.parse().ok()?))
-            })
-        } else {
-            // path:12: text
-            t.split_once(':').and_then(|(path, after)| {
-                let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
-                let path = path.trim_matches(['`', '"', '\'']);
-                (!path.contains(' ')).then_some(())?;
-                Some((path.to_string(), digits.parse().ok()?))
-            })
-        };
-        if let Some((path, line)) = hit
-            && line > 0
-            && exists(&path)
-            && !out.iter().any(|(p, _)| *p == path)
-        {
-            out.push((path, line));
-            if out.len() == max {
-                break;
-            }
-        }
-    }
-    out
 }
 
 /// Shown when `llm_query` got a bare question: the sub model cannot see the workspace.
@@ -259,24 +205,6 @@ mod tests {
 
             You have 20 turns. Start by searching with grep(...) in a ```repl block."#]]
         .assert_eq(&msg);
-    }
-
-    #[test]
-    fn repeated_code_offers_reads_of_the_first_hits() {
-        let view = "3 hits\nsrc/a.rs:12: fn parse() {}\n  src/a.rs:40: parse();\n\
-                    ('src/b.rs', 3, 'x')\nnot/here.rs:5: y\ntime 10:30\n";
-        let hits = hits_in(view, |p| p.starts_with("src/"), 2);
-        assert_eq!(hits, [("src/a.rs".into(), 12), ("src/b.rs".into(), 3)]);
-        expect![[r#"
-            You already ran this exact code in turn 1; it was not run again. Its output was:
-            3 hits
-            Do not repeat code. If that output answers the question, reply with FINAL(...) now; otherwise read around the hits instead:
-            ```repl
-            print(read("src/a.rs", 2, 32))
-            print(read("src/b.rs", 1, 23))
-            ```
-        "#]]
-        .assert_eq(&repeated_code(1, "3 hits\n", &hits));
     }
 
     #[test]
