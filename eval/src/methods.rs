@@ -11,14 +11,13 @@
 use crate::bm25::Bm25;
 use rlm_lsp::engine::{Engine, EngineConfig, Event, LiveIndex, Models};
 use rlm_lsp::llm::pricing::PriceTable;
+use rlm_lsp::llm::scripted::{ScriptedServer, SubRule};
 use rlm_lsp::llm::{ChatClient, ChatMessage, Endpoint, LlmError, Provider, RetryPolicy, Usage};
 use rlm_lsp::repl::ContextBlob;
 use rlm_lsp::workspace::Snapshot;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Method {
@@ -526,89 +525,29 @@ impl Prepared {
     }
 }
 
-/// An OpenAI-compatible endpoint on loopback that refuses every chat request with HTTP 400 (never
+/// An OpenAI-compatible endpoint on loopback that refuses every sub-call with HTTP 400 (never
 /// retried) and a message saying sub-calls are disabled: in `rlm-no-subcalls` the REPL's
 /// `llm_query` gets that error in its slot and the run goes on. A budget of 0 sub-calls would
 /// instead end the run at the first attempt.
-pub struct RefuseServer {
-    addr: std::net::SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
+pub struct RefuseServer(ScriptedServer);
 
 impl RefuseServer {
     pub async fn start() -> std::io::Result<RefuseServer> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let _ = refuse(sock).await;
-                });
-            }
-        });
-        Ok(RefuseServer { addr, task })
+        let message = "sub-calls are disabled in this run (the rlm-no-subcalls ablation): \
+                       find the answer with your own code";
+        ScriptedServer::start(vec![], SubRule::Refuse(400, message.into()))
+            .await
+            .map(RefuseServer)
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        self.0.base_url()
     }
 }
 
 impl Drop for RefuseServer {
     fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn refuse(mut sock: TcpStream) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        // Read one request: head, then content-length bytes of body.
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            let n = sock.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let len = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            })
-            .unwrap_or(0);
-        while buf.len() < head_end + 4 + len {
-            let n = sock.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        buf.drain(..head_end + 4 + len);
-        let (status, body) = if head.starts_with("GET ") {
-            (
-                200,
-                r#"{"object":"list","data":[{"id":"refuse"}]}"#.to_string(),
-            )
-        } else {
-            (
-                400,
-                r#"{"error":{"message":"sub-calls are disabled in this run (the rlm-no-subcalls ablation): find the answer with your own code"}}"#
-                    .to_string(),
-            )
-        };
-        let msg = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        sock.write_all(msg.as_bytes()).await?;
+        self.0.stop();
     }
 }
 

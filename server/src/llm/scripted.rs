@@ -43,6 +43,9 @@ pub enum SubRule {
     Latency(Duration),
     /// Recorded answers per prompt, in order (replay of a trajectory); `Err` is a failed call.
     Recorded(HashMap<String, VecDeque<Result<String, String>>>),
+    /// Every sub-call gets this HTTP status and message (a 4xx is never retried): the
+    /// evaluation's `rlm-no-subcalls` ablation points the sub model here.
+    Refuse(u16, String),
 }
 
 /// The root replies and sub-call answers recorded in a JSONL trajectory, to re-run it without a
@@ -292,6 +295,7 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
                         Step::Status(500, "scripted sub-call failure".into())
                     }
                     SubRule::Latency(d) => Step::Delayed(*d, format!("echo: {prompt}")),
+                    SubRule::Refuse(code, message) => Step::Status(*code, message.clone()),
                     SubRule::Recorded(answers) => {
                         match answers.get_mut(prompt).and_then(VecDeque::pop_front) {
                             Some(Ok(text)) => Step::Reply(text),
