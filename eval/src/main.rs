@@ -137,15 +137,9 @@ struct ReportArgs {
 }
 
 fn main() {
-    let mut args = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned());
-    match args.next().as_deref() {
-        Some(rlm_lsp::repl::WORKER_SUBCOMMAND) => std::process::exit(rlm_lsp::repl::worker_main()),
-        Some(rlm_lsp::llm::local::KEEPER_SUBCOMMAND) => {
-            std::process::exit(rlm_lsp::llm::local::keeper_main(args.collect()))
-        }
-        _ => {}
+    // The engine re-executes this binary as its REPL worker and the local model's keeper.
+    if let Some(code) = rlm_lsp::hidden_subcommand() {
+        std::process::exit(code);
     }
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -10,3 +10,22 @@ pub mod llm;
 pub mod lsp;
 pub mod repl;
 pub mod workspace;
+
+/// The hidden entry points of any binary that runs the engine, which re-executes the current
+/// binary as its REPL worker (`__repl-worker`) and the local model's keeper (`__llama-keeper`);
+/// also the scripted model server (`__scripted-model`) for editor tests. Returns the exit code
+/// when the command line names one; call it before parsing the user-facing command line.
+pub fn hidden_subcommand() -> Option<i32> {
+    // args_os: keeper arguments are paths, which need not be UTF-8 (std::env::args would panic).
+    let mut args = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned());
+    match args.next().as_deref() {
+        Some(repl::WORKER_SUBCOMMAND) => Some(repl::worker_main()),
+        Some(llm::local::KEEPER_SUBCOMMAND) => Some(llm::local::keeper_main(args.collect())),
+        Some(llm::scripted::SCRIPTED_SUBCOMMAND) => {
+            Some(llm::scripted::scripted_main(args.collect()))
+        }
+        _ => None,
+    }
+}

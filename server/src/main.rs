@@ -196,19 +196,8 @@ struct IndexArgs {
 
 fn main() {
     // The hidden entry points come first: they must not parse the user-facing CLI.
-    // args_os: keeper arguments are paths, which need not be UTF-8 (std::env::args would panic).
-    let mut args = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned());
-    match args.next().as_deref() {
-        Some(rlm_lsp::repl::WORKER_SUBCOMMAND) => std::process::exit(rlm_lsp::repl::worker_main()),
-        Some(rlm_lsp::llm::local::KEEPER_SUBCOMMAND) => {
-            std::process::exit(rlm_lsp::llm::local::keeper_main(args.collect()))
-        }
-        Some(scripted::SCRIPTED_SUBCOMMAND) => {
-            std::process::exit(scripted::scripted_main(args.collect()))
-        }
-        _ => {}
+    if let Some(code) = rlm_lsp::hidden_subcommand() {
+        std::process::exit(code);
     }
     tracing_subscriber::fmt()
         .with_env_filter(
