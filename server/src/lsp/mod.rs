@@ -450,18 +450,21 @@ impl Backend {
         })
     }
 
-    /// Applies one text-sync change: a new snapshot, and the changed file re-indexed (`f`
-    /// returns the path it changed). Synchronous, so notifications are applied in order.
-    fn update_snapshot(&self, f: impl FnOnce(&Snapshot) -> Option<(String, Snapshot)>) {
+    /// Applies one text-sync change: a new snapshot, and the changed files re-indexed (`f`
+    /// returns the paths it changed). Synchronous, so notifications are applied in order.
+    fn update_snapshot(&self, f: impl FnOnce(&Snapshot) -> Option<(Vec<String>, Snapshot)>) {
         let mut guard = self
             .state
             .snapshot
             .write()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(cur) = guard.as_ref()
-            && let Some((path, next)) = f(cur)
+            && let Some((paths, next)) = f(cur)
         {
-            let text = next.get(&path).map(|f| f.text.clone());
+            let texts: Vec<_> = paths
+                .iter()
+                .map(|p| next.get(p).map(|f| f.text.clone()))
+                .collect();
             *guard = Some(Arc::new(next));
             drop(guard);
             if let Some(index) = self
@@ -471,7 +474,9 @@ impl Backend {
                 .unwrap_or_else(|e| e.into_inner())
                 .as_ref()
             {
-                index.update_file(&path, text.as_deref().map(String::as_str));
+                for (path, text) in paths.iter().zip(texts) {
+                    index.update_file(path, text.as_deref().map(String::as_str));
+                }
             }
         }
     }
@@ -1359,7 +1364,7 @@ impl LanguageServer for Backend {
         self.update_snapshot(|snap| {
             let path = Self::snapshot_path(snap, &doc.uri)?;
             let next = snap.with_text(&path, doc.text);
-            Some((path, next))
+            Some((vec![path], next))
         });
     }
 
@@ -1371,7 +1376,7 @@ impl LanguageServer for Backend {
                 text::apply_change(&mut text, change);
             }
             let next = snap.with_text(&path, text);
-            Some((path, next))
+            Some((vec![path], next))
         });
     }
 
@@ -1381,7 +1386,7 @@ impl LanguageServer for Backend {
         self.update_snapshot(|snap| {
             let path = Self::snapshot_path(snap, &params.text_document.uri)?;
             let next = snap.with_file_from_disk(&path, &walk);
-            Some((path, next))
+            Some((vec![path], next))
         });
     }
 
@@ -1413,6 +1418,7 @@ impl LanguageServer for Backend {
         let walk = self.opts.walk.clone();
         let open = lock(&self.state.open).clone();
         let mut rewalk = false;
+        let mut changed: Vec<(Uri, FileChangeType)> = Vec::new();
         for change in params.changes {
             if open.contains(&change.uri) {
                 continue;
@@ -1425,26 +1431,34 @@ impl LanguageServer for Backend {
                 Some(".gitignore" | ".ignore")
             ) {
                 rewalk = true;
-                continue;
+            } else if !disk.is_dir() {
+                changed.push((change.uri, change.typ));
             }
-            if disk.is_dir() {
-                continue;
-            }
-            self.update_snapshot(|snap| {
-                let path = Self::snapshot_path(snap, &change.uri)?;
-                let known = snap.get(&path).is_some();
-                if !known {
-                    let (root, rel) = snap.root_of(&path)?;
-                    if change.typ == FileChangeType::DELETED
-                        || !workspace::is_walked(&root.path, std::path::Path::new(rel), &walk)
-                    {
-                        return None;
-                    }
-                }
-                let next = snap.with_file_from_disk(&path, &walk);
-                Some((path, next))
-            });
         }
+        // All in one new snapshot: a checkout may touch thousands of files.
+        self.update_snapshot(|snap| {
+            let paths: Vec<String> = changed
+                .iter()
+                .filter_map(|(uri, typ)| {
+                    let path = Self::snapshot_path(snap, uri)?;
+                    if snap.get(&path).is_none() {
+                        let (root, rel) = snap.root_of(&path)?;
+                        let walked =
+                            workspace::is_walked(&root.path, std::path::Path::new(rel), &walk);
+                        if *typ == FileChangeType::DELETED || !walked {
+                            return None;
+                        }
+                    }
+                    Some(path)
+                })
+                .collect();
+            if paths.is_empty() {
+                return None;
+            }
+            let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+            let next = snap.with_files_from_disk(&refs, &walk);
+            Some((paths, next))
+        });
         if rewalk && let Err(e) = self.rewalk().await {
             self.client
                 .show_message(MessageType::ERROR, format!("rlm-lsp: {e}"))

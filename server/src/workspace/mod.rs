@@ -61,34 +61,43 @@ impl Snapshot {
     /// A new snapshot with `path` read again from disk, or left out when it is gone, binary or
     /// over the size cap (the reason is recorded in the statistics).
     pub fn with_file_from_disk(&self, path: &str, opts: &WalkOptions) -> Snapshot {
+        self.with_files_from_disk(&[path], opts)
+    }
+
+    /// `with_file_from_disk` for many files at once, copying the file list once (a checkout
+    /// that touches thousands of files must not copy it thousands of times).
+    pub fn with_files_from_disk(&self, paths: &[&str], opts: &WalkOptions) -> Snapshot {
         let mut next = self.clone();
-        next.stats.skipped.retain(|s| s.path != path);
-        next.stats.lossy_utf8.retain(|p| p != path);
-        let found = walk::Found {
-            path: path.to_string(),
-            disk: self.disk_path(path),
-            size: std::fs::metadata(self.disk_path(path)).map_or(0, |m| m.len()),
-        };
-        let pos = next.files.binary_search_by(|f| f.path.as_str().cmp(path));
-        match walk::read_one(found, opts) {
-            Ok((file, lossy)) => {
-                if lossy {
-                    next.stats.lossy_utf8.push(path.to_string());
+        for &path in paths {
+            next.stats.skipped.retain(|s| s.path != path);
+            next.stats.lossy_utf8.retain(|p| p != path);
+            let disk = self.disk_path(path);
+            let found = walk::Found {
+                path: path.to_string(),
+                size: std::fs::metadata(&disk).map_or(0, |m| m.len()),
+                disk: disk.clone(),
+            };
+            let pos = next.files.binary_search_by(|f| f.path.as_str().cmp(path));
+            match walk::read_one(found, opts) {
+                Ok((file, lossy)) => {
+                    if lossy {
+                        next.stats.lossy_utf8.push(path.to_string());
+                    }
+                    match pos {
+                        Ok(i) => next.files[i] = file,
+                        Err(i) => next.files.insert(i, file),
+                    }
                 }
-                match pos {
-                    Ok(i) => next.files[i] = file,
-                    Err(i) => next.files.insert(i, file),
-                }
-            }
-            Err(skipped) => {
-                if let Ok(i) = pos {
-                    next.files.remove(i);
-                }
-                // A file that is simply gone is no longer part of the workspace, not a skip.
-                let gone = matches!(&skipped.reason, SkipReason::Unreadable { .. })
-                    && !next.disk_path(path).exists();
-                if !gone {
-                    next.stats.skipped.push(skipped);
+                Err(skipped) => {
+                    if let Ok(i) = pos {
+                        next.files.remove(i);
+                    }
+                    // A file that is simply gone is no longer part of the workspace, not a skip.
+                    let gone =
+                        matches!(&skipped.reason, SkipReason::Unreadable { .. }) && !disk.exists();
+                    if !gone {
+                        next.stats.skipped.push(skipped);
+                    }
                 }
             }
         }
