@@ -584,12 +584,21 @@ async fn a_child_rlm_answers_from_the_context_its_parent_passed() {
                 depth,
                 answer,
                 iterations,
+                tokens,
                 ..
-            } => Some((*depth, answer.clone(), *iterations)),
+            } => Some((*depth, answer.clone(), *iterations, *tokens)),
             _ => None,
         })
         .unwrap();
-    assert_eq!(child, (1, Some("tangerine".to_string()), 2));
+    // The child reports its subtree's tokens: what the account charged at depth 1.
+    let depth1: u64 = report
+        .usage
+        .iter()
+        .filter(|u| u.depth == 1)
+        .map(|u| u.usage.prompt_tokens + u.usage.completion_tokens)
+        .sum();
+    assert!(depth1 > 0);
+    assert_eq!(child, (1, Some("tangerine".to_string()), 2, depth1));
     // The child's REPL held only the context it was given.
     let child_turn = last_user_message(&server, 2);
     assert!(child_turn.contains("notes.txt:1"), "{child_turn}");

@@ -184,6 +184,10 @@ impl SubCaller<'_> {
             ),
             Err(e) => (None, Some(e.to_string()), 0, "error".to_string()),
         };
+        let (tokens, cost_usd) = match &result {
+            Ok(r) => super::trajectory::spend(&r.events, &engine.cfg.prices),
+            Err(_) => (0, Some(0.0)),
+        };
         self.rec.record(Event::ChildRun {
             iteration: self.iteration.load(Ordering::Relaxed),
             depth,
@@ -193,6 +197,8 @@ impl SubCaller<'_> {
             iterations,
             stop_reason: stop,
             wall_ms: started.elapsed().as_millis() as u64,
+            tokens,
+            cost_usd,
         });
         match (answer, error) {
             (Some(a), _) => Ok(a),

@@ -71,6 +71,11 @@ pub enum Event {
         iterations: u32,
         stop_reason: String,
         wall_ms: u64,
+        /// Tokens of the child's whole subtree (its root model, sub-calls and children).
+        tokens: u64,
+        /// Their cost; `None` when a model the price table does not know was used.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<f64>,
     },
     RunEnd {
         answer: String,
@@ -80,4 +85,35 @@ pub enum Event {
         sub_calls: u32,
         wall_ms: u64,
     },
+}
+
+/// What a run's events spent: tokens and cost of its root model and sub-calls, plus what its
+/// child runs report for their subtrees. `None` cost once an unpriced model was used.
+pub fn spend(events: &[Event], prices: &crate::llm::pricing::PriceTable) -> (u64, Option<f64>) {
+    let (mut tokens, mut cost) = (0u64, Some(0.0));
+    let mut root_model = "";
+    let mut add = |tokens_now: u64, c: Option<f64>| {
+        tokens += tokens_now;
+        cost = cost.zip(c).map(|(a, b)| a + b);
+    };
+    for e in events {
+        match e {
+            Event::RunStart { root_model: m, .. } => root_model = m,
+            Event::RootMessage { usage: Some(u), .. } => add(
+                u.prompt_tokens + u.completion_tokens,
+                prices.cost(root_model, u),
+            ),
+            Event::SubCall { model, usage, .. } => add(
+                usage.prompt_tokens + usage.completion_tokens,
+                prices.cost(model, usage),
+            ),
+            Event::ChildRun {
+                tokens: t,
+                cost_usd,
+                ..
+            } => add(*t, *cost_usd),
+            _ => {}
+        }
+    }
+    (tokens, cost)
 }

@@ -221,8 +221,8 @@ async fn end_progress(client: &Client, token: ProgressToken, message: String) {
     .await;
 }
 
-/// What a run has spent so far, from its events: sub-calls, tokens and cost of the root model
-/// and its sub-calls (child runs report theirs in the final usage).
+/// What a run has spent so far, from its events: sub-calls, tokens and cost of the root model,
+/// its sub-calls and its child runs (each reports its subtree when it ends).
 struct Tally {
     sub_calls: u32,
     tokens: u64,
@@ -309,7 +309,16 @@ fn progress_line(e: &Event, max: u32, tally: &mut Tally) -> Option<(String, u32)
             tally.add(model, usage);
             ("a sub-call returned".to_string(), *iteration)
         }
-        Event::ChildRun { iteration, .. } => ("a child run finished".to_string(), *iteration),
+        Event::ChildRun {
+            iteration,
+            tokens,
+            cost_usd,
+            ..
+        } => {
+            tally.tokens += tokens;
+            tally.cost = tally.cost.zip(*cost_usd).map(|(a, b)| a + b);
+            ("a child run finished".to_string(), *iteration)
+        }
         _ => return None,
     };
     Some((
@@ -1646,6 +1655,18 @@ mod tests {
                 latency_ms: 5,
                 cached: false,
             },
+            Event::ChildRun {
+                iteration: 3,
+                depth: 1,
+                prompt: "p".into(),
+                answer: Some("a".into()),
+                error: None,
+                iterations: 2,
+                stop_reason: "final".into(),
+                wall_ms: 5,
+                tokens: 1000,
+                cost_usd: Some(0.5),
+            },
         ];
         let mut tally = Tally::new();
         let lines: Vec<String> = events
@@ -1656,7 +1677,8 @@ mod tests {
         expect![[r#"
             0% turn 1 of 10: the root model replied, 1100 tokens, $0.0028
             0% turn 1 of 10: a sub-call returned, 1 sub-calls, 3150 tokens, $0.0037
-            10% turn 2 of 10: a sub-call returned, 2 sub-calls, 3170 tokens, cost unknown"#]]
+            10% turn 2 of 10: a sub-call returned, 2 sub-calls, 3170 tokens, cost unknown
+            20% turn 3 of 10: a child run finished, 2 sub-calls, 4170 tokens, cost unknown"#]]
         .assert_eq(&lines.join("\n"));
     }
 }
