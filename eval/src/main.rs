@@ -141,13 +141,7 @@ fn main() {
     if let Some(code) = rlm_lsp::hidden_subcommand() {
         std::process::exit(code);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RLM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    rlm_lsp::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Gen(a) => gen_tasks(a),

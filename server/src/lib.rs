@@ -29,3 +29,14 @@ pub fn hidden_subcommand() -> Option<i32> {
         _ => None,
     }
 }
+
+/// Logs to stderr (stdout may carry a protocol), filtered by `RLM_LOG` (default `warn`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RLM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
