@@ -31,6 +31,8 @@ struct TestClient {
     notifications: Vec<Value>,
     /// Responses that arrived while waiting for another.
     responses: VecDeque<Value>,
+    /// What the user picks when the server asks (`window/showMessageRequest`); none by default.
+    choice: Option<&'static str>,
     _dir: tempfile::TempDir,
     root: std::path::PathBuf,
 }
@@ -69,6 +71,7 @@ impl TestClient {
             next_id: 0,
             notifications: Vec::new(),
             responses: VecDeque::new(),
+            choice: None,
             _dir: dir,
             root,
         };
@@ -162,19 +165,45 @@ impl TestClient {
                 .await
                 .expect("no response within 60 s");
             if msg.get("method").is_some() {
-                if msg.get("id").is_some() {
-                    // window/workDoneProgress/create and the like; an editor applies edits.
-                    let result = match msg["method"].as_str() {
-                        Some("workspace/applyEdit") => json!({"applied": true}),
-                        Some("window/showDocument") => json!({"success": true}),
-                        _ => Value::Null,
-                    };
-                    let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": result});
-                    self.send(reply).await;
-                }
-                self.notifications.push(msg);
+                self.answer_server(msg).await;
             } else if msg["id"] == id {
                 return msg;
+            } else {
+                self.responses.push_back(msg);
+            }
+        }
+    }
+
+    /// Keeps a message from the server, answering it when it is a request as an editor would.
+    async fn answer_server(&mut self, msg: Value) {
+        if msg.get("id").is_some() {
+            // window/workDoneProgress/create and the like; an editor applies edits.
+            let result = match msg["method"].as_str() {
+                Some("workspace/applyEdit") => json!({"applied": true}),
+                Some("window/showDocument") => json!({"success": true}),
+                Some("window/showMessageRequest") => match self.choice {
+                    Some(title) => json!({"title": title}),
+                    None => Value::Null,
+                },
+                _ => Value::Null,
+            };
+            let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": result});
+            self.send(reply).await;
+        }
+        self.notifications.push(msg);
+    }
+
+    /// Reads (answering the server) until it has sent a message with this method.
+    async fn wait_for(&mut self, method: &str) -> Value {
+        loop {
+            if let Some(m) = self.notifications.iter().find(|m| m["method"] == method) {
+                return m.clone();
+            }
+            let msg = tokio::time::timeout(Duration::from_secs(30), self.read_message())
+                .await
+                .unwrap_or_else(|_| panic!("no {method} within 30 s"));
+            if msg.get("method").is_some() {
+                self.answer_server(msg).await;
             } else {
                 self.responses.push_back(msg);
             }
@@ -469,6 +498,84 @@ async fn did_change_is_seen_by_the_next_ask() {
     );
 }
 
+/// Hidden and ignored files opened in the editor serve hover only: model code never sees them,
+/// before or after `didClose` (a gitignored `.env` must not reach any model endpoint).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opened_hidden_and_ignored_files_never_reach_model_code() {
+    let show = "print(sorted(p for p in context if 'env' in p or 'secret' in p))";
+    let (mut c, _server) = TestClient::start(
+        vec![
+            code(show),
+            Step::Reply("FINAL(listed)".into()),
+            code(show),
+            Step::Reply("FINAL(listed)".into()),
+        ],
+        &[
+            FILES[0],
+            FILES[1],
+            (".gitignore", "secrets.txt\n"),
+            (".env", "TOKEN=sk-hidden-123 alpha\n"),
+            ("secrets.txt", "password alpha\n"),
+            ("config.env.rs", "fn env() {}\n"),
+        ],
+    )
+    .await;
+    let env = c.uri(".env");
+    let secrets = c.uri("secrets.txt");
+    for (uri, text) in [
+        (&env, "TOKEN=sk-hidden-123 alpha\n"),
+        (&secrets, "password alpha\n"),
+    ] {
+        c.notify(
+            "textDocument/didOpen",
+            json!({"textDocument": {"uri": uri, "languageId": "plaintext", "version": 1,
+                                    "text": text}}),
+        )
+        .await;
+    }
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": env, "version": 2},
+               "contentChanges": [{"text": "TOKEN=sk-hidden-456 alpha\n"}]}),
+    )
+    .await;
+    let cell_stdout = |r: &Value| {
+        r["result"]["trajectory"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == "code_cell")
+            .expect("a code cell")["stdout"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let r = c.ask("which env files are there?").await;
+    assert_eq!(cell_stdout(&r), "['config.env.rs']\n", "{r}");
+    // Hover in the kept-out buffer still looks its words up in the workspace.
+    let text = hover_text(&mut c, &env, 0, 22).await;
+    assert!(text.contains("fn alpha() -> u32"), "{text}");
+    // No code action (it would send the word to a model) on a kept-out buffer.
+    let actions = c
+        .request(
+            "textDocument/codeAction",
+            json!({"textDocument": {"uri": env},
+                   "range": {"start": {"line": 0, "character": 22}, "end": {"line": 0, "character": 22}},
+                   "context": {"diagnostics": []}}),
+        )
+        .await;
+    assert_eq!(actions["result"], Value::Null, "{actions}");
+    for uri in [&env, &secrets] {
+        c.notify(
+            "textDocument/didClose",
+            json!({"textDocument": {"uri": uri}}),
+        )
+        .await;
+    }
+    let r = c.ask("and now?").await;
+    assert_eq!(cell_stdout(&r), "['config.env.rs']\n", "{r}");
+}
+
 #[tokio::test]
 async fn hover_follows_an_unsaved_edit() {
     let (mut c, _server) = TestClient::start(vec![], FILES).await;
@@ -542,7 +649,9 @@ async fn explain_through_the_code_action_is_cached_for_hover_until_the_file_chan
     let refactor = &actions["result"][1];
     assert_eq!(refactor["title"], "Plan a refactor of `alpha` with RLM");
     assert_eq!(refactor["command"]["command"], "rlm.planRefactor");
-    assert_eq!(refactor["command"]["arguments"][0]["apply"], true);
+    // A preview: nothing is applied before the user says so.
+    assert_eq!(refactor["command"]["arguments"][0]["preview"], true);
+    assert_eq!(refactor["command"]["arguments"][0]["apply"], Value::Null);
     let command = &action["command"];
     assert_eq!(command["command"], "rlm.explain");
     let r = c
@@ -631,6 +740,132 @@ async fn plan_refactor_returns_checked_edits_and_applies_them() {
     // The question carried the edit format the checks read.
     let question = result["trajectory"][0]["question"].as_str().unwrap();
     assert!(question.contains("<<<<<<< SEARCH"), "{question}");
+}
+
+/// The code actions at a position.
+async fn code_actions(c: &mut TestClient, uri: &str, line: u32, character: u32) -> Vec<Value> {
+    let at = json!({"line": line, "character": character});
+    let r = c
+        .request(
+            "textDocument/codeAction",
+            json!({"textDocument": {"uri": uri}, "range": {"start": at, "end": at},
+                   "context": {"diagnostics": []}}),
+        )
+        .await;
+    r["result"].as_array().cloned().unwrap_or_default()
+}
+
+/// Runs a command as the editor does when the user picks its code action.
+async fn execute(c: &mut TestClient, command: &Value) -> Value {
+    c.request(
+        "workspace/executeCommand",
+        json!({"command": command["command"], "arguments": command["arguments"]}),
+    )
+    .await
+}
+
+/// The refactor code action (editors without a plugin) shows the plan and its diff and asks;
+/// the edit is sent only on "Apply", or by the "Apply the RLM refactor plan" action, and is
+/// refused for a file changed since the plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refactor_code_action_previews_and_applies_only_when_asked() {
+    let plan = "Rename alpha to first.\n\
+```edit a.rs\n<<<<<<< SEARCH\nfn alpha() -> u32 {\n=======\nfn first() -> u32 {\n>>>>>>> REPLACE\n```\n\
+```edit a.rs\n<<<<<<< SEARCH\n    alpha();\n=======\n    first();\n>>>>>>> REPLACE\n```\n";
+    let final_plan = code(&format!("FINAL({plan:?})"));
+    let (mut c, _server) = TestClient::start(
+        vec![final_plan.clone(), final_plan.clone(), final_plan.clone()],
+        FILES,
+    )
+    .await;
+    let uri = c.uri("a.rs");
+    // Wait for the index, so the action is there.
+    let mut actions = Vec::new();
+    for _ in 0..50 {
+        actions = code_actions(&mut c, &uri, 0, 4).await;
+        if actions.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let command = actions[1]["command"].clone();
+    assert_eq!(command["command"], "rlm.planRefactor", "{actions:?}");
+    let applied = |c: &TestClient| {
+        c.notifications
+            .iter()
+            .filter(|m| m["method"] == "workspace/applyEdit")
+            .count()
+    };
+
+    // 1. No answer to the question: nothing applied, the plan waits.
+    let r = execute(&mut c, &command).await;
+    assert_eq!(r["result"]["applied"], Value::Null, "{r}");
+    let diff = r["result"]["diff"].as_str().unwrap();
+    assert!(
+        diff.contains("-fn alpha() -> u32 {\n+fn first() -> u32 {"),
+        "{diff}"
+    );
+    let doc = c.wait_for("window/showDocument").await;
+    let path = doc["params"]["uri"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("file://")
+        .unwrap();
+    let shown = std::fs::read_to_string(path).unwrap();
+    assert!(shown.contains("```diff\n--- a/a.rs"), "{shown}");
+    let ask = c.wait_for("window/showMessageRequest").await;
+    assert!(
+        ask["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Apply it?"),
+        "{ask}"
+    );
+    assert_eq!(applied(&c), 0);
+    let actions = code_actions(&mut c, &uri, 0, 4).await;
+    let apply = actions.last().unwrap()["command"].clone();
+    assert_eq!(apply["command"], "rlm.applyPlan", "{actions:?}");
+    assert_eq!(apply["arguments"][0]["id"], r["result"]["planId"]);
+    let r = execute(&mut c, &apply).await;
+    assert_eq!(r["result"]["applied"], true, "{r}");
+    assert_eq!(applied(&c), 1);
+
+    // 2. A file changed after the plan: refused, naming it.
+    let r = execute(&mut c, &command).await;
+    let id = r["result"]["planId"].clone();
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "rust", "version": 1,
+                                "text": FILES[0].1.replace("42", "43")}}),
+    )
+    .await;
+    let r = c
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "rlm.applyPlan", "arguments": [{"id": id}]}),
+        )
+        .await;
+    assert_eq!(r["result"]["applied"], false, "{r}");
+    let why = r["result"]["failureReason"].as_str().unwrap();
+    assert!(why.contains("a.rs"), "{why}");
+    assert_eq!(applied(&c), 1);
+
+    // 3. "Apply" chosen in the question: the edit goes to the editor.
+    c.notify(
+        "textDocument/didClose",
+        json!({"textDocument": {"uri": uri}}),
+    )
+    .await;
+    c.choice = Some("Apply");
+    c.notifications.clear();
+    let r = execute(&mut c, &command).await;
+    let edit = c.wait_for("workspace/applyEdit").await;
+    assert_eq!(edit["params"]["edit"], r["result"]["edit"]);
+    // The user's files were never written by the server.
+    assert_eq!(
+        std::fs::read_to_string(c.root.join("a.rs")).unwrap(),
+        FILES[0].1
+    );
 }
 
 #[tokio::test]

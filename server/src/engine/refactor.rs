@@ -7,6 +7,7 @@
 
 use crate::index::{FileIndex, IndexOptions};
 use crate::workspace::Snapshot;
+use std::sync::Arc;
 
 /// The instructions appended to the user's request: the edit format the checks understand.
 pub const EDIT_FORMAT: &str = "Find every place to change with the REPL first. Then end with \
@@ -213,14 +214,7 @@ pub fn check(answer: &str, snapshot: &Snapshot) -> CheckedPlan {
             continue;
         }
         ranges.sort_by_key(|r| r.start);
-        let mut new = String::with_capacity(old.len());
-        let mut at = 0;
-        for r in &ranges {
-            new.push_str(&old[at..r.start]);
-            new.push_str(&r.new_text);
-            at = r.end;
-        }
-        new.push_str(&old[at..]);
+        let new = apply_edits(old, &ranges);
         let opts = IndexOptions::default();
         let before = FileIndex::new(path, old, &opts).has_syntax_errors();
         let after = FileIndex::new(path, &new, &opts).has_syntax_errors();
@@ -237,6 +231,105 @@ pub fn check(answer: &str, snapshot: &Snapshot) -> CheckedPlan {
         out.edits.extend(ranges);
     }
     check_file_ops(ops, snapshot, &mut out);
+    out
+}
+
+/// `text` with `edits` (sorted by start, not overlapping) applied.
+fn apply_edits<'a>(text: &str, edits: impl IntoIterator<Item = &'a CheckedEdit>) -> String {
+    let mut new = String::with_capacity(text.len());
+    let mut at = 0;
+    for r in edits {
+        new.push_str(&text[at..r.start]);
+        new.push_str(&r.new_text);
+        at = r.end;
+    }
+    new.push_str(&text[at..]);
+    new
+}
+
+/// What a checked plan does to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChange {
+    /// The file's path before the plan (its new path for a created file).
+    pub path: String,
+    /// Its text before the plan; `None` for a created file.
+    pub old: Option<Arc<String>>,
+    /// Its text after the plan.
+    pub new: String,
+    /// Where a renamed file goes.
+    pub renamed_to: Option<String>,
+}
+
+/// Every file a checked plan touches, in path order (edits and renames of existing files), then
+/// the files it creates.
+pub fn file_changes(plan: &CheckedPlan, snapshot: &Snapshot) -> Vec<FileChange> {
+    let mut out: Vec<FileChange> = Vec::new();
+    let mut paths: Vec<&str> = plan.edits.iter().map(|e| e.path.as_str()).collect();
+    for op in &plan.files {
+        if let FileOp::Rename { from, .. } = op {
+            paths.push(from);
+        }
+    }
+    paths.sort_unstable();
+    paths.dedup();
+    for path in paths {
+        let Some(file) = snapshot.get(path) else {
+            continue;
+        };
+        let mut edits: Vec<&CheckedEdit> = plan.edits.iter().filter(|e| e.path == path).collect();
+        edits.sort_by_key(|e| e.start);
+        let renamed_to = plan.files.iter().find_map(|op| match op {
+            FileOp::Rename { from, to } if from == path => Some(to.clone()),
+            _ => None,
+        });
+        out.push(FileChange {
+            path: path.to_string(),
+            old: Some(file.text.clone()),
+            new: apply_edits(&file.text, edits),
+            renamed_to,
+        });
+    }
+    for op in &plan.files {
+        if let FileOp::Create { path, text } = op {
+            out.push(FileChange {
+                path: path.clone(),
+                old: None,
+                new: text.clone(),
+                renamed_to: None,
+            });
+        }
+    }
+    out
+}
+
+/// The plan as a unified diff (`git diff` style, paths as in the snapshot), for a preview.
+pub fn unified_diff(plan: &CheckedPlan, snapshot: &Snapshot) -> String {
+    let mut out = String::new();
+    for c in file_changes(plan, snapshot) {
+        let old = c.old.as_deref().map_or("", String::as_str);
+        let from = match &c.old {
+            Some(_) => format!("a/{}", c.path),
+            None => "/dev/null".to_string(),
+        };
+        let to = format!("b/{}", c.renamed_to.as_deref().unwrap_or(&c.path));
+        if let Some(target) = &c.renamed_to {
+            out.push_str(&format!("rename from {}\nrename to {target}\n", c.path));
+        }
+        if old == c.new {
+            continue;
+        }
+        let diff = similar::TextDiff::from_lines(old, c.new.as_str());
+        out.push_str(
+            &diff
+                .unified_diff()
+                .context_radius(3)
+                .header(&from, &to)
+                .to_string(),
+        );
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+    }
     out
 }
 
@@ -310,7 +403,6 @@ fn check_file_ops(ops: Vec<FileOp>, snapshot: &Snapshot, out: &mut CheckedPlan) 
 mod tests {
     use super::*;
     use crate::workspace::{IndexStats, SourceFile};
-    use std::sync::Arc;
 
     fn snap() -> Snapshot {
         Snapshot {
@@ -418,5 +510,37 @@ mod tests {
                 "here.rs: gone.rs: no such file in the workspace",
             ]
         );
+    }
+
+    #[test]
+    fn the_diff_shows_edits_renames_and_new_files() {
+        let answer = format!(
+            "Rename alpha.\n{}{}```rename b.rs -> beta.rs\n```\n```create util.rs\npub fn helper() {{}}\n```\n",
+            block("a.rs", "fn alpha() -> u32 {\n", "fn first() -> u32 {\n"),
+            block("a.rs", "    alpha();\n", "    first();\n"),
+        );
+        let checked = check(&answer, &snap());
+        assert!(checked.dropped.is_empty(), "{:?}", checked.dropped);
+        expect_test::expect![[r#"
+            --- a/a.rs
+            +++ b/a.rs
+            @@ -1,7 +1,7 @@
+            -fn alpha() -> u32 {
+            +fn first() -> u32 {
+                 42
+             }
+             
+             fn main() {
+            -    alpha();
+            +    first();
+             }
+            rename from b.rs
+            rename to beta.rs
+            --- /dev/null
+            +++ b/util.rs
+            @@ -0,0 +1 @@
+            +pub fn helper() {}
+        "#]]
+        .assert_eq(&unified_diff(&checked, &snap()));
     }
 }

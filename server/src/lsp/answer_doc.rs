@@ -18,6 +18,9 @@ pub fn render(result: &Value) -> String {
         .or(result["answer"].as_str())
         .unwrap_or_default();
     let mut md = format!("# {question}\n\n{body}\n");
+    if let Some(diff) = result["diff"].as_str().filter(|d| !d.is_empty()) {
+        md.push_str(&format!("\n## Diff\n\n```diff\n{diff}```\n"));
+    }
     let cites = result["citations"].as_array().cloned().unwrap_or_default();
     if !cites.is_empty() {
         md.push_str("\n## Citations\n\n");

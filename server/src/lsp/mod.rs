@@ -31,6 +31,7 @@ use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
 /// The commands `workspace/executeCommand` accepts.
 pub const COMMANDS: &[&str] = &[
+    "rlm.applyPlan",
     "rlm.ask",
     "rlm.explain",
     "rlm.planRefactor",
@@ -105,6 +106,8 @@ struct SymbolAt {
     defs: Vec<Definition>,
     snap: Arc<Snapshot>,
     index_complete: bool,
+    /// False for a buffer kept out of the snapshot (see `State::unindexed`): hover only.
+    indexed: bool,
 }
 
 /// Removes a run that never started from the table, however `ask` returns.
@@ -128,6 +131,10 @@ struct State {
     folders: Mutex<Vec<PathBuf>>,
     /// Documents open in the editor: their buffer wins over the disk, across re-walks too.
     open: Mutex<Vec<Uri>>,
+    /// Open documents the walk would not take (hidden, ignored, too large, outside the roots,
+    /// such as a gitignored `.env`): their text serves hover and nothing else. It never enters
+    /// the snapshot, so model code and model prompts never see it.
+    unindexed: Mutex<HashMap<Uri, String>>,
     /// One walk of the roots at a time (folders or extra roots changed).
     walk_lock: tokio::sync::Mutex<()>,
     /// The client can register a file watcher for us.
@@ -151,7 +158,22 @@ struct State {
     /// Explanations computed by `rlm.explain`, by symbol and a hash of its definitions' files,
     /// so hover shows one until those files change.
     explanations: Mutex<HashMap<(String, u64), String>>,
+    /// Refactor plans waiting for the user to apply them, newest last.
+    plans: Mutex<Vec<PendingPlan>>,
 }
+
+/// A refactor plan shown but not applied: its edit, and what each file it touches held when it
+/// was planned (the edit is refused once one of them changed).
+struct PendingPlan {
+    id: String,
+    instruction: String,
+    edit: WorkspaceEdit,
+    /// Snapshot path and its text then; `None` for a path that must still be free.
+    base: Vec<(String, Option<Arc<String>>)>,
+}
+
+/// Plans kept for `rlm.applyPlan`; older ones are forgotten.
+const MAX_PENDING_PLANS: usize = 4;
 
 pub struct Backend {
     client: Client,
@@ -330,6 +352,63 @@ fn progress_line(e: &Event, max: u32, tally: &mut Tally) -> Option<(String, u32)
 /// The checked plan as a `WorkspaceEdit`: `changes` per file when it only edits text;
 /// otherwise `documentChanges` with the text edits first (a renamed file is edited under its
 /// old name), then each create (and its content) and rename, in the plan's order.
+/// Whether an editor buffer for a file the snapshot lacks may enter it: only where the walk
+/// would have taken the file (not hidden, not ignored, not too large, not binary).
+fn enters_snapshot(snap: &Snapshot, path: &str, text: &str, walk: &WalkOptions) -> bool {
+    let Some((root, rel)) = snap.root_of(path) else {
+        return false;
+    };
+    text.len() as u64 <= walk.max_file_bytes
+        && !text.contains('\0')
+        && workspace::is_walked(&root.path, std::path::Path::new(rel), walk)
+}
+
+/// Sends a pending plan's edit to the editor (`workspace/applyEdit`) when every file it touches
+/// still holds the text it was planned on. Result: `{"applied", "failureReason"?}`.
+async fn apply_plan(state: &State, client: &Client, id: &str) -> Value {
+    let plan = {
+        let mut plans = lock(&state.plans);
+        match plans.iter().position(|p| p.id == id) {
+            Some(i) => plans.remove(i),
+            None => {
+                return json!({"applied": false,
+                              "failureReason": format!("no pending refactor plan {id:?}")});
+            }
+        }
+    };
+    let snap = state
+        .snapshot
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let changed: Vec<&str> = plan
+        .base
+        .iter()
+        .filter(|(path, was)| {
+            let now = snap.as_ref().and_then(|s| s.get(path)).map(|f| &f.text);
+            match (was, now) {
+                (Some(was), Some(now)) => was != now,
+                (Some(_), None) => true,
+                (None, now) => {
+                    now.is_some() || snap.as_ref().is_some_and(|s| s.disk_path(path).exists())
+                }
+            }
+        })
+        .map(|(path, _)| path.as_str())
+        .collect();
+    if !changed.is_empty() {
+        return json!({"applied": false, "failureReason": format!(
+            "changed since the plan was made: {}; plan the refactor again",
+            changed.join(", ")
+        )});
+    }
+    tracing::info!("applying refactor plan {id}: {}", plan.instruction);
+    match client.apply_edit(plan.edit).await {
+        Ok(r) => json!({"applied": r.applied, "failureReason": r.failure_reason}),
+        Err(e) => json!({"applied": false, "failureReason": e.to_string()}),
+    }
+}
+
 fn workspace_edit(checked: &refactor::CheckedPlan, snap: &Snapshot) -> WorkspaceEdit {
     let uri = |path: &str| Uri::from_file_path(snap.disk_path(path));
     let mut changes: HashMap<Uri, Vec<TextEdit>> = HashMap::new();
@@ -972,9 +1051,16 @@ impl Backend {
     fn symbol_at(&self, uri: &Uri, position: Position) -> Option<SymbolAt> {
         use std::hash::{Hash, Hasher};
         let snap = self.snapshot()?;
-        let path = Self::snapshot_path(&snap, uri)?;
-        let file = snap.get(&path)?;
-        let name = text::identifier_at(&file.text, position)?.to_string();
+        let path = Self::snapshot_path(&snap, uri);
+        let indexed = path.as_deref().and_then(|p| snap.get(p)).is_some();
+        let name = match path.as_deref().and_then(|p| snap.get(p)) {
+            Some(file) => text::identifier_at(&file.text, position)?.to_string(),
+            // A buffer kept out of the snapshot: hover may look up its words, nothing more.
+            None => {
+                let unindexed = lock(&self.state.unindexed);
+                text::identifier_at(unindexed.get(uri)?, position)?.to_string()
+            }
+        };
         let index = self
             .state
             .index
@@ -993,8 +1079,10 @@ impl Backend {
             })
             .unwrap_or_default();
         let mut paths: Vec<&str> = defs.iter().map(|d| d.path.as_str()).collect();
-        if paths.is_empty() {
-            paths.push(&path);
+        if paths.is_empty()
+            && let Some(p) = &path
+        {
+            paths.push(p);
         }
         paths.sort_unstable();
         paths.dedup();
@@ -1010,6 +1098,7 @@ impl Backend {
             defs,
             snap,
             index_complete: index.is_some_and(|i| i.is_complete()),
+            indexed,
         })
     }
 
@@ -1030,12 +1119,16 @@ impl Backend {
         let uri: Uri = serde_json::from_value(arg["uri"].clone()).map_err(|_| bad())?;
         let position: Position =
             serde_json::from_value(arg["position"].clone()).map_err(|_| bad())?;
-        let at = self.symbol_at(&uri, position).ok_or_else(|| {
-            error(
-                ErrorCode::InvalidParams,
-                "no identifier at that position in a workspace file",
-            )
-        })?;
+        let at = self
+            .symbol_at(&uri, position)
+            .filter(|at| at.indexed)
+            .ok_or_else(|| {
+                error(
+                    ErrorCode::InvalidParams,
+                    "no identifier at that position in a workspace file (hidden and ignored \
+                     files are not sent to models)",
+                )
+            })?;
         let SymbolAt {
             name, key, defs, ..
         } = at;
@@ -1126,15 +1219,36 @@ impl Backend {
             }
         }
         let something = !checked.edits.is_empty() || !checked.files.is_empty();
+        let id = result["id"].as_str().unwrap_or_default().to_string();
+        if something {
+            let mut base: Vec<(String, Option<Arc<String>>)> =
+                refactor::file_changes(&checked, &snap)
+                    .into_iter()
+                    .map(|c| (c.path, c.old))
+                    .collect();
+            base.extend(checked.files.iter().filter_map(|op| match op {
+                refactor::FileOp::Rename { to, .. } => Some((to.clone(), None)),
+                refactor::FileOp::Create { .. } => None,
+            }));
+            let mut plans = lock(&self.state.plans);
+            plans.retain(|p| p.id != id);
+            plans.push(PendingPlan {
+                id: id.clone(),
+                instruction: instruction.clone(),
+                edit: edit.clone(),
+                base,
+            });
+            let excess = plans.len().saturating_sub(MAX_PENDING_PLANS);
+            plans.drain(..excess);
+            result["planId"] = json!(id);
+        }
         let applied = if arg["apply"].as_bool() == Some(true) && something {
-            match self.client.apply_edit(edit.clone()).await {
-                Ok(r) => json!({"applied": r.applied, "failureReason": r.failure_reason}),
-                Err(e) => json!({"applied": false, "failureReason": e.to_string()}),
-            }
+            apply_plan(&self.state, &self.client, &id).await
         } else {
             Value::Null
         };
         result["plan"] = json!(plan);
+        result["diff"] = json!(refactor::unified_diff(&checked, &snap));
         result["edit"] = serde_json::to_value(&edit).unwrap_or(Value::Null);
         result["files"] = json!(
             checked
@@ -1156,7 +1270,69 @@ impl Backend {
                 .collect::<Vec<_>>()
         );
         result["applied"] = applied;
+        if arg["preview"].as_bool() == Some(true) && something {
+            self.offer_plan(&result).await;
+        }
         Ok(result)
+    }
+
+    /// The preview of a plan for clients without a plugin (the code action): the plan and its
+    /// diff as a document, then a question whose "Apply" sends the edit. Unanswered, the plan
+    /// stays pending and the code actions offer to apply it.
+    async fn offer_plan(&self, result: &Value) {
+        if !self.settings().answer_document {
+            self.show_answer(result).await;
+        }
+        let (state, client) = (self.state.clone(), self.client.clone());
+        let id = result["planId"].as_str().unwrap_or_default().to_string();
+        let files = result["edit"]["changes"]
+            .as_object()
+            .map_or(0, |c| c.len())
+            .max(result["files"].as_array().map_or(0, |f| f.len()));
+        let message = format!(
+            "rlm-lsp: the refactor plan touches {files} file{}. Apply it? (Or later with the code \
+             action \"Apply the RLM refactor plan\".)",
+            if files == 1 { "" } else { "s" }
+        );
+        // In the background: the command answers now, whenever the user decides.
+        tokio::spawn(async move {
+            let actions = ["Apply", "Discard"].map(|t| MessageActionItem {
+                title: t.into(),
+                properties: HashMap::new(),
+            });
+            let choice = client
+                .show_message_request(MessageType::INFO, message, Some(actions.to_vec()))
+                .await;
+            match choice {
+                Ok(Some(item)) if item.title == "Apply" => {
+                    let r = apply_plan(&state, &client, &id).await;
+                    if r["applied"] != true {
+                        let why = r["failureReason"]
+                            .as_str()
+                            .unwrap_or("refused by the editor");
+                        client
+                            .show_message(
+                                MessageType::WARNING,
+                                format!("rlm-lsp: the plan was not applied: {why}"),
+                            )
+                            .await;
+                    }
+                }
+                Ok(Some(_)) => lock(&state.plans).retain(|p| p.id != id),
+                _ => {}
+            }
+        });
+    }
+
+    /// `rlm.applyPlan {id}`: applies a plan shown earlier, unless a file it touches changed.
+    async fn apply_plan_command(&self, arg: Option<&Value>) -> jsonrpc::Result<Value> {
+        let id = arg.and_then(|a| a["id"].as_str()).ok_or_else(|| {
+            error(
+                ErrorCode::InvalidParams,
+                "rlm.applyPlan takes {\"id\": string}",
+            )
+        })?;
+        Ok(apply_plan(&self.state, &self.client, id).await)
     }
 
     fn hover_markdown(&self, params: &HoverParams) -> Option<String> {
@@ -1167,6 +1343,7 @@ impl Backend {
             defs,
             snap,
             index_complete,
+            ..
         } = self.symbol_at(&doc.text_document.uri, doc.position)?;
         let finder = memchr::memmem::Finder::new(name.as_bytes());
         let (mut mentions, mut files) = (0usize, 0usize);
@@ -1370,16 +1547,32 @@ impl LanguageServer for Backend {
                 open.push(doc.uri.clone());
             }
         }
+        let walk = self.opts.walk.clone();
+        let mut text = Some(doc.text);
         self.update_snapshot(|snap| {
             let path = Self::snapshot_path(snap, &doc.uri)?;
-            let next = snap.with_text(&path, doc.text);
+            let t = text.as_ref()?;
+            if snap.get(&path).is_none() && !enters_snapshot(snap, &path, t, &walk) {
+                return None;
+            }
+            let next = snap.with_text(&path, text.take()?);
             Some((vec![path], next))
         });
+        if let Some(t) = text {
+            lock(&self.state.unindexed).insert(doc.uri, t);
+        }
     }
 
     async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        let uri = &params.text_document.uri;
+        if let Some(text) = lock(&self.state.unindexed).get_mut(uri) {
+            for change in &params.content_changes {
+                text::apply_change(text, change);
+            }
+            return;
+        }
         self.update_snapshot(|snap| {
-            let path = Self::snapshot_path(snap, &params.text_document.uri)?;
+            let path = Self::snapshot_path(snap, uri)?;
             let mut text = snap.get(&path).map(|f| f.text.to_string())?;
             for change in &params.content_changes {
                 text::apply_change(&mut text, change);
@@ -1390,10 +1583,14 @@ impl LanguageServer for Backend {
     }
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
-        lock(&self.state.open).retain(|u| u != &params.text_document.uri);
+        let uri = &params.text_document.uri;
+        lock(&self.state.open).retain(|u| u != uri);
+        if lock(&self.state.unindexed).remove(uri).is_some() {
+            return;
+        }
         let walk = self.opts.walk.clone();
         self.update_snapshot(|snap| {
-            let path = Self::snapshot_path(snap, &params.text_document.uri)?;
+            let path = Self::snapshot_path(snap, uri)?;
             let next = snap.with_file_from_disk(&path, &walk);
             Some((vec![path], next))
         });
@@ -1482,11 +1679,6 @@ impl LanguageServer for Backend {
     ) -> jsonrpc::Result<Option<CodeActionResponse>> {
         let uri = params.text_document.uri;
         let position = params.range.start;
-        let Some(SymbolAt { name, .. }) = self.symbol_at(&uri, position) else {
-            return Ok(None);
-        };
-        let explain = format!("Explain `{name}` with RLM");
-        let refactor = format!("Plan a refactor of `{name}` with RLM");
         let action = |title: &str, command: &str, args: Value| {
             CodeActionOrCommand::CodeAction(CodeAction {
                 title: title.to_string(),
@@ -1499,24 +1691,35 @@ impl LanguageServer for Backend {
                 ..CodeAction::default()
             })
         };
-        // Without a plugin there is no prompt for an instruction: a general one, and the edit
-        // goes to the editor through workspace/applyEdit.
-        let instruction = format!(
-            "Improve `{name}` with the most useful small refactor (clearer names, less duplication, \
-             better error handling), updating every use"
-        );
-        Ok(Some(vec![
-            action(
-                &explain,
+        let mut actions = Vec::new();
+        // Hidden and ignored buffers get none: their words must not reach a model.
+        if let Some(SymbolAt { name, .. }) = self.symbol_at(&uri, position).filter(|at| at.indexed)
+        {
+            // Without a plugin there is no prompt for an instruction: a general one. The plan
+            // is previewed (a document and a question); nothing is applied until the user says so.
+            let instruction = format!(
+                "Improve `{name}` with the most useful small refactor (clearer names, less \
+                 duplication, better error handling), updating every use"
+            );
+            actions.push(action(
+                &format!("Explain `{name}` with RLM"),
                 "rlm.explain",
                 json!({"uri": uri, "position": position}),
-            ),
-            action(
-                &refactor,
+            ));
+            actions.push(action(
+                &format!("Plan a refactor of `{name}` with RLM"),
                 "rlm.planRefactor",
-                json!({"instruction": instruction, "uri": uri, "range": params.range, "apply": true}),
-            ),
-        ]))
+                json!({"instruction": instruction, "uri": uri, "range": params.range, "preview": true}),
+            ));
+        }
+        if let Some(plan) = lock(&self.state.plans).last() {
+            let title = format!(
+                "Apply the RLM refactor plan ({})",
+                plan.instruction.chars().take(60).collect::<String>()
+            );
+            actions.push(action(&title, "rlm.applyPlan", json!({"id": plan.id})));
+        }
+        Ok((!actions.is_empty()).then_some(actions))
     }
 
     /// New settings (the object itself, or under an `rlm` key as VS Code sends it) apply to the
@@ -1588,6 +1791,7 @@ impl LanguageServer for Backend {
                 .plan_refactor(arg, params.work_done_progress_params.work_done_token)
                 .await
                 .map(Some),
+            "rlm.applyPlan" => self.apply_plan_command(arg).await.map(Some),
             "rlm.cancel" => self.cancel(arg).map(Some),
             "rlm.status" => Ok(Some(self.status())),
             other => Err(error(
