@@ -69,6 +69,7 @@ pub struct RunLimits {
     pub cell_timeout_secs: u64,
     pub max_depth: u32,
     pub max_sub_calls: Option<u32>,
+    pub max_child_runs: Option<u32>,
     pub max_tokens: Option<u64>,
     pub max_cost: Option<f64>,
     pub max_wall_secs: Option<u64>,
@@ -82,6 +83,7 @@ impl RunLimits {
         cfg.max_depth = self.max_depth;
         cfg.budget = Budget {
             max_sub_calls: self.max_sub_calls,
+            max_child_runs: self.max_child_runs,
             max_tokens: self.max_tokens,
             max_cost_usd: self.max_cost,
             max_wall: self.max_wall_secs.map(Duration::from_secs),
@@ -113,9 +115,17 @@ impl ModelSettings {
     /// Resolves endpoints: explicit ones as given, otherwise the shared local model (started on
     /// first use). Reads the API key from the named variable.
     pub async fn resolve(&self) -> Result<ResolvedModels, anyhow::Error> {
+        self.resolve_with_env(|var| std::env::var(var).ok()).await
+    }
+
+    /// [`resolve`](Self::resolve), reading the API-key variables through `env`.
+    pub async fn resolve_with_env(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ResolvedModels, anyhow::Error> {
         let api_key = match &self.api_key_env {
-            Some(var) => match std::env::var(var) {
-                Ok(k) if !k.trim().is_empty() => Some(k.trim().to_string()),
+            Some(var) => match env(var) {
+                Some(k) if !k.trim().is_empty() => Some(k.trim().to_string()),
                 _ => anyhow::bail!(
                     "RLM_API_KEY_ENV / --api-key-env names the variable {var}, but {var} is not set or empty: export {var}=<your key>"
                 ),

@@ -164,6 +164,8 @@ struct State {
     sub: SubRule,
     requests: Vec<Value>,
     heads: Vec<String>,
+    /// Request heads of the `GET /models` requests.
+    list_heads: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -191,6 +193,7 @@ impl ScriptedServer {
             sub,
             requests: Vec::new(),
             heads: Vec::new(),
+            list_heads: Vec::new(),
         }));
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -243,6 +246,15 @@ impl ScriptedServer {
             .clone()
     }
 
+    /// Request lines and headers of all `GET /models` requests so far.
+    pub fn model_list_heads(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .list_heads
+            .clone()
+    }
+
     /// Stops accepting connections (a model server that went away).
     pub fn stop(&self) {
         self.task.abort();
@@ -256,6 +268,9 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
         };
         let first = head.lines().next().unwrap_or_default().to_string();
         if first.starts_with("GET ") && first.contains("/models") {
+            (state.lock().unwrap_or_else(|e| e.into_inner()))
+                .list_heads
+                .push(head.clone());
             write_json(
                 &mut sock,
                 200,
