@@ -348,7 +348,7 @@ async fn no_network() {
             r#"
 import ctypes, socket, struct
 libc = ctypes.CDLL(None, use_errno=True)
-for family, kind in [(2, 1), (2, 2), (10, 1), (17, 3), (16, 3), (1, 2)]:
+for family, kind in [(2, 1), (2, 2), (10, 1), (17, 3), (16, 3), (1, 1), (1, 2), (1, 3), (1, 5)]:
     r = libc.socket(family, kind, 0)
     print(family, kind, r, ctypes.get_errno() if r < 0 else 0)
 a, b = socket.socketpair()
@@ -362,10 +362,209 @@ print(b.recv(100).decode())
     .await;
     assert_eq!(
         out.stdout,
-        "2 1 -1 13\n2 2 -1 13\n10 1 -1 13\n17 3 -1 13\n16 3 -1 13\n1 2 -1 13\nconnect -1 13\npipes and socketpairs work\n",
+        "2 1 -1 13\n2 2 -1 13\n10 1 -1 13\n17 3 -1 13\n16 3 -1 13\n1 1 -1 13\n1 2 -1 13\n1 3 -1 13\n1 5 -1 13\nconnect -1 13\npipes and socketpairs work\n",
         "{out:?}"
     );
     l.assert_untouched();
+    assert_healthy(&mut repl).await;
+    repl.shutdown().await;
+}
+
+/// In-process plumbing that must keep working: a stream socketpair, asyncio's self-pipe (woken
+/// from a thread) and an asyncio stream over a socketpair.
+const PLUMBING: &str = r#"
+import asyncio, socket, threading
+a, b = socket.socketpair()
+a.sendall(b"stream pairs work")
+print(b.recv(100).decode())
+async def main():
+    loop = asyncio.get_running_loop()
+    woken = loop.create_future()
+    threading.Thread(target=loop.call_soon_threadsafe, args=(woken.set_result, "woken")).start()
+    reader, writer = await asyncio.open_connection(sock=a)
+    writer.write(b"asyncio streams work\n")
+    await writer.drain()
+    line = await loop.sock_recv(b, 100)
+    writer.close()
+    return await woken, line.decode().strip()
+b.setblocking(False)
+print(*asyncio.run(main()))
+"#;
+
+/// A Unix datagram socket outside the sandbox, as `/dev/log`, the journal and systemd's notify
+/// socket are: nothing model code sends reaches it, neither through `socket` nor through `ctypes`.
+/// (`AF_UNIX` + `SOCK_RAW` is a datagram socket to the kernel.)
+#[tokio::test]
+async fn datagrams_do_not_leave_the_sandbox() {
+    let fx = fixture();
+    let path = fx.ws.parent().unwrap().join("dgram.sock");
+    let sink = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sink.set_nonblocking(true).unwrap();
+    let p = path.display();
+    let mut repl = start(&fx, cfg(&fx)).await;
+    let mut hooked = Vec::new();
+    // socketpair() has no audit event: the kernel's EACCES comes through as it is.
+    let code = format!(
+        "import socket\nsocket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)[0].sendto(b'pair', '{p}')"
+    );
+    let pair = run(&mut repl, &code).await;
+    for code in [
+        format!(
+            "import socket\nsocket.socket(socket.AF_UNIX, socket.SOCK_RAW).sendto(b'raw', '{p}')"
+        ),
+        format!(
+            "import socket\nsocket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'dgram', '{p}')"
+        ),
+        format!("import socket\na, b = socket.socketpair()\na.sendto(b'stream', '{p}')"),
+        format!("import socket\na, b = socket.socketpair()\na.sendmsg([b'msg'], [], 0, '{p}')"),
+    ] {
+        hooked.push(run(&mut repl, &code).await);
+    }
+    // Past the audit hook: `_socket` directly, and libc through ctypes.
+    let kernel = run(
+        &mut repl,
+        &format!(
+            r#"
+import _socket, ctypes, struct
+libc = ctypes.CDLL(None, use_errno=True)
+path = "{p}"
+addr = struct.pack("=H", 1) + path.encode() + b"\0"
+class Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_char_p), ("len", ctypes.c_size_t)]
+class Msghdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("namelen", ctypes.c_uint32),
+                ("iov", ctypes.POINTER(Iovec)), ("iovlen", ctypes.c_size_t),
+                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+def rc(name, r):
+    print(name, r if r < 0 else "ok", ctypes.get_errno() if r < 0 else 0)
+def sendto(fd, data, to):
+    return libc.sendto(fd, data, len(data), 0, to, len(to) if to else 0)
+def sendmsg(fd, data, to):
+    iov = Iovec(data, len(data))
+    msg = Msghdr(to, len(to) if to else 0, ctypes.pointer(iov), 1, None, 0, 0)
+    return libc.sendmsg(fd, ctypes.byref(msg), 0)
+try:
+    _socket.socket(1, 3).sendto(b"_socket raw", path)
+    print("_socket raw sent")
+except OSError as e:
+    print("_socket raw refused", e.errno)
+for kind in [3, 2]:
+    fd = libc.socket(1, kind, 0)
+    rc(f"socket {{kind}}", fd)
+    if fd >= 0:
+        rc("  sendto", sendto(fd, b"ctypes socket", addr))
+sv = (ctypes.c_int * 2)()
+r = libc.socketpair(1, 2, 0, sv)
+rc("socketpair dgram", r)
+if r == 0:
+    rc("  sendto", sendto(sv[0], b"dgram pair sendto", addr))
+    rc("  sendmsg", sendmsg(sv[0], b"dgram pair sendmsg", addr))
+rc("socketpair stream", libc.socketpair(1, 1 | 0o2000000, 0, sv))
+rc("  sendto with an address", sendto(sv[0], b"x", addr))
+rc("  sendmsg", sendmsg(sv[0], b"x", None))
+rc("  send", libc.send(sv[0], b"send", 4, 0))
+print(_socket.socket(fileno=sv[1]).recv(100))
+"#
+        ),
+    )
+    .await;
+    let plumbing = run(&mut repl, PLUMBING).await;
+    std::thread::sleep(Duration::from_millis(300));
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = sink.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(got.is_empty(), "datagrams left the sandbox: {got:?}");
+    for out in &hooked {
+        assert_denied(out, "network access is not allowed in the sandbox");
+    }
+    assert_denied(&pair, "[Errno 13] Permission denied");
+    let out = kernel;
+    assert_eq!(out.error, None, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        "_socket raw refused 13\nsocket 3 -1 13\nsocket 2 -1 13\nsocketpair dgram -1 13\n\
+         socketpair stream ok 0\n  sendto with an address -1 13\n  sendmsg -1 13\n  send ok 0\n\
+         b'send'\n",
+        "{out:?}"
+    );
+    let out = plumbing;
+    assert_eq!(out.error, None, "{out:?}");
+    assert_eq!(
+        out.stdout, "stream pairs work\nwoken asyncio streams work\n",
+        "{out:?}"
+    );
+    assert_healthy(&mut repl).await;
+    repl.shutdown().await;
+}
+
+/// Model code cannot renice, pin, reschedule or deprioritise the I/O of other processes (nor
+/// itself), nor leave its process group. Harmless values: the parent's own affinity and I/O
+/// priority, niceness 19.
+#[tokio::test]
+async fn other_processes_scheduling_is_left_alone() {
+    let fx = fixture();
+    let me = std::process::id();
+    // SAFETY: getpriority has no memory-safety preconditions.
+    let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, me) };
+    let before = nice();
+    let mut repl = start(&fx, cfg(&fx)).await;
+    let out = run(
+        &mut repl,
+        &format!(
+            r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+parent = os.getppid()
+def attempt(name, f, *args):
+    try:
+        f(*args)
+        print(name, "allowed")
+    except OSError as e:
+        print(name, "refused", e.errno)
+attempt("setpriority", os.setpriority, os.PRIO_PROCESS, parent, 19)
+attempt("nice", os.nice, 1)
+attempt("sched_setaffinity", os.sched_setaffinity, 0, {{0}})
+attempt("sched_setaffinity parent", os.sched_setaffinity, parent, os.sched_getaffinity(parent))
+attempt("sched_setscheduler", os.sched_setscheduler, 0, os.SCHED_OTHER, os.sched_param(0))
+attempt("sched_setparam", os.sched_setparam, 0, os.sched_param(0))
+class SchedAttr(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_uint32), ("policy", ctypes.c_uint32),
+                ("flags", ctypes.c_uint64), ("nice", ctypes.c_int32),
+                ("priority", ctypes.c_uint32), ("runtime", ctypes.c_uint64),
+                ("deadline", ctypes.c_uint64), ("period", ctypes.c_uint64)]
+attr = SchedAttr(size=ctypes.sizeof(SchedAttr), nice=os.getpriority(os.PRIO_PROCESS, 0))
+r = libc.syscall({sched_setattr}, 0, ctypes.byref(attr), 0)
+print("sched_setattr", r, ctypes.get_errno() if r < 0 else 0)
+io = libc.syscall({ioprio_get}, 1, parent)
+r = libc.syscall({ioprio_set}, 1, parent, io)
+print("ioprio_set", r, ctypes.get_errno() if r < 0 else 0)
+try:
+    os.setpgid(0, os.getpgid(parent))
+    print("setpgid allowed")
+    os.setpgid(0, 0)
+except OSError as e:
+    print("setpgid refused", e.errno)
+print("reads work", os.getpriority(os.PRIO_PROCESS, parent) == {before}, len(os.sched_getaffinity(0)) > 0)
+"#,
+            sched_setattr = libc::SYS_sched_setattr,
+            ioprio_get = libc::SYS_ioprio_get,
+            ioprio_set = libc::SYS_ioprio_set,
+        ),
+    )
+    .await;
+    assert_eq!(out.error, None, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        "setpriority refused 1\nnice refused 1\nsched_setaffinity refused 1\n\
+         sched_setaffinity parent refused 1\nsched_setscheduler refused 1\n\
+         sched_setparam refused 1\nsched_setattr -1 1\nioprio_set -1 1\nsetpgid refused 1\n\
+         reads work True True\n",
+        "{out:?}"
+    );
+    assert_eq!(nice(), before, "the parent's niceness changed");
     assert_healthy(&mut repl).await;
     repl.shutdown().await;
 }

@@ -5,6 +5,11 @@ terse ("[Errno 13] Permission denied", "[Errno 1] Operation not permitted"), and
 (os.system returns a status). This audit hook mirrors the rules and raises the same denial one step
 earlier, as a PermissionError that says what is not allowed, so the model can change course.
 It never allows anything: code that gets past it (ctypes) still meets the kernel.
+
+Some denials have no audit event to hook: os.setpriority, os.nice, os.sched_setaffinity,
+os.sched_setscheduler, os.sched_setparam and os.setpgid (CPython 3.11) fail with the kernel's
+"[Errno 1] Operation not permitted", socket.socketpair() for anything but a stream pair with
+"[Errno 13] Permission denied".
 """
 
 import errno
@@ -18,6 +23,10 @@ _PROCESS = (
     "exec); do the work in Python"
 )
 _NETWORK = "network access is not allowed in the sandbox"
+_SOCKET = _NETWORK + " (no new sockets; socket.socketpair() works within the process)"
+_SEND = (
+    _NETWORK + " (sendto and sendmsg are refused; send and sendall on a socket.socketpair() work)"
+)
 _WRITE = (
     "writing outside the sandbox is not allowed (only the working directory, os.getcwd(), is "
     "writable; the workspace is read-only)"
@@ -122,6 +131,13 @@ def install(workdir, read_roots, read_files, write_files):
         if p is not None and not readable(p) and lexists(p):
             raise PermissionError(errno.EACCES, _READ, p)
 
+    def new_socket(frame):
+        """Whether socket.socket() is creating a socket (`fileno` None) rather than wrapping a
+        descriptor. Other callers (`_socket` directly) are left to the kernel."""
+        init = getattr(getattr(sys.modules.get("socket"), "socket", None), "__init__", None)
+        code = getattr(init, "__code__", None)
+        return frame.f_code is code and frame.f_locals.get("fileno", 0) is None
+
     def hook(event, args):
         if event == "open":
             path, mode, flags = args
@@ -143,9 +159,13 @@ def install(workdir, read_roots, read_files, write_files):
         elif event in _PROCESS_EVENTS:
             raise PermissionError(errno.EPERM, _PROCESS)
         elif event == "socket.__new__":
+            # Raised for new sockets and for descriptors being wrapped (socketpair(), accept(),
+            # fromfd(); family -1 when not given). The kernel refuses every new socket.
             family = args[1]
-            if family not in (-1, _AF_UNIX):
-                raise PermissionError(errno.EACCES, _NETWORK)
+            if family != -1 and (family != _AF_UNIX or new_socket(sys._getframe(1))):
+                raise PermissionError(errno.EACCES, _SOCKET)
+        elif event in ("socket.sendto", "socket.sendmsg"):
+            raise PermissionError(errno.EACCES, _SEND)
         elif event in _NETWORK_EVENTS:
             raise PermissionError(errno.EACCES, _NETWORK)
 

@@ -4,11 +4,16 @@
 //! `EACCES` (Python raises `PermissionError`), never by killing the worker, except a call made
 //! under another architecture (32-bit `int 0x80` on x86-64), which kills it.
 //!
-//! - sockets: `socket()` only for `AF_UNIX` stream and seqpacket sockets, `EACCES` otherwise (no
-//!   TCP, UDP, raw or netlink sockets: Landlock's network rules cover TCP only); `connect()`,
-//!   `bind()` and `listen()` are refused outright, so model code can neither reach local daemons
-//!   through their Unix sockets (`docker.sock`, the D-Bus session bus) nor squat on an abstract
-//!   socket name. `socketpair()` and pipes keep working.
+//! - sockets, by allow-list: the worker talks to the server over pipes it had before the filter,
+//!   so it needs no new socket. `socket()` is refused for every family and type (`EACCES`: no
+//!   TCP, UDP, raw, netlink, nor Unix sockets; `AF_UNIX` + `SOCK_RAW` is a datagram socket to the
+//!   kernel, able to reach `/dev/log`, the journal or systemd's notify socket). `socketpair()` only
+//!   for `AF_UNIX` `SOCK_STREAM` (flags allowed), for in-process plumbing such as
+//!   `socket.socketpair()` and asyncio's self-pipe: a connected pair reaches nothing else.
+//!   `sendto()` only with a NULL destination (that is `send()`); `sendmsg()`/`sendmmsg()` never
+//!   (their destination is inside `struct msghdr`, which seccomp cannot read); `connect()`,
+//!   `bind()`, `listen()` never. Calls on descriptors the process already has (receiving,
+//!   `shutdown`, socket options) are allowed.
 //! - file metadata, which Landlock does not cover: `chmod`, `chown`, `utime*`, extended
 //!   attributes, and the `chattr` ioctls (`FS_IOC_SETFLAGS`, `FS_IOC_FSSETXATTR`), by path or by
 //!   descriptor: otherwise a read-only file could still have its mode, owner, times or immutable
@@ -23,6 +28,12 @@
 //!   modules, `kexec`, `reboot`, swap, clocks, `syslog`, handles (`open_by_handle_at`),
 //!   `userfaultfd`, `personality`, terminal injection (`TIOCSTI`).
 //! - limits: `setrlimit` and `prlimit64` with a new limit (root could raise the hard limits).
+//! - scheduling: `setpriority` (`nice`), `sched_setaffinity`, `sched_setattr`,
+//!   `sched_setscheduler`, `sched_setparam`, `ioprio_set`, `migrate_pages`, `move_pages`: they
+//!   take a pid, a process group or a user, so model code could slow the user's other processes.
+//!   Reading the same settings is allowed.
+//! - process groups: `setpgid`, `setsid`; the worker stays the leader of its own group, the one
+//!   `kill(0)` reaches and the server kills.
 //! - `truncate(2)` by path when Landlock is older than ABI 3 (which cannot check it).
 
 use super::SandboxError;
@@ -99,15 +110,16 @@ fn errno(e: i32) -> u32 {
 /// What one system call gets; every body ends in a return on all of its paths.
 enum Body {
     Errno(i32),
-    /// Allowed when (arg & mask) == 0 ... see `build` for each shape.
+    /// Allowed for threads: `CLONE_THREAD` set, no `CLONE_NEW*`; else EPERM.
     Clone,
-    Socket,
+    /// Allowed for `AF_UNIX` `SOCK_STREAM` (any flags), else EACCES.
+    Socketpair,
     /// Allowed when the low 32 bits of the argument are one of the values, else EPERM.
     ArgIn(u32, Vec<u32>),
     /// Denied (EPERM) when the low 32 bits of the argument are one of the values.
     ArgNotIn(u32, Vec<u32>),
-    /// Allowed when the (pointer) argument is NULL, else EPERM.
-    ArgNull(u32),
+    /// Allowed when the (pointer) argument is NULL, else the errno.
+    ArgNull(u32, i32),
 }
 
 impl Body {
@@ -123,13 +135,14 @@ impl Body {
                 ret(RET_ALLOW),
                 eperm,
             ],
-            Body::Socket => vec![
+            // The kernel reads both arguments as `int`: the low halves are what it sees.
+            Body::Socketpair => vec![
                 stmt(BPF_LD_W_ABS, off_arg_lo(0)),
                 jump(BPF_JEQ_K, libc::AF_UNIX as u32, 1, 0),
                 eacces,
                 stmt(BPF_LD_W_ABS, off_arg_lo(1)),
                 stmt(BPF_AND_K, SOCK_TYPE_MASK),
-                jump(BPF_JEQ_K, libc::SOCK_DGRAM as u32, 0, 1),
+                jump(BPF_JEQ_K, libc::SOCK_STREAM as u32, 1, 0),
                 eacces,
                 ret(RET_ALLOW),
             ],
@@ -154,12 +167,12 @@ impl Body {
                 v.push(eperm);
                 v
             }
-            Body::ArgNull(arg) => vec![
+            Body::ArgNull(arg, e) => vec![
                 stmt(BPF_LD_W_ABS, off_arg_lo(*arg)),
                 jump(BPF_JEQ_K, 0, 0, 2),
                 stmt(BPF_LD_W_ABS, off_arg_hi(*arg)),
                 jump(BPF_JEQ_K, 0, 1, 0),
-                eperm,
+                ret(errno(*e)),
                 ret(RET_ALLOW),
             ],
         }
@@ -232,6 +245,20 @@ fn denied() -> Vec<libc::c_long> {
         SYS_vhangup,
         // Limits stay as set.
         SYS_setrlimit,
+        // Scheduling, also of the user's other processes (by pid, process group or user):
+        // niceness, CPU affinity, scheduling policy, I/O priority, NUMA placement.
+        SYS_setpriority,
+        SYS_sched_setaffinity,
+        SYS_sched_setattr,
+        SYS_sched_setscheduler,
+        SYS_sched_setparam,
+        SYS_ioprio_set,
+        SYS_migrate_pages,
+        SYS_move_pages,
+        // The worker stays the leader of its own process group, which `kill(0)` addresses and
+        // the server kills.
+        SYS_setpgid,
+        SYS_setsid,
         // File metadata (Landlock checks contents and names, not modes, owners, times, xattrs).
         SYS_fchmod,
         SYS_fchmodat,
@@ -277,16 +304,23 @@ fn rules(pid: u32, landlock_abi: i32) -> Vec<(libc::c_long, Body)> {
     let mut r: Vec<(c_long, Body)> = vec![
         (SYS_clone, Body::Clone),
         (SYS_clone3, Body::Errno(ENOSYS)),
-        (SYS_socket, Body::Socket),
+        // Sockets: no new ones but connected stream pairs, no addressing anything.
+        (SYS_socket, Body::Errno(EACCES)),
+        (SYS_socketpair, Body::Socketpair),
         (SYS_connect, Body::Errno(EACCES)),
         (SYS_bind, Body::Errno(EACCES)),
         (SYS_listen, Body::Errno(EACCES)),
+        // send() is sendto() with a NULL destination.
+        (SYS_sendto, Body::ArgNull(4, EACCES)),
+        // The destination is inside struct msghdr, which seccomp cannot read.
+        (SYS_sendmsg, Body::Errno(EACCES)),
+        (SYS_sendmmsg, Body::Errno(EACCES)),
         // kill(0) is the worker's own process group (it leads it), kill(pid) itself.
         (SYS_kill, Body::ArgIn(0, vec![0, pid, pid.wrapping_neg()])),
         (SYS_tgkill, Body::ArgIn(0, vec![pid])),
         (SYS_rt_sigqueueinfo, Body::ArgIn(0, vec![pid])),
         (SYS_rt_tgsigqueueinfo, Body::ArgIn(0, vec![pid])),
-        (SYS_prlimit64, Body::ArgNull(2)),
+        (SYS_prlimit64, Body::ArgNull(2, EPERM)),
         (
             SYS_ioctl,
             Body::ArgNotIn(
@@ -444,7 +478,6 @@ mod tests {
             libc::SYS_mmap,
             libc::SYS_futex,
             libc::SYS_getrandom,
-            libc::SYS_socketpair,
             libc::SYS_truncate,
         ] {
             assert_eq!(check(nr, args(&[])), RET_ALLOW, "syscall {nr}");
@@ -481,24 +514,105 @@ mod tests {
     }
 
     #[test]
-    fn only_unix_stream_sockets() {
+    fn no_new_sockets_only_stream_socketpairs() {
+        let denied = errno(libc::EACCES);
         let sock =
             |domain: i32, ty: i32| check(libc::SYS_socket, args(&[domain as u64, ty as u64]));
-        let denied = errno(libc::EACCES);
-        assert_eq!(sock(libc::AF_INET, libc::SOCK_STREAM), denied);
-        assert_eq!(sock(libc::AF_INET6, libc::SOCK_DGRAM), denied);
-        assert_eq!(sock(libc::AF_PACKET, libc::SOCK_RAW), denied);
-        assert_eq!(sock(libc::AF_NETLINK, libc::SOCK_RAW), denied);
-        assert_eq!(
-            sock(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC),
-            denied
-        );
-        assert_eq!(
-            sock(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC),
-            RET_ALLOW
-        );
+        let pair =
+            |domain: i32, ty: i32| check(libc::SYS_socketpair, args(&[domain as u64, ty as u64]));
+        for (domain, ty) in [
+            (libc::AF_INET, libc::SOCK_STREAM),
+            (libc::AF_INET6, libc::SOCK_DGRAM),
+            (libc::AF_PACKET, libc::SOCK_RAW),
+            (libc::AF_NETLINK, libc::SOCK_RAW),
+            (libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC),
+            // The kernel makes an AF_UNIX raw socket a datagram socket.
+            (libc::AF_UNIX, libc::SOCK_RAW),
+            (libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC),
+            (libc::AF_UNIX, libc::SOCK_SEQPACKET),
+        ] {
+            assert_eq!(sock(domain, ty), denied, "socket({domain}, {ty})");
+        }
+        for ty in [
+            libc::SOCK_STREAM,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+        ] {
+            assert_eq!(
+                pair(libc::AF_UNIX, ty),
+                RET_ALLOW,
+                "socketpair(AF_UNIX, {ty})"
+            );
+        }
+        for (domain, ty) in [
+            (libc::AF_UNIX, libc::SOCK_DGRAM),
+            (libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC),
+            (libc::AF_UNIX, libc::SOCK_RAW),
+            (libc::AF_UNIX, libc::SOCK_SEQPACKET),
+            (libc::AF_INET, libc::SOCK_STREAM),
+        ] {
+            assert_eq!(pair(domain, ty), denied, "socketpair({domain}, {ty})");
+        }
         assert_eq!(check(libc::SYS_connect, args(&[3])), denied);
         assert_eq!(check(libc::SYS_bind, args(&[3])), denied);
+        assert_eq!(check(libc::SYS_listen, args(&[3])), denied);
+    }
+
+    #[test]
+    fn sending_only_without_a_destination() {
+        let denied = errno(libc::EACCES);
+        // send() is sendto(fd, buf, len, flags, NULL, 0).
+        let send = check(libc::SYS_sendto, args(&[3, 0x7000, 4, 0, 0, 0]));
+        assert_eq!(send, RET_ALLOW);
+        let to = check(libc::SYS_sendto, args(&[3, 0x7000, 4, 0, 0x7100, 110]));
+        assert_eq!(to, denied);
+        // A pointer above 4 GiB whose low half is zero is not NULL.
+        let high = check(libc::SYS_sendto, args(&[3, 0x7000, 4, 0, 1 << 40, 110]));
+        assert_eq!(high, denied);
+        // The destination of sendmsg is inside struct msghdr, which seccomp cannot read.
+        assert_eq!(check(libc::SYS_sendmsg, args(&[3, 0x7000, 0])), denied);
+        assert_eq!(check(libc::SYS_sendmmsg, args(&[3, 0x7000, 1, 0])), denied);
+        // Receiving and the other calls on descriptors the process already has.
+        for nr in [
+            libc::SYS_recvfrom,
+            libc::SYS_recvmsg,
+            libc::SYS_shutdown,
+            libc::SYS_getsockopt,
+            libc::SYS_setsockopt,
+            libc::SYS_getsockname,
+        ] {
+            assert_eq!(check(nr, args(&[3])), RET_ALLOW, "syscall {nr}");
+        }
+    }
+
+    #[test]
+    fn scheduling_and_process_groups_stay_as_they_are() {
+        for nr in [
+            libc::SYS_setpriority,
+            libc::SYS_sched_setaffinity,
+            libc::SYS_sched_setattr,
+            libc::SYS_sched_setscheduler,
+            libc::SYS_sched_setparam,
+            libc::SYS_ioprio_set,
+            libc::SYS_migrate_pages,
+            libc::SYS_move_pages,
+            libc::SYS_setpgid,
+            libc::SYS_setsid,
+        ] {
+            assert_eq!(check(nr, args(&[0])), errno(libc::EPERM), "syscall {nr}");
+        }
+        for nr in [
+            libc::SYS_getpriority,
+            libc::SYS_sched_getaffinity,
+            libc::SYS_sched_getattr,
+            libc::SYS_sched_getscheduler,
+            libc::SYS_sched_getparam,
+            libc::SYS_sched_yield,
+            libc::SYS_ioprio_get,
+            libc::SYS_getpgid,
+        ] {
+            assert_eq!(check(nr, args(&[0])), RET_ALLOW, "syscall {nr}");
+        }
     }
 
     #[test]
