@@ -238,6 +238,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         cell_timeout_secs: a.cell_timeout,
         max_depth: 1,
         max_sub_calls: a.max_sub_calls,
+        max_child_runs: Some(rlm_lsp::engine::Budget::DEFAULT_MAX_CHILD_RUNS),
         max_tokens: None,
         max_cost: None,
         max_wall_secs: Some(a.max_wall_secs),

@@ -390,6 +390,7 @@ async fn ask(a: AskArgs) -> anyhow::Result<()> {
         cell_timeout_secs: a.cell_timeout,
         max_depth: a.max_depth,
         max_sub_calls: a.max_sub_calls,
+        max_child_runs: Some(rlm_lsp::engine::Budget::DEFAULT_MAX_CHILD_RUNS),
         max_tokens: a.max_tokens,
         max_cost: a.max_cost,
         max_wall_secs: a.max_wall_secs,

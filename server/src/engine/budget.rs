@@ -12,11 +12,26 @@ use std::time::{Duration, Instant};
 /// Limits of one run (children included). `None` means no limit.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Budget {
+    /// Model calls made from the REPL (`llm_query`, and `rlm_query` past the last depth).
     pub max_sub_calls: Option<u32>,
+    /// Child runs started by `rlm_query`, at every depth.
+    pub max_child_runs: Option<u32>,
     /// Prompt plus completion tokens of every call.
     pub max_tokens: Option<u64>,
+    /// Dollars, counted for the models the price table knows.
     pub max_cost_usd: Option<f64>,
     pub max_wall: Option<Duration>,
+}
+
+impl Budget {
+    /// Default limit on sub-calls: a wide fan-out (the paper's runs make hundreds), not an
+    /// endless loop.
+    pub const DEFAULT_MAX_SUB_CALLS: u32 = 500;
+    pub const DEFAULT_MAX_CHILD_RUNS: u32 = 50;
+    /// Default wall time: a long run of the local model on two cores, with room to spare.
+    pub const DEFAULT_MAX_WALL_SECS: u64 = 30 * 60;
+    /// Default dollars per question, for priced models.
+    pub const DEFAULT_MAX_COST_USD: f64 = 2.0;
 }
 
 /// Which limit ended a run.
@@ -24,6 +39,7 @@ pub struct Budget {
 #[serde(rename_all = "snake_case")]
 pub enum BudgetKind {
     SubCalls,
+    ChildRuns,
     Tokens,
     Cost,
     WallTime,
@@ -33,6 +49,9 @@ impl BudgetKind {
     pub fn describe(self, b: &Budget) -> String {
         match self {
             BudgetKind::SubCalls => format!("max sub-calls ({})", b.max_sub_calls.unwrap_or(0)),
+            BudgetKind::ChildRuns => {
+                format!("max child runs ({})", b.max_child_runs.unwrap_or(0))
+            }
             BudgetKind::Tokens => format!("max tokens ({})", b.max_tokens.unwrap_or(0)),
             BudgetKind::Cost => format!("max cost (${:.2})", b.max_cost_usd.unwrap_or(0.0)),
             BudgetKind::WallTime => format!(
@@ -66,6 +85,7 @@ pub(crate) struct Account {
     prices: PriceTable,
     started: Instant,
     sub_calls: AtomicU32,
+    child_runs: AtomicU32,
     ledger: Mutex<BTreeMap<(u32, String, String), ModelUsage>>,
 }
 
@@ -76,6 +96,7 @@ impl Account {
             prices,
             started: Instant::now(),
             sub_calls: AtomicU32::new(0),
+            child_runs: AtomicU32::new(0),
             ledger: Mutex::new(BTreeMap::new()),
         }
     }
@@ -113,12 +134,34 @@ impl Account {
 
     /// Takes one sub-call from the budget, or says which limit forbids it.
     pub(crate) fn take_sub_call(&self) -> Result<(), BudgetKind> {
+        self.take(
+            &self.sub_calls,
+            self.budget.max_sub_calls,
+            BudgetKind::SubCalls,
+        )
+    }
+
+    /// Takes one child run from the budget, or says which limit forbids it.
+    pub(crate) fn take_child_run(&self) -> Result<(), BudgetKind> {
+        self.take(
+            &self.child_runs,
+            self.budget.max_child_runs,
+            BudgetKind::ChildRuns,
+        )
+    }
+
+    fn take(
+        &self,
+        count: &AtomicU32,
+        max: Option<u32>,
+        kind: BudgetKind,
+    ) -> Result<(), BudgetKind> {
         if let Some(k) = self.exceeded() {
             return Err(k);
         }
-        let n = self.sub_calls.fetch_add(1, Ordering::Relaxed);
-        match self.budget.max_sub_calls {
-            Some(max) if n >= max => Err(BudgetKind::SubCalls),
+        let n = count.fetch_add(1, Ordering::Relaxed);
+        match max {
+            Some(max) if n >= max => Err(kind),
             _ => Ok(()),
         }
     }
@@ -140,6 +183,11 @@ impl Account {
             .is_some_and(|m| self.sub_calls.load(Ordering::Relaxed) > m)
         {
             return Some(BudgetKind::SubCalls);
+        }
+        if b.max_child_runs
+            .is_some_and(|m| self.child_runs.load(Ordering::Relaxed) > m)
+        {
+            return Some(BudgetKind::ChildRuns);
         }
         None
     }
@@ -187,6 +235,7 @@ mod tests {
         let a = Account::new(
             Budget {
                 max_sub_calls: Some(2),
+                max_child_runs: Some(1),
                 max_tokens: Some(100),
                 max_cost_usd: Some(50.0),
                 max_wall: None,
@@ -197,6 +246,18 @@ mod tests {
         assert_eq!(a.take_sub_call(), Ok(()));
         assert_eq!(a.take_sub_call(), Ok(()));
         assert_eq!(a.take_sub_call(), Err(BudgetKind::SubCalls));
+        // Sub-calls past the limit mark the budget as reached; child runs have their own count.
+        let b = Account::new(
+            Budget {
+                max_child_runs: Some(1),
+                ..Budget::default()
+            },
+            PriceTable::default(),
+        );
+        assert_eq!(b.take_sub_call(), Ok(()));
+        assert_eq!(b.take_child_run(), Ok(()));
+        assert_eq!(b.take_child_run(), Err(BudgetKind::ChildRuns));
+        assert_eq!(b.exceeded(), Some(BudgetKind::ChildRuns));
         a.charge(0, "root", "m", usage(40, 0), Duration::ZERO);
         // 40 tokens at $1 each.
         assert_eq!(a.totals(), (40, 40.0));

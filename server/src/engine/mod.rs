@@ -35,7 +35,8 @@ pub struct EngineConfig {
     pub max_output_chars: usize,
     /// Above this many characters of conversation, the oldest outputs are elided.
     pub max_context_chars: usize,
-    /// Sub-calls in flight at once for one `llm_query_batched`.
+    /// Calls in flight at once to one model endpoint, shared by every call to it in the
+    /// process (root calls, sub-calls, child runs; see `llm::limits`).
     pub sub_concurrency: usize,
     /// What the prompt tells the root model the sub model can read.
     pub sub_model_chars: usize,
@@ -374,7 +375,15 @@ impl Run<'_> {
         }
         self.compact();
         let root = self.engine.models.root_at(self.depth);
-        let call = root.complete(&self.messages, prompt::ROOT_STOP);
+        // The endpoint's one limit holds for root calls too (a child run's root, other runs).
+        let slots = crate::llm::limits::for_endpoint(
+            &root.endpoint().base_url,
+            self.engine.cfg.sub_concurrency,
+        );
+        let call = async {
+            let _slot = slots.acquire().await;
+            root.complete(&self.messages, prompt::ROOT_STOP).await
+        };
         let result = match self.account.remaining_wall() {
             Some(left) => match tokio::time::timeout(left, call).await {
                 Ok(r) => r,
@@ -683,7 +692,12 @@ impl Run<'_> {
             s.push_str(&truncate_for_model(err, err.len(), cap / 2));
             s.push_str("\n```\n");
         }
-        if out.timed_out {
+        if out.over_wall_time {
+            s.push_str(&format!(
+                "The cell was killed after {} s, counting its llm_query calls. The REPL was restarted and your variables are lost; ask fewer, shorter sub-questions per cell.\n",
+                self.engine.cfg.repl.cell_wall_timeout.as_secs()
+            ));
+        } else if out.timed_out {
             s.push_str(&format!(
                 "The cell was killed after {} s. The REPL was restarted and your variables are lost; write faster code (search with `in` or `re` before splitting lines).\n",
                 self.engine.cfg.repl.cell_timeout.as_secs()

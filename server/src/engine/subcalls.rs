@@ -150,9 +150,9 @@ impl SubCaller<'_> {
             }
             return self.one(full).await;
         }
-        if let Err(k) = self.account.take_sub_call() {
+        if let Err(k) = self.account.take_child_run() {
             return Err(format!(
-                "budget reached: {}; no more model calls in this run",
+                "budget reached: {}; no more child runs in this run",
                 k.describe(&self.account.budget)
             ));
         }

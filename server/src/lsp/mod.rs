@@ -699,6 +699,7 @@ impl Backend {
                 cell_timeout_secs: settings.cell_timeout_secs,
                 max_depth: settings.max_depth,
                 max_sub_calls: settings.max_sub_calls,
+                max_child_runs: Some(crate::engine::Budget::DEFAULT_MAX_CHILD_RUNS),
                 max_tokens: settings.max_tokens,
                 max_cost: settings.max_cost,
                 max_wall_secs: settings.max_wall_secs,

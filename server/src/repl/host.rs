@@ -111,7 +111,10 @@ impl Repl {
         let outcome = converse(
             &mut w,
             &frame,
-            self.cfg.cell_timeout,
+            Limits {
+                run: self.cfg.cell_timeout,
+                wall: self.cfg.cell_wall_timeout,
+            },
             Some(sub),
             index,
             &mut paused,
@@ -127,13 +130,18 @@ impl Repl {
                 self.worker = Some(w);
                 Ok(cell_output(done, duration, &self.cfg.sandbox))
             }
-            Outcome::TimedOut => {
-                tracing::debug!(pid = w.pid, "cell timed out; killing the worker");
+            Outcome::TimedOut { wall } => {
+                tracing::debug!(pid = w.pid, wall, "cell timed out; killing the worker");
                 w.kill().await;
                 self.restart(w).await?;
                 Ok(CellOutput {
                     timed_out: true,
-                    duration: self.cfg.cell_timeout,
+                    over_wall_time: wall,
+                    duration: if wall {
+                        duration
+                    } else {
+                        self.cfg.cell_timeout
+                    },
                     ..CellOutput::default()
                 })
             }
@@ -169,7 +177,10 @@ impl Repl {
         let outcome = converse(
             &mut w,
             &frame,
-            self.cfg.cell_timeout,
+            Limits {
+                run: self.cfg.cell_timeout,
+                wall: self.cfg.cell_wall_timeout,
+            },
             None,
             None,
             &mut paused,
@@ -184,7 +195,7 @@ impl Repl {
                 self.worker = Some(w);
                 Ok(value)
             }
-            Outcome::TimedOut => {
+            Outcome::TimedOut { .. } => {
                 w.kill().await;
                 self.restart(w).await?;
                 Err(fail(format!(
@@ -231,10 +242,22 @@ fn kind(msg: &FromWorker) -> &'static str {
     }
 }
 
+/// How long a request to the worker may take.
+#[derive(Clone, Copy)]
+struct Limits {
+    /// The worker's own time, not counting the sub-calls it waits for.
+    run: Duration,
+    /// All of it, sub-calls included.
+    wall: Duration,
+}
+
 /// How a request to the worker ended.
 enum Outcome<T> {
     Reply(T),
-    TimedOut,
+    /// Past a limit; `wall` when it was the one that counts sub-calls.
+    TimedOut {
+        wall: bool,
+    },
     /// The worker went away (`stream_ended`) or broke the protocol.
     Died {
         problem: String,
@@ -244,11 +267,12 @@ enum Outcome<T> {
 
 /// Sends `frame` and waits for the reply `accept` takes, answering sub-calls (with `sub`) and
 /// index queries (with `index`) on the way, or with errors when `None`. The worker may run for
-/// `budget`, not counting the time spent answering sub-calls, which is added to `paused`.
+/// `limits.run`, not counting the time spent answering sub-calls, which is added to `paused`,
+/// and for `limits.wall` in all.
 async fn converse<T>(
     w: &mut Worker,
     frame: &[u8],
-    budget: Duration,
+    limits: Limits,
     sub: Option<&dyn SubCalls>,
     index: Option<&dyn IndexQueries>,
     paused: &mut Duration,
@@ -265,20 +289,32 @@ async fn converse<T>(
     // The chunk list whose pages this request is reading.
     let mut chunks: Option<Arc<Vec<Chunk>>> = None;
     loop {
-        let left = budget.saturating_sub(started.elapsed().saturating_sub(*paused));
-        let Ok(msg) = tokio::time::timeout(left, w.recv()).await else {
-            return Outcome::TimedOut;
+        let run_left = limits
+            .run
+            .saturating_sub(started.elapsed().saturating_sub(*paused));
+        let wall_left = limits.wall.saturating_sub(started.elapsed());
+        let Ok(msg) = tokio::time::timeout(run_left.min(wall_left), w.recv()).await else {
+            return Outcome::TimedOut {
+                wall: wall_left <= run_left,
+            };
         };
         match msg {
             Ok(Some(FromWorker::SubCallRequest { prompts, contexts })) => {
                 let asked = Instant::now();
                 let n = prompts.len();
-                let results = match (sub, contexts) {
-                    (Some(sub), Some(contexts)) => sub.rlm_batch(prompts, contexts).await,
-                    (Some(sub), None) => sub.batch(prompts).await,
-                    (None, _) => {
-                        vec![Err("llm_query cannot be used while a variable is read".into()); n]
+                let answer = async {
+                    match (sub, contexts) {
+                        (Some(sub), Some(contexts)) => sub.rlm_batch(prompts, contexts).await,
+                        (Some(sub), None) => sub.batch(prompts).await,
+                        (None, _) => {
+                            vec![Err("llm_query cannot be used while a variable is read".into()); n]
+                        }
                     }
+                };
+                // Calls still in flight at the wall limit are abandoned with the cell.
+                let wall_left = limits.wall.saturating_sub(started.elapsed());
+                let Ok(results) = tokio::time::timeout(wall_left, answer).await else {
+                    return Outcome::TimedOut { wall: true };
                 };
                 *paused += asked.elapsed();
                 let reply = protocol::encode(&sub_call_reply(results, n));
@@ -392,6 +428,7 @@ fn cell_output(done: CellDone, duration: Duration, sandbox: &SandboxConfig) -> C
         final_answer: done.final_answer,
         error: done.error.map(|e| sandbox::explain_error(e, sandbox)),
         timed_out: false,
+        over_wall_time: false,
         worker_died: None,
         restored_helpers: done.restored_helpers,
         duration,

@@ -41,6 +41,9 @@ use std::time::Duration;
 /// The hidden subcommand that runs [`worker_main`].
 pub const WORKER_SUBCOMMAND: &str = "__repl-worker";
 
+/// Default of [`ReplConfig::cell_wall_timeout`], in seconds.
+pub const DEFAULT_CELL_WALL_SECS: u64 = 600;
+
 /// How workers are started and limited.
 #[derive(Debug, Clone)]
 pub struct ReplConfig {
@@ -48,6 +51,9 @@ pub struct ReplConfig {
     pub worker_exe: PathBuf,
     /// A cell running longer than this (not counting time spent answering sub-calls) is killed.
     pub cell_timeout: Duration,
+    /// A cell is killed after this long whatever it waits for, sub-calls included: a loop over
+    /// `llm_query` cannot run for ever.
+    pub cell_wall_timeout: Duration,
     /// Bytes of a cell's stdout+stderr kept in [`CellOutput`] (head and tail); at most 16 MiB.
     pub max_output_bytes: usize,
     /// The worker's sandbox; on unless the user opted out (`RLM_UNSAFE_NO_SANDBOX=1`).
@@ -59,6 +65,7 @@ impl Default for ReplConfig {
         ReplConfig {
             worker_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rlm-lsp")),
             cell_timeout: Duration::from_secs(60),
+            cell_wall_timeout: Duration::from_secs(DEFAULT_CELL_WALL_SECS),
             max_output_bytes: 1 << 20,
             sandbox: SandboxConfig::default(),
         }
@@ -96,8 +103,11 @@ pub struct CellOutput {
     pub final_answer: Option<String>,
     /// The Python traceback (last frames) when the cell raised, or the SyntaxError.
     pub error: Option<String>,
-    /// The cell was killed after `cell_timeout`; a fresh worker is running, variables are lost.
+    /// The cell was killed after `cell_timeout`, or after `cell_wall_timeout` (then
+    /// `over_wall_time` is set too); a fresh worker is running, variables are lost.
     pub timed_out: bool,
+    /// The cell was killed after `cell_wall_timeout`, counting the time its sub-calls took.
+    pub over_wall_time: bool,
     /// The worker died mid-cell (`os._exit`, a segfault, ...): what happened. A fresh worker is
     /// running, variables are lost.
     pub worker_died: Option<String>,
