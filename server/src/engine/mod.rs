@@ -47,6 +47,11 @@ pub struct EngineConfig {
     pub prices: PriceTable,
     /// Depth of child runs `rlm_query` may start; past it, `rlm_query` is a plain model call.
     pub max_depth: u32,
+    /// Put the worked examples (recipes) closest to the question in the system prompt.
+    pub recipes: bool,
+    /// Run a first search for the question's names and words before the first turn, and show
+    /// its output to the model as evidence to start from.
+    pub evidence: bool,
 }
 
 impl Default for EngineConfig {
@@ -61,6 +66,8 @@ impl Default for EngineConfig {
             budget: Budget::default(),
             prices: PriceTable::default(),
             max_depth: 2,
+            recipes: true,
+            evidence: true,
         }
     }
 }
