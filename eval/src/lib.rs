@@ -3,7 +3,6 @@
 //! cost and latency, and how that changes with workspace size. See `docs/eval.md`.
 
 pub mod answer;
-pub mod bm25;
 pub mod facts;
 pub mod generate;
 pub mod harness;

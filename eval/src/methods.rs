@@ -8,8 +8,8 @@
 //!   prompt cache serves every question on one workspace from one prefill;
 //! - `retrieval`: BM25 top-k index chunks filling a token budget, then the question.
 
-use crate::bm25::Bm25;
 use rlm_lsp::engine::{Engine, EngineConfig, Event, LiveIndex, Models};
+use rlm_lsp::index::bm25::Bm25;
 use rlm_lsp::llm::pricing::PriceTable;
 use rlm_lsp::llm::scripted::{ScriptedServer, SubRule};
 use rlm_lsp::llm::{ChatClient, ChatMessage, Endpoint, LlmError, Provider, RetryPolicy, Usage};

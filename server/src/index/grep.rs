@@ -290,6 +290,8 @@ pub struct GrepOutput {
     pub total: usize,
     /// Files with at least one matching line.
     pub files_matched: usize,
+    /// `(file, matching lines)` of every file with a match, in the order of the files given.
+    pub file_counts: Vec<(usize, usize)>,
     pub bytes_searched: u64,
 }
 
@@ -371,6 +373,7 @@ pub fn grep<H: Haystack + ?Sized>(
     for (k, n, hits) in results {
         out.total += n;
         let file = files[k];
+        out.file_counts.push((file, n));
         let text = hay.text(file);
         for h in hits {
             if out.matches.len() >= max {

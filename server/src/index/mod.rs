@@ -59,14 +59,17 @@
 //! view. Trees are kept only for files that came from an update (they take several times the
 //! source's size); an updated file's next update re-parses incrementally.
 
+pub mod bm25;
 pub mod grep;
 
 mod chunk;
+mod implementations;
 mod lang;
 mod parse;
 mod workspace_index;
 
 pub use chunk::ChunkOptions;
+pub use implementations::{Implementation, bases, find_implementations};
 pub use lang::language_for_path;
 pub use workspace_index::{
     Degradation, DegradedFile, FileIndex, IndexError, IndexOptions, IndexStatistics, LanguageStats,
