@@ -587,3 +587,400 @@ async fn code_tools_are_restored_when_overwritten() {
     );
     repl.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The structural helpers, on a small multi-language workspace indexed by the engine's index.
+
+const SHAPES_RS: &str = "\
+use std::fmt;
+
+pub trait Shape {
+    fn area(&self) -> f64;
+}
+
+pub struct Circle {
+    pub r: f64,
+}
+
+impl Shape for Circle {
+    fn area(&self) -> f64 {
+        3.0 * self.r * self.r
+    }
+}
+
+impl fmt::Display for Circle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, \"circle {}\", self.area())
+    }
+}
+
+pub fn total_area(shapes: &[Box<dyn Shape>]) -> f64 {
+    shapes.iter().map(|s| s.area()).sum()
+}
+";
+
+const MAIN_RS: &str = "\
+mod shapes;
+use shapes::{Circle, Shape, total_area};
+
+fn main() {
+    let c = Circle { r: 2.0 };
+    println!(\"{}\", c.area());
+    let all: Vec<Box<dyn Shape>> = vec![Box::new(c)];
+    println!(\"{}\", total_area(&all));
+}
+";
+
+const GEOMETRY_PY: &str = "\
+from abc import ABC, abstractmethod
+
+
+class Shape(ABC):
+    @abstractmethod
+    def area(self):
+        ...
+
+
+class Square(Shape):
+    def __init__(self, side):
+        self.side = side
+
+    def area(self):
+        return self.side * self.side
+
+
+def total_area(shapes):
+    return sum(s.area() for s in shapes)
+
+
+print(total_area([Square(2)]))
+";
+
+const SHAPES_TS: &str = "\
+export interface Shape {
+  area(): number;
+}
+
+export class Rect implements Shape {
+  constructor(private w: number, private h: number) {}
+  area(): number {
+    return this.w * this.h;
+  }
+}
+
+export function totalArea(shapes: Shape[]): number {
+  return shapes.reduce((sum, s) => sum + s.area(), 0);
+}
+";
+
+const SHAPES_GO: &str = "\
+package shapes
+
+type Shape interface {
+\tArea() float64
+}
+
+type Tri struct{ b, h float64 }
+
+func (t Tri) Area() float64 { return t.b * t.h / 2 }
+";
+
+const SHAPE_FILES: &[(&str, &str)] = &[
+    ("README.md", "# Shapes\nEvery shape has an area.\n"),
+    ("go/shapes.go", SHAPES_GO),
+    ("py/geometry.py", GEOMETRY_PY),
+    ("src/main.rs", MAIN_RS),
+    ("src/shapes.rs", SHAPES_RS),
+    ("web/shapes.ts", SHAPES_TS),
+];
+
+/// The shapes workspace: its blob and its (complete) tree-sitter index.
+fn shapes() -> (Arc<ContextBlob>, Arc<rlm_lsp::engine::LiveIndex>) {
+    let snapshot = Arc::new(Snapshot {
+        root: "/ws".into(),
+        files: SHAPE_FILES
+            .iter()
+            .map(|(p, t)| SourceFile {
+                path: p.to_string(),
+                text: t.to_string().into(),
+            })
+            .collect(),
+        stats: IndexStats::default(),
+    });
+    let blob = ContextBlob::write(&snapshot).unwrap();
+    let index = rlm_lsp::engine::LiveIndex::spawn(snapshot, Default::default());
+    assert!(index.wait(Duration::from_secs(60)));
+    (blob, index)
+}
+
+#[tokio::test]
+async fn definitions_references_and_callers() {
+    let (blob, live) = shapes();
+    let mut repl = Repl::start(cfg(), blob).await.unwrap();
+    let index: Option<&dyn IndexQueries> = Some(&*live);
+    let got = ok(
+        &mut repl,
+        index,
+        r#"
+print(definitions("total_area"))
+print("--- case-insensitive, parent, none")
+print(definitions("TOTAL_AREA"))
+d = definitions("Square.area")
+print(d, type(d[0]).__name__, d[0].kind, d[0].parent)
+print(definitions("nothing_here"))
+print("--- references")
+r = references("total_area")
+print(r)
+print(r.total, r.files, len(r.definitions), r[0])
+print(references("area", paths=["src/", "*.py"]))
+print(references("nothing_here"))
+print("--- callers")
+c = callers("total_area")
+print(c)
+print(c.files, c.functions, c[0])
+print(callers("area"))
+print(callers("area", paths="web/").functions)
+"#,
+    )
+    .await;
+    expect_test::expect![[r#"
+        py/geometry.py:18: def total_area(shapes):
+        src/shapes.rs:23: pub fn total_area(shapes: &[Box<dyn Shape>]) -> f64 {
+        --- case-insensitive, parent, none
+        py/geometry.py:18: def total_area(shapes):
+        src/shapes.rs:23: pub fn total_area(shapes: &[Box<dyn Shape>]) -> f64 {
+        py/geometry.py:14: def area(self): Definition method Square
+        [] (no definition of nothing_here)
+        --- references
+        3 references to total_area in 2 files (2 definition lines not counted):
+        src/main.rs: 2 (lines 2, 8)
+        py/geometry.py: 1 (lines 22)
+        3 2 2 ('src/main.rs', [2, 8])
+        4 references to area in 3 files (4 definition lines not counted):
+        src/shapes.rs: 2 (lines 19, 24)
+        py/geometry.py: 1 (lines 19)
+        src/main.rs: 1 (lines 6)
+        0 references to nothing_here in 0 files (0 definition lines not counted):
+        --- callers
+        2 calls to total_area in 2 files, from 1 functions:
+        py/geometry.py:22: in <top level>: print(total_area([Square(2)]))
+        src/main.rs:8: in main: println!("{}", total_area(&all));
+        ['py/geometry.py', 'src/main.rs'] ['main'] ('py/geometry.py', 22, None)
+        5 calls to area in 4 files, from 4 functions:
+        py/geometry.py:19: in total_area: return sum(s.area() for s in shapes)
+        src/main.rs:6: in main: println!("{}", c.area());
+        src/shapes.rs:19: in Circle::fmt: write!(f, "circle {}", self.area())
+        src/shapes.rs:24: in total_area: shapes.iter().map(|s| s.area()).sum()
+        web/shapes.ts:13: in totalArea: return shapes.reduce((sum, s) => sum + s.area(), 0);
+        ['totalArea']
+    "#]]
+    .assert_eq(&got);
+    repl.shutdown().await;
+}
+
+#[tokio::test]
+async fn implementations_files_matching_count_by_dir_and_search() {
+    let (blob, live) = shapes();
+    let mut repl = Repl::start(cfg(), blob).await.unwrap();
+    let index: Option<&dyn IndexQueries> = Some(&*live);
+    let got = ok(
+        &mut repl,
+        index,
+        r#"
+impls = implementations("Shape")
+print(impls)
+print(impls.types, impls[0].type_name, impls[0].kind, impls[0].language, impls[0].end_line)
+print(implementations("fmt::Display"))
+print(implementations("Nothing"))
+print("--- files_matching")
+m = files_matching("area")
+print(m)
+print(m.total_lines, m[0])
+print(files_matching(r"fn \w+", paths="src/"))
+print(files_matching("AREA", ignore_case=True).total_lines, files_matching("zebra"))
+print("--- count_by_dir")
+print(count_by_dir("area"))
+print("-")
+print(count_by_dir(m, depth=2))
+print("-")
+print(count_by_dir(grep("area")) == count_by_dir("area"), count_by_dir(references("area")))
+print("-")
+print(count_by_dir(symbols(kind="function")), count_by_dir(["a/b/c.rs", "a/d.rs", "top.rs"], depth=2))
+print(count_by_dir([]))
+print("--- search")
+s = search("total area of the shapes", k=3)
+print(s)
+print(s[0].path, s[0].start_line, s[0].end_line, s[0].kind, s[0].name, round(s[0].score, 3) > 0)
+print(s[0].text)
+print(search("zebra"), len(search("area", k=0)))
+"#,
+    )
+    .await;
+    expect_test::expect![[r#"
+        4 types implement Shape:
+        go/shapes.go:7: type Tri struct{ b, h float64 }
+        py/geometry.py:10: class Square(Shape):
+        src/shapes.rs:11: impl Shape for Circle {
+        web/shapes.ts:5: export class Rect implements Shape {
+        ['Circle', 'Rect', 'Square', 'Tri'] Tri struct go 7
+        1 types implement fmt::Display:
+        src/shapes.rs:17: impl fmt::Display for Circle {
+        [] (nothing implements or extends Nothing)
+        --- files_matching
+        5 files match 'area' (17 matching lines):
+        README.md (1)
+        py/geometry.py (5)
+        src/main.rs (3)
+        src/shapes.rs (5)
+        web/shapes.ts (3)
+        17 ('README.md', 1)
+        2 files match 'fn \\w+' (5 matching lines):
+        src/main.rs (1)
+        src/shapes.rs (4)
+        20 0 files match 'zebra' (0 matching lines):
+        --- count_by_dir
+        src/: 8
+        py/: 5
+        web/: 3
+        ./: 1
+        -
+        src/: 8
+        py/: 5
+        web/: 3
+        ./: 1
+        -
+        True src/: 3
+        ./: 1
+        py/: 1
+        web/: 1
+        -
+        src/: 2
+        py/: 1
+        web/: 1 ./: 1
+        a/: 1
+        a/b/: 1
+        [] (nothing to count)
+        --- search
+        1. py/geometry.py:18-19 function total_area (2.3)
+        2. web/shapes.ts:12-14 function totalArea (2.1)
+        3. src/shapes.rs:23-25 function total_area (2.1)
+        py/geometry.py 18 19 function total_area True
+        def total_area(shapes):
+            return sum(s.area() for s in shapes)
+
+        [] (no chunk matches 'zebra') 0
+    "#]]
+    .assert_eq(&got);
+    let err = fails(&mut repl, "count_by_dir([3])").await;
+    assert!(
+        err.starts_with("TypeError: count_by_dir() counts paths"),
+        "{err}"
+    );
+    repl.shutdown().await;
+}
+
+#[tokio::test]
+async fn grep_helpers_work_without_an_index() {
+    let (blob, _) = shapes();
+    let mut repl = Repl::start(cfg(), blob).await.unwrap();
+    let got = ok(
+        &mut repl,
+        None,
+        r#"
+print(references("total_area"))
+print(callers("total_area"))
+print(files_matching("Shape"))
+print(count_by_dir("Shape"))
+"#,
+    )
+    .await;
+    expect_test::expect![[r#"
+        5 references to total_area in 3 files (0 definition lines not counted):
+        py/geometry.py: 2 (lines 18, 22)
+        src/main.rs: 2 (lines 2, 8)
+        src/shapes.rs: 1 (lines 23)
+        2 calls to total_area in 2 files, from 0 functions:
+        py/geometry.py:22: in <top level>: print(total_area([Square(2)]))
+        src/main.rs:8: in <top level>: println!("{}", total_area(&all));
+        6 files match 'Shape' (12 matching lines):
+        README.md (1)
+        go/shapes.go (1)
+        py/geometry.py (2)
+        src/main.rs (2)
+        src/shapes.rs (3)
+        web/shapes.ts (3)
+        src/: 5
+        web/: 3
+        py/: 2
+        ./: 1
+        go/: 1
+    "#]]
+    .assert_eq(&got);
+    for code in ["definitions('x')", "implementations('x')", "search('x')"] {
+        let err = fails(&mut repl, code).await;
+        assert!(
+            err.starts_with("RuntimeError: there is no code index in this run"),
+            "{code}: {err}"
+        );
+    }
+    repl.shutdown().await;
+}
+
+#[tokio::test]
+async fn cells_report_what_they_read_and_the_namespace() {
+    let (blob, live) = shapes();
+    let mut repl = Repl::start(cfg(), blob).await.unwrap();
+    let index: Option<&dyn IndexQueries> = Some(&*live);
+    let names = |v: &[(String, u64)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+
+    let first = run(
+        &mut repl,
+        index,
+        "hits = grep('area')\nn = 3\nimport os\n_hidden = 1",
+    )
+    .await;
+    assert_eq!(first.error, None);
+    assert!(first.reads.is_empty(), "{:?}", first.reads);
+    assert_eq!(names(&first.namespace), ["hits", "n"]);
+
+    // Reads before assignment count; names assigned first in the cell, helpers, modules and
+    // builtins do not.
+    let code = "print(len(hits), n)\nm = n + 1\nprint(m, os.sep, len(grep('x')))";
+    let second = run(&mut repl, index, code).await;
+    assert_eq!(second.error, None);
+    assert_eq!(names(&second.reads), ["hits", "n"]);
+    assert_eq!(names(&second.namespace), ["hits", "m", "n"]);
+    let fp = |v: &[(String, u64)], name: &str| v.iter().find(|(n, _)| n == name).unwrap().1;
+    assert_eq!(fp(&second.reads, "hits"), fp(&first.namespace, "hits"));
+    assert_eq!(fp(&second.namespace, "n"), fp(&first.namespace, "n"));
+
+    // The same code again over unchanged variables reads the same; after a variable changed,
+    // it does not.
+    let again = run(&mut repl, index, code).await;
+    assert_eq!(again.reads, second.reads);
+    let changed = run(&mut repl, index, "hits = grep('Shape')").await;
+    assert_ne!(
+        fp(&changed.namespace, "hits"),
+        fp(&second.namespace, "hits")
+    );
+    let after = run(&mut repl, index, code).await;
+    assert_eq!(names(&after.reads), ["hits", "n"]);
+    assert_ne!(after.reads, second.reads);
+    assert_eq!(fp(&after.reads, "n"), fp(&second.reads, "n"));
+
+    // x += 1 reads x; a name stored before it is read is not a read; a failing cell still
+    // reports.
+    let out = run(
+        &mut repl,
+        index,
+        "n += 1\nhits = []\nprint(hits)\nundefined_name",
+    )
+    .await;
+    assert!(out.error.is_some());
+    assert_eq!(names(&out.reads), ["n"]);
+    assert_eq!(names(&out.namespace), ["hits", "m", "n"]);
+    // A syntax error reads nothing.
+    let out = run(&mut repl, index, "print(n").await;
+    assert!(out.error.is_some() && out.reads.is_empty());
+    repl.shutdown().await;
+}

@@ -1,9 +1,16 @@
 //! The code index a run queries, filled in the background: a first question never waits for the
-//! whole workspace to be parsed; `symbols()`, `outline()` and `chunks` answer from what is indexed
-//! when they are called, and pick up more as batches land.
+//! whole workspace to be parsed; `symbols()`, `outline()`, `chunks` and the structural helpers
+//! answer from what is indexed when they are called, and pick up more as batches land.
+//! `search()` ranks with a BM25 built on first use for each index version and kept.
 
-use crate::index::{Chunk, Definition, IndexOptions, WorkspaceIndex};
-use crate::repl::{IndexQueries, SymbolQuery, filter_definitions};
+use crate::index::bm25::Bm25;
+use crate::index::{
+    Chunk, DefKind, Definition, Implementation, IndexOptions, WorkspaceIndex, find_implementations,
+};
+use crate::repl::{
+    IndexQueries, SearchHit, SymbolQuery, exact_definitions, filter_definitions,
+    innermost_function, search_chunks, search_document,
+};
 use crate::workspace::Snapshot;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -21,6 +28,10 @@ pub struct LiveIndex {
     total_files: usize,
     /// `chunks()` of one version, built once.
     chunks: Mutex<Option<(u64, Arc<Vec<Chunk>>)>>,
+    /// The BM25 of `search()` for one version (over that version's chunks), built once.
+    search: Mutex<Option<(u64, Arc<SearchIndex>)>>,
+    /// The text of files the index holds no text for (those never updated).
+    snapshot: Arc<Snapshot>,
     /// Edits that arrived while the background build ran (`None`: the file left the workspace);
     /// the build applies them when it finishes. Its lock also orders edits after the build.
     pending: Mutex<Vec<(String, Option<String>)>>,
@@ -35,6 +46,8 @@ impl LiveIndex {
             done: (Mutex::new(snapshot.files.is_empty()), Condvar::new()),
             total_files: snapshot.files.len(),
             chunks: Mutex::new(None),
+            search: Mutex::new(None),
+            snapshot: snapshot.clone(),
             pending: Mutex::new(Vec::new()),
         });
         if snapshot.files.is_empty() {
@@ -124,6 +137,61 @@ impl LiveIndex {
     }
 }
 
+/// The chunks of one index version and their BM25.
+struct SearchIndex {
+    chunks: Arc<Vec<Chunk>>,
+    bm25: Bm25,
+}
+
+/// The source of `path` in `index`: the text an update left there, else the snapshot's.
+fn file_text<'a>(index: &'a WorkspaceIndex, snapshot: &'a Snapshot, path: &str) -> Option<&'a str> {
+    match index.file(path) {
+        Some(f) => f
+            .text()
+            .or_else(|| snapshot.get(path).map(|s| s.text.as_str())),
+        None => None,
+    }
+}
+
+impl LiveIndex {
+    /// The BM25 over the current version's chunks, built on first use (other callers wait for
+    /// it rather than build their own).
+    fn search_index(&self) -> Arc<SearchIndex> {
+        let index = self.current();
+        let mut cache = self.search.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((v, s)) = &*cache
+            && *v == index.version()
+        {
+            return s.clone();
+        }
+        let chunks = self.chunks_of(&index);
+        let snapshot = &*self.snapshot;
+        let bm25 = Bm25::from_fn(chunks.len(), |i| {
+            let c = &chunks[i];
+            let text = file_text(&index, snapshot, &c.path)
+                .and_then(|t| t.get(c.start_byte..c.end_byte))
+                .unwrap_or("");
+            search_document(c, text)
+        });
+        let built = Arc::new(SearchIndex { chunks, bm25 });
+        *cache = Some((index.version(), built.clone()));
+        built
+    }
+
+    /// `chunks()` of `index` (cached for the current version).
+    fn chunks_of(&self, index: &WorkspaceIndex) -> Arc<Vec<Chunk>> {
+        let mut cache = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cache {
+            Some((v, chunks)) if *v == index.version() => chunks.clone(),
+            _ => {
+                let chunks = Arc::new(index.chunks().collect::<Vec<_>>());
+                *cache = Some((index.version(), chunks.clone()));
+                chunks
+            }
+        }
+    }
+}
+
 impl IndexQueries for LiveIndex {
     fn version(&self) -> u64 {
         self.current().version()
@@ -193,16 +261,49 @@ impl IndexQueries for LiveIndex {
     }
 
     fn chunks(&self) -> Arc<Vec<Chunk>> {
+        self.chunks_of(&self.current())
+    }
+
+    fn definitions(&self, name: &str) -> Vec<Definition> {
+        exact_definitions(self.current().definitions(), name)
+    }
+
+    fn enclosing(&self, locations: &[(String, u32)]) -> Vec<Option<Definition>> {
         let index = self.current();
-        let mut cache = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
-        match &*cache {
-            Some((v, chunks)) if *v == index.version() => chunks.clone(),
-            _ => {
-                let chunks = Arc::new(index.chunks().collect::<Vec<_>>());
-                *cache = Some((index.version(), chunks.clone()));
-                chunks
-            }
-        }
+        locations
+            .iter()
+            .map(|(path, line)| {
+                let defs = index.file(path).map_or(&[][..], |f| f.definitions());
+                innermost_function(defs, *line).cloned()
+            })
+            .collect()
+    }
+
+    fn implementations(&self, name: &str) -> Vec<Implementation> {
+        let index = self.current();
+        let defs: Vec<&Definition> = index
+            .definitions()
+            .filter(|d| {
+                matches!(
+                    d.kind,
+                    DefKind::Class
+                        | DefKind::Struct
+                        | DefKind::Interface
+                        | DefKind::Enum
+                        | DefKind::Impl
+                        | DefKind::Type
+                ) || (d.kind == DefKind::Method && d.language == crate::index::Language::Go)
+            })
+            .collect();
+        let snapshot = &*self.snapshot;
+        find_implementations(&defs, name, |d: &Definition| {
+            file_text(&index, snapshot, &d.path).and_then(|t| t.get(d.start_byte..d.end_byte))
+        })
+    }
+
+    fn search(&self, query: &str, k: usize) -> Result<Vec<SearchHit>, String> {
+        let s = self.search_index();
+        Ok(search_chunks(&s.bm25, &s.chunks, query, k))
     }
 }
 

@@ -29,6 +29,9 @@ const STDERR_LOG_LINES: usize = 200;
 const MAX_SYMBOLS: u64 = 100_000;
 /// Characters of a definition's signature sent to the worker.
 const MAX_SIGNATURE_CHARS: usize = 300;
+/// The most locations one `Enclosing` query may ask about, and the most `search()` results.
+const MAX_LOCATIONS: usize = 1_000_000;
+const MAX_SEARCH_RESULTS: u64 = 10_000;
 
 /// A Python REPL for one run; owns a worker process.
 pub struct Repl {
@@ -368,8 +371,9 @@ fn answer_index(
 ) -> IndexReply {
     let Some(index) = index else {
         return IndexReply::Error {
-            message: "there is no code index in this run (symbols, outline and chunks are \
-                      unavailable); use grep(pattern) and read(path, start, end) instead"
+            message: "there is no code index in this run (symbols, outline, chunks, \
+                      definitions, callers, implementations and search are unavailable); use \
+                      grep(pattern) and read(path, start, end) instead"
                 .into(),
         };
     };
@@ -417,6 +421,47 @@ fn answer_index(
                 chunks: all[start..end].to_vec(),
             }
         }
+        IndexQuery::Definitions { name } => IndexReply::Definitions {
+            definitions: index.definitions(&name).into_iter().map(short).collect(),
+        },
+        IndexQuery::Enclosing { mut locations } => {
+            locations.truncate(MAX_LOCATIONS);
+            IndexReply::Enclosing {
+                definitions: index
+                    .enclosing(&locations)
+                    .into_iter()
+                    .map(|d| d.map(short))
+                    .collect(),
+            }
+        }
+        IndexQuery::Implementations { name } => IndexReply::Implementations {
+            entries: index
+                .implementations(&name)
+                .into_iter()
+                .map(|mut e| {
+                    if let Some((cut, _)) = e.signature.char_indices().nth(MAX_SIGNATURE_CHARS) {
+                        e.signature.truncate(cut);
+                        e.signature.push_str("...");
+                    }
+                    e
+                })
+                .collect(),
+        },
+        IndexQuery::Search { text, k } => {
+            let k = k.min(MAX_SEARCH_RESULTS) as usize;
+            // The first search of an index version builds its BM25 (seconds on a large
+            // workspace): off the async worker thread where the runtime allows it.
+            let found = match tokio::runtime::Handle::try_current() {
+                Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                    tokio::task::block_in_place(|| index.search(&text, k))
+                }
+                _ => index.search(&text, k),
+            };
+            match found {
+                Ok(hits) => IndexReply::Search { hits },
+                Err(message) => IndexReply::Error { message },
+            }
+        }
     }
 }
 
@@ -431,6 +476,8 @@ fn cell_output(done: CellDone, duration: Duration, sandbox: &SandboxConfig) -> C
         over_wall_time: false,
         worker_died: None,
         restored_helpers: done.restored_helpers,
+        reads: done.reads,
+        namespace: done.namespace,
         duration,
     }
 }

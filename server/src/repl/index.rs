@@ -1,11 +1,13 @@
-//! What the REPL asks of the parent's code index: `symbols()`, `outline()` and `chunks`.
+//! What the REPL asks of the parent's code index: `symbols()`, `outline()`, `chunks`,
+//! `definitions()`, the enclosing functions of `callers()`, `implementations()` and `search()`.
 //!
 //! The index lives in the parent (it is built there, and a first question must not wait for all
 //! of it); the worker asks over the protocol and the parent answers through [`IndexQueries`].
 //! [`StaticIndex`] is a plain implementation over lists of definitions and chunks.
 
+use crate::index::bm25::Bm25;
 use crate::index::grep::PathFilter;
-use crate::index::{Chunk, DefKind, Definition};
+use crate::index::{Chunk, DefKind, Definition, Implementation, find_implementations};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -36,6 +38,111 @@ pub trait IndexQueries: Send + Sync {
     fn summary(&self) -> Option<String> {
         None
     }
+    /// `definitions(name)`: the definitions named exactly `name`, else named `name` ignoring
+    /// case; `Parent::name` or `Parent.name` also filters on the parent (see
+    /// [`exact_definitions`]). In path then line order.
+    fn definitions(&self, name: &str) -> Vec<Definition> {
+        exact_definitions(&self.symbols(&SymbolQuery::default()), name)
+    }
+    /// For each `(path, line)`: the innermost function or method whose lines hold it.
+    fn enclosing(&self, locations: &[(String, u32)]) -> Vec<Option<Definition>> {
+        let mut outlines: std::collections::HashMap<&str, Vec<Definition>> = Default::default();
+        locations
+            .iter()
+            .map(|(path, line)| {
+                let defs = outlines
+                    .entry(path.as_str())
+                    .or_insert_with(|| self.outline(path).into_iter().map(|(_, d)| d).collect());
+                innermost_function(defs.iter(), *line).cloned()
+            })
+            .collect()
+    }
+    /// The types implementing or extending `name` (see [`find_implementations`]); without the
+    /// source, from the definitions' signature lines only.
+    fn implementations(&self, name: &str) -> Vec<Implementation> {
+        let all = self.symbols(&SymbolQuery::default());
+        let refs: Vec<&Definition> = all.iter().collect();
+        find_implementations(&refs, name, |_: &Definition| -> Option<&str> { None })
+    }
+    /// The `k` chunks that BM25 ranks best for `query`, best first.
+    fn search(&self, query: &str, k: usize) -> Result<Vec<SearchHit>, String> {
+        let _ = (query, k);
+        Err("search() is not available with this index; use grep(pattern) instead".into())
+    }
+}
+
+/// One `search()` result: a chunk and its BM25 score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub chunk: Chunk,
+    pub score: f64,
+}
+
+/// The text BM25 indexes for a chunk: its path, its name, and its source.
+pub fn search_document(chunk: &Chunk, text: &str) -> String {
+    format!(
+        "{}\n{}\n{}",
+        chunk.path,
+        chunk.name.as_deref().unwrap_or(""),
+        text
+    )
+}
+
+/// The best `k` of `chunks` for `query` under `bm25` (built over the same list).
+pub fn search_chunks(bm25: &Bm25, chunks: &[Chunk], query: &str, k: usize) -> Vec<SearchHit> {
+    bm25.top(query, k)
+        .into_iter()
+        .filter_map(|(i, score)| {
+            chunks.get(i).map(|c| SearchHit {
+                chunk: c.clone(),
+                score,
+            })
+        })
+        .collect()
+}
+
+/// The innermost function or method among `defs` (of one file) whose lines hold `line`.
+pub fn innermost_function<'a>(
+    defs: impl IntoIterator<Item = &'a Definition>,
+    line: u32,
+) -> Option<&'a Definition> {
+    defs.into_iter()
+        .filter(|d| matches!(d.kind, DefKind::Function | DefKind::Method))
+        .filter(|d| d.start_line <= line && line <= d.end_line)
+        .max_by_key(|d| (d.start_byte, std::cmp::Reverse(d.end_byte)))
+}
+
+/// `definitions(name)`: the definitions named exactly `name` (case-sensitive), else those named
+/// `name` ignoring case. `Parent::name` / `Parent.name` keeps those whose parent is `Parent`
+/// (as `symbols()` does).
+pub fn exact_definitions<'a>(
+    defs: impl IntoIterator<Item = &'a Definition>,
+    name: &str,
+) -> Vec<Definition> {
+    let name = name.trim();
+    let (parent, name) = match name.rsplit_once("::").or_else(|| name.rsplit_once('.')) {
+        Some((p, n)) if !p.is_empty() && !n.is_empty() => (Some(p), n),
+        _ => (None, name),
+    };
+    let lower = name.to_lowercase();
+    let mut exact = Vec::new();
+    let mut folded = Vec::new();
+    for d in defs {
+        let parent_ok = parent.is_none_or(|p| {
+            d.parent.as_deref().is_some_and(|dp| {
+                dp.eq_ignore_ascii_case(p) || dp.rsplit(['.', ':']).next() == Some(p)
+            })
+        });
+        if !parent_ok {
+            continue;
+        }
+        if d.name == name {
+            exact.push(d.clone());
+        } else if exact.is_empty() && d.name.to_lowercase() == lower {
+            folded.push(d.clone());
+        }
+    }
+    if exact.is_empty() { folded } else { exact }
 }
 
 /// An index over fixed lists (tests, and until the tree-sitter index is connected).
@@ -83,6 +190,21 @@ impl IndexQueries for StaticIndex {
 
     fn chunks(&self) -> Arc<Vec<Chunk>> {
         self.chunks.clone()
+    }
+
+    fn definitions(&self, name: &str) -> Vec<Definition> {
+        exact_definitions(&self.definitions, name)
+    }
+
+    fn implementations(&self, name: &str) -> Vec<Implementation> {
+        let refs: Vec<&Definition> = self.definitions.iter().collect();
+        find_implementations(&refs, name, |_: &Definition| -> Option<&str> { None })
+    }
+
+    /// Over the chunks' paths and names only: a `StaticIndex` has no source text.
+    fn search(&self, query: &str, k: usize) -> Result<Vec<SearchHit>, String> {
+        let bm25 = Bm25::from_fn(self.chunks.len(), |i| search_document(&self.chunks[i], ""));
+        Ok(search_chunks(&bm25, &self.chunks, query, k))
     }
 }
 
@@ -279,6 +401,43 @@ mod tests {
             .collect();
         assert_eq!(got, ["Parser", "Parser", "  new", "  parse", "    inner"]);
         assert!(index().outline("src/c.rs").is_empty());
+    }
+
+    #[test]
+    fn exact_definitions_and_enclosing_functions() {
+        let ix = index();
+        assert_eq!(names(&ix.definitions("Parser")), ["Parser:1", "Parser:10"]);
+        assert_eq!(
+            names(&ix.definitions("parser")),
+            ["Parser:1", "Parser:10"],
+            "case-insensitive when nothing matches exactly"
+        );
+        assert!(ix.definitions("pars").is_empty(), "no prefix matches");
+        assert_eq!(names(&ix.definitions("Parser::parse")), ["parse:16"]);
+        assert_eq!(names(&ix.definitions("Parser.new")), ["new:12"]);
+        assert!(ix.definitions("Other::parse").is_empty());
+        let at = |path: &str, line: u32| (path.to_string(), line);
+        let got: Vec<Option<String>> = ix
+            .enclosing(&[
+                at("src/b.rs", 21),
+                at("src/b.rs", 17),
+                at("src/b.rs", 13),
+                at("src/b.rs", 2),
+                at("src/a.rs", 3),
+                at("src/zzz.rs", 3),
+            ])
+            .into_iter()
+            .map(|d| d.map(|d| d.name))
+            .collect();
+        let want = [
+            Some("inner"),
+            Some("parse"),
+            Some("new"),
+            None,
+            Some("parse_args"),
+            None,
+        ];
+        assert_eq!(got, want.map(|w| w.map(String::from)));
     }
 
     #[test]

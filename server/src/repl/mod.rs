@@ -11,7 +11,8 @@
 //! - `blob.rs`: [`ContextBlob`] (written by the parent) and its reader (in the worker).
 //! - `host.rs`: [`Repl`], the parent side: spawning, timeouts, sub-calls, restarts.
 //! - `worker.rs`: [`worker_main`], the worker side: Python, `context`, captured output.
-//! - `tools.rs`: `grep`/`read` (Rust, over the mapped blob) and `symbols`/`outline`/`chunks`
+//! - `tools.rs`: `grep`/`read`/call sites/match counts (Rust, over the mapped blob) and
+//!   `symbols`/`outline`/`chunks`/`definitions`/enclosing functions/`implementations`/`search`
 //!   (asked of the parent's index, [`IndexQueries`]).
 //! - `index.rs`: [`IndexQueries`], what the parent's index answers, and [`StaticIndex`].
 //! - `prelude.py`: the helpers model code sees and the cell runner.
@@ -30,7 +31,10 @@ mod worker;
 
 pub use blob::ContextBlob;
 pub use host::Repl;
-pub use index::{IndexQueries, StaticIndex, SymbolQuery, filter_definitions, nest, parse_kind};
+pub use index::{
+    IndexQueries, SearchHit, StaticIndex, SymbolQuery, exact_definitions, filter_definitions,
+    innermost_function, nest, parse_kind, search_chunks, search_document,
+};
 pub use sandbox::{SandboxConfig, UNSAFE_NO_SANDBOX_ENV};
 pub use worker::worker_main;
 
@@ -114,6 +118,14 @@ pub struct CellOutput {
     /// Helpers (or `sys.stdout`/`sys.stderr`/`sys.stdin`) the code replaced or deleted, now
     /// restored.
     pub restored_helpers: Vec<String>,
+    /// `(name, fingerprint)` of the variables the cell read before assigning them itself, as
+    /// they were when it started (helpers and modules not included), in first-read order. The
+    /// fingerprint is a hash of the value's type name, identity and length: a re-run of the same
+    /// code over changed variables has different `reads`. Empty when the cell was not run.
+    pub reads: Vec<(String, u64)>,
+    /// `(name, fingerprint)` of every variable at the cell's end (not helpers, modules or names
+    /// starting with `_`), sorted by name.
+    pub namespace: Vec<(String, u64)>,
     /// Time the cell ran, excluding the time spent answering sub-calls.
     pub duration: Duration,
 }

@@ -2,8 +2,11 @@
 
 Loaded once per worker (server/src/repl/worker.rs) as module `_rlm_prelude`. The Rust module
 `_rlm` provides `Context` (the read-only workspace mapping), `CapturedOutput` (a cell's bounded
-stdout/stderr), `subcall` (sub-model calls answered by the parent process), `Tools` (grep and
-read over the mapped workspace; symbols and outline asked of the parent's index) and `Chunks`.
+stdout/stderr), `subcall` (sub-model calls answered by the parent process), `Tools` (grep, read, match
+counts and call sites over the mapped workspace; symbols, outline, definitions, enclosing
+functions, implementations and search asked of the parent's index) and `Chunks`. The structural
+helpers (definitions, references, callers, implementations, files_matching, count_by_dir,
+search) each do one whole job in one call and print compact, citable results.
 Model code runs in the namespace of `__main__`.
 """
 
@@ -266,6 +269,445 @@ def outline(path):
     return _Shown(_tools.outline(path))
 
 
+# ---------------------------------------------------------------------------------------------
+# Structural helpers: one call does the whole job and prints compact `path:line` results.
+
+_META = set("\\.+*?()|[]{}^$#&-~")
+
+
+def _rx_escape(text):
+    """`text` as a literal in the grep (Rust regex) syntax."""
+    return "".join("\\" + c if c in _META else c for c in text)
+
+
+def _is_word_char(c):
+    return c.isalnum() or c == "_"
+
+
+def _word_pattern(word):
+    """The grep pattern of `word` as a whole word."""
+    p = _rx_escape(word)
+    if word and _is_word_char(word[0]):
+        p = r"\b" + p
+    if word and _is_word_char(word[-1]):
+        p = p + r"\b"
+    return p
+
+
+def _last_part(name):
+    """`Parser::parse` and `Parser.parse` -> `parse`."""
+    for sep in ("::", "."):
+        head, _, tail = name.rpartition(sep)
+        if head and tail:
+            name = tail
+    return name
+
+
+def _paths_arg(paths):
+    if paths is None:
+        return None
+    return [paths] if isinstance(paths, str) else [str(p) for p in paths]
+
+
+def _pattern_arg(pattern, ignore_case, who):
+    if hasattr(pattern, "pattern") and hasattr(pattern, "flags"):  # re.compile(...)
+        ignore_case = ignore_case or bool(pattern.flags & re.IGNORECASE)
+        pattern = pattern.pattern
+    if isinstance(pattern, bytes):
+        pattern = pattern.decode("utf-8", "replace")
+    if not isinstance(pattern, str):
+        raise TypeError(f"{who}() pattern must be a str (a regular expression), not {type(pattern).__name__}")
+    return pattern, bool(ignore_case)
+
+
+class _Definitions(list):
+    """definitions() results: Definition objects, shown `path:line: signature` one a line."""
+
+    name = ""
+
+    def __getitem__(self, key):
+        got = list.__getitem__(self, key)
+        if isinstance(key, slice):
+            out = _Definitions(got)
+            out.name = self.name
+            return out
+        return got
+
+    def __repr__(self):
+        if not self:
+            return f"[] (no definition of {self.name})"
+        try:
+            return "\n".join(f"{d.path}:{d.start_line}: {d.signature}" for d in self)
+        except AttributeError:  # the model put other things in the list
+            return list.__repr__(self)
+
+
+def definitions(name):
+    """Where `name` is defined: the definitions whose name is exactly `name` (case-sensitive; if
+    there are none, ignoring case). "Parser.parse" or "Parser::parse" keeps those whose parent
+    is Parser. Instant: one index query.
+
+    Returns a list of Definition objects (.name .kind .path .start_line .end_line .parent
+    .signature .language .text), shown one `path:line: signature` a line.
+    Example: definitions("parse_args")  ->  src/cli.rs:9: pub fn parse_args() -> Args {
+    """
+    name = str(name).strip()
+    out = _Definitions(_tools.definitions(name))
+    out.name = name
+    return out
+
+
+def _definitions_or_none(name):
+    """definitions(name), or an empty list when there is no index (grep-only helpers go on)."""
+    try:
+        return definitions(name)
+    except RuntimeError:
+        out = _Definitions()
+        out.name = name
+        return out
+
+
+def _definition_lines(defs, word):
+    """{(path, line)} of the line naming `word` in each definition called `word`: its signature
+    line (the first line of the definition that mentions the word; a decorated function's
+    `def` line, not its decorator)."""
+    ctx = _HELPERS["context"]
+    found = re.compile(r"(?<!\w)" + re.escape(word) + r"(?!\w)")
+    lines_of = {}
+    out = set()
+    for d in defs:
+        if d.name != word:
+            continue
+        line = d.start_line
+        if d.path not in lines_of:
+            text = ctx.get(d.path)
+            lines_of[d.path] = text.split("\n") if text is not None else []
+        lines = lines_of[d.path]
+        last = min(d.end_line, d.start_line + 50, len(lines))
+        for n in range(d.start_line, last + 1):
+            if found.search(lines[n - 1]):
+                line = n
+                break
+        out.add((d.path, line))
+    return out
+
+
+class _References(list):
+    """references() results: (path, [lines]) per file, most mentions first."""
+
+    name = ""
+    total = 0
+    files = 0
+    definitions = ()
+    excluded = 0
+
+    def __repr__(self):
+        try:
+            head = (
+                f"{self.total} references to {self.name} in {self.files} files "
+                f"({self.excluded} definition lines not counted):"
+            )
+            rows = [head]
+            for path, lines in self[:40]:
+                shown = ", ".join(str(n) for n in lines[:12])
+                if len(lines) > 12:
+                    shown += ", ..."
+                rows.append(f"{path}: {len(lines)} (lines {shown})")
+            if len(self) > 40:
+                rows.append(f"... and {len(self) - 40} more files")
+            return "\n".join(rows)
+        except (TypeError, ValueError):
+            return list.__repr__(self)
+
+
+def references(name, paths=None):
+    """Every line that mentions `name` as a whole word (case-sensitive), grouped by file, most
+    mentions first, without the lines that define it. One scan of every file (or of `paths`: a
+    file, a directory, a glob, or a list of them) plus one index query.
+
+    Returns a list of (path, [line numbers]) with .total (lines counted), .files (number of
+    files) and .definitions (definitions(name)). A qualified name ("Parser.parse") is searched
+    by its last part. Shown as:
+        7 references to parse_args in 3 files (1 definition lines not counted):
+        src/main.rs: 4 (lines 10, 22, 40, 41)
+    """
+    name = str(name).strip()
+    word = _last_part(name)
+    if not word:
+        raise ValueError("references() needs a name, e.g. references('parse_args')")
+    hits, _ = _tools.grep(_word_pattern(word), _paths_arg(paths), False, sys.maxsize)
+    defs = _definitions_or_none(name)
+    skip = _definition_lines(defs, word)
+    by_file = {}
+    excluded = 0
+    for path, line, _text in hits:
+        if (path, line) in skip:
+            excluded += 1
+            continue
+        by_file.setdefault(path, []).append(line)
+    out = _References(sorted(by_file.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+    out.name = name
+    out.total = sum(len(v) for v in by_file.values())
+    out.files = len(by_file)
+    out.definitions = defs
+    out.excluded = excluded
+    return out
+
+
+def _display_name(d):
+    """`Parent::name` for a method whose parent is known, else the name."""
+    if d is None:
+        return None
+    if d.kind == "method" and d.parent:
+        return f"{d.parent}::{d.name}"
+    return d.name
+
+
+class _Callers(list):
+    """callers() results: (path, line, caller) per call site."""
+
+    name = ""
+    files = ()
+    functions = ()
+    _texts = None
+
+    def __repr__(self):
+        try:
+            rows = [
+                f"{len(self)} calls to {self.name} in {len(self.files)} files, "
+                f"from {len(self.functions)} functions:"
+            ]
+            texts = self._texts or {}
+            for path, line, caller in self[:40]:
+                text = texts.get((path, line), "").strip()
+                if len(text) > 120:
+                    text = text[:120]
+                where = caller if caller is not None else "<top level>"
+                rows.append(f"{path}:{line}: in {where}: {text}")
+            if len(self) > 40:
+                rows.append(f"... and {len(self) - 40} more")
+            return "\n".join(rows)
+        except (TypeError, ValueError):
+            return list.__repr__(self)
+
+
+def callers(name, paths=None):
+    """The call sites of function or method `name`: lines where the whole word is followed by
+    `(` (or `::<T>(`; a Rust macro `name!(` is not a call), without the lines that define it.
+    For each, the innermost function or method around it. One scan of every file (or of
+    `paths`) plus two index queries.
+
+    Returns a list of (path, line, caller) with caller "Parent::name" for a method, "name" for
+    a function, None at top level; .files (sorted paths) and .functions (sorted caller names).
+    A qualified name ("Parser.parse") is searched by its last part. Shown as:
+        2 calls to parse_args in 1 files, from 1 functions:
+        src/main.rs:12: in main: let args = Args::parse_args();
+    """
+    name = str(name).strip()
+    word = _last_part(name)
+    if not word:
+        raise ValueError("callers() needs a function name, e.g. callers('parse_args')")
+    hits = _tools.calls(word, _paths_arg(paths))
+    skip = _definition_lines(_definitions_or_none(name), word)
+    hits = [h for h in hits if (h[0], h[1]) not in skip]
+    try:
+        around = _tools.enclosing([(p, n) for p, n, _ in hits])
+    except RuntimeError:
+        around = [None] * len(hits)
+    out = _Callers((p, n, _display_name(d)) for (p, n, _), d in zip(hits, around))
+    out.name = name
+    out.files = sorted({p for p, _, _ in out})
+    out.functions = sorted({c for _, _, c in out if c is not None})
+    out._texts = {(p, n): t for p, n, t in hits}
+    return out
+
+
+class _Implementation:
+    """One type implementing or extending a name (implementations())."""
+
+    __slots__ = ("type_name", "kind", "language", "path", "start_line", "end_line", "signature")
+
+    def __init__(self, type_name, kind, language, path, start_line, end_line, signature):
+        self.type_name = type_name
+        self.kind = kind
+        self.language = language
+        self.path = path
+        self.start_line = start_line
+        self.end_line = end_line
+        self.signature = signature
+
+    def __repr__(self):
+        return f"{self.path}:{self.start_line}: {self.signature}"
+
+
+class _Implementations(list):
+    """implementations() results."""
+
+    name = ""
+
+    @property
+    def types(self):
+        """The implementing types' names, sorted, once each."""
+        return sorted({i.type_name for i in self})
+
+    def __repr__(self):
+        if not self:
+            return f"[] (nothing implements or extends {self.name})"
+        try:
+            return "\n".join(
+                [f"{len(self)} types implement {self.name}:"] + [repr(i) for i in self]
+            )
+        except AttributeError:
+            return list.__repr__(self)
+
+
+def implementations(name):
+    """The types that implement or extend trait/interface/class `name`, in every language of the
+    index: Rust `impl Name for Type` (and traits with `Name` as supertrait), Python
+    `class X(Name)`, Java/C#/TypeScript/JavaScript/PHP `extends`/`implements`/`: Name`, C++
+    `class X : public Name`, Ruby `class X < Name`, Go structs whose methods cover interface
+    `Name`'s methods (best effort; embedded interfaces' methods are not required). Instant: one
+    index query.
+
+    Returns a list of entries with .type_name .kind .language .path .start_line .end_line
+    .signature, and .types (sorted unique type names); a trait implemented twice for one type
+    appears twice. Shown as:
+        2 types implement Shape:
+        src/shapes.rs:10: impl Shape for Circle {
+    """
+    name = str(name).strip()
+    out = _Implementations(_Implementation(*row) for row in _tools.implementations(name))
+    out.name = name
+    return out
+
+
+class _FileCounts(list):
+    """files_matching() results: (path, matching lines) per file, in path order."""
+
+    pattern = ""
+    total_lines = 0
+
+    def __repr__(self):
+        try:
+            rows = [f"{len(self)} files match {self.pattern!r} ({self.total_lines} matching lines):"]
+            rows += [f"{path} ({count})" for path, count in self[:50]]
+            if len(self) > 50:
+                rows.append(f"... and {len(self) - 50} more files")
+            return "\n".join(rows)
+        except (TypeError, ValueError):
+            return list.__repr__(self)
+
+
+def files_matching(pattern, paths=None, ignore_case=False):
+    """The files with at least one line matching regular expression `pattern` (grep's syntax),
+    with how many lines match in each. One scan of every file (or of `paths`).
+
+    Returns a list of (path, count) in path order, with .total_lines. Shown as:
+        2 files match 'unsafe' (5 matching lines):
+        src/a.rs (4)
+        src/b.rs (1)
+    """
+    pattern, ignore_case = _pattern_arg(pattern, ignore_case, "files_matching")
+    counts, total = _tools.count(pattern, _paths_arg(paths), ignore_case)
+    out = _FileCounts(counts)
+    out.pattern = pattern
+    out.total_lines = total
+    return out
+
+
+class _DirCounts(list):
+    """count_by_dir() results: (directory, count), largest first."""
+
+    def __repr__(self):
+        if not self:
+            return "[] (nothing to count)"
+        try:
+            rows = [f"{d}: {n}" for d, n in self[:30]]
+            if len(self) > 30:
+                rows.append(f"... and {len(self) - 30} more directories")
+            return "\n".join(rows)
+        except (TypeError, ValueError):
+            return list.__repr__(self)
+
+
+def _path_and_count(item):
+    if isinstance(item, str):
+        return item, 1
+    if isinstance(item, (tuple, list)) and item and isinstance(item[0], str):
+        if len(item) == 2:
+            second = item[1]
+            if isinstance(second, int) and not isinstance(second, bool):
+                return item[0], second
+            if isinstance(second, (list, tuple, set, frozenset)):  # references(): lines
+                return item[0], len(second)
+        return item[0], 1  # grep hits (path, line, text), callers (path, line, caller)
+    path = getattr(item, "path", None)
+    if isinstance(path, str):
+        return path, 1
+    raise TypeError(
+        "count_by_dir() counts paths, (path, count) pairs, grep hits, or objects with .path "
+        f"(definitions, chunks); got a {type(item).__name__}"
+    )
+
+
+def count_by_dir(items, depth=1):
+    """Counts grouped by directory, `depth` path components deep ("src/" at depth 1,
+    "src/parser/" at depth 2; a file at the top counts for "./").
+
+    `items`: a regular expression (str: counts matching lines, one scan of every file); the
+    result of files_matching() or references(), or any (path, count) pairs (counts add up); a
+    list of paths, grep() hits, callers(), definitions, symbols or chunks (each counts 1).
+    Returns a list of (directory, count), largest first. Shown one `dir: count` a line.
+    """
+    depth = operator.index(depth)
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, not {depth}")
+    if isinstance(items, (str, bytes)) or (hasattr(items, "pattern") and hasattr(items, "flags")):
+        pattern, ignore_case = _pattern_arg(items, False, "count_by_dir")
+        items, _ = _tools.count(pattern, None, ignore_case)
+    elif isinstance(items, collections.abc.Mapping):
+        items = list(items.items())
+    counts = {}
+    for item in items:
+        path, n = _path_and_count(item)
+        parts = path.strip("/").split("/")[:-1][:depth]
+        key = "/".join(parts) + "/" if parts else "./"
+        counts[key] = counts.get(key, 0) + n
+    return _DirCounts(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+class _SearchResults(list):
+    """search() results, best first."""
+
+    query = ""
+
+    def __repr__(self):
+        if not self:
+            return f"[] (no chunk matches {self.query!r})"
+        try:
+            return "\n".join(f"{i}. {r!r}" for i, r in enumerate(self, 1))
+        except (TypeError, ValueError):
+            return list.__repr__(self)
+
+
+def search(query, k=10):
+    """The `k` pieces of code (index chunks) that best match `query` by BM25 over their path,
+    name and text; identifiers are split into words (parseHTTPRequest -> parse, http, request).
+    Best first. The first search of a workspace builds the ranking index (seconds on a large
+    one); later ones take milliseconds. One index query.
+
+    Each result has .path .start_line .end_line .kind .name .score and .text (its source).
+    Shown as:
+        1. src/cli.rs:9-12 method parse_args (7.3)
+    """
+    k = operator.index(k)
+    if k < 0:
+        raise ValueError(f"k must be >= 0, not {k}")
+    out = _SearchResults(_tools.search(str(query), k))
+    out.query = str(query)
+    return out
+
+
 _short = reprlib.Repr()
 _short.maxstring = 80
 _short.maxother = 80
@@ -314,6 +756,13 @@ def setup(context, tools, chunks, out, err):
         symbols=symbols,
         outline=outline,
         chunks=chunks,
+        definitions=definitions,
+        references=references,
+        callers=callers,
+        implementations=implementations,
+        files_matching=files_matching,
+        count_by_dir=count_by_dir,
+        search=search,
     )
     _ns.update(_HELPERS)
     if not getattr(sys, "argv", None):
@@ -366,8 +815,86 @@ def _restore():
     return restored
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def _fingerprint(value):
+    """A stable u64 for a value: its type name, identity and length (when it has one)."""
+    try:
+        n = len(value)
+        if not isinstance(n, int):
+            n = None
+    except BaseException:
+        n = None
+    try:
+        return hash((type(value).__name__, id(value), n)) & _MASK64
+    except BaseException:
+        return id(value) & _MASK64
+
+
+def _is_user_var(name, value):
+    return not (
+        name.startswith("_") or name in _HELPERS or isinstance(value, types.ModuleType)
+    )
+
+
+def _stores(stmt):
+    """Names a top-level statement binds in the module namespace."""
+    out = set()
+    todo = [stmt]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+            continue
+        if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            out.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                out.add((alias.asname or alias.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            out.add(node.name)
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def _reads(tree):
+    """(name, fingerprint now) of the user variables the cell reads before assigning them."""
+    user = {k for k, v in list(_ns.items()) if _is_user_var(k, v)}
+    if not user:
+        return []
+    stored = set()
+    out = []
+    seen = set()
+    for stmt in tree.body:
+        loads = []
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                loads.append(node)
+            elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+                loads.append(node.target)  # x += 1 reads x
+        loads.sort(key=lambda n: (n.lineno, n.col_offset))
+        for node in loads:
+            name = node.id
+            if name in user and name not in stored and name not in seen:
+                seen.add(name)
+                out.append((name, _fingerprint(_ns[name])))
+        stored |= _stores(stmt)
+    return out
+
+
+def _namespace():
+    """(name, fingerprint) of every user variable, sorted by name."""
+    return sorted(
+        (k, _fingerprint(v)) for k, v in list(_ns.items()) if _is_user_var(k, v)
+    )
+
+
 def run_cell(code):
-    """Run one cell in the model's namespace: (final_answer, error, restored_helpers)."""
+    """Run one cell in the model's namespace: (final_answer, error, restored_helpers, reads,
+    namespace); see CellDone in protocol.rs for the last two."""
     _state["cell"] += 1
     _state["final"] = None
     filename = f"<cell {_state['cell']}>"
@@ -375,10 +902,15 @@ def run_cell(code):
     _io["in"] = io.StringIO()
     sys.stdout, sys.stderr, sys.stdin = out, _io["err"], _io["in"]
     error = None
+    reads = []
     try:
         # Tracebacks (also of functions defined here and called later) show the cell's lines.
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         tree = ast.parse(code, filename, "exec")
+        try:
+            reads = _reads(tree)
+        except Exception:  # never let the bookkeeping fail a cell
+            reads = []
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
@@ -392,7 +924,12 @@ def run_cell(code):
     except BaseException as e:  # KeyboardInterrupt and SystemExit too: the worker survives
         error = _format_error(e)
         del e
-    return _state["final"], error, _restore()
+    restored = _restore()
+    try:
+        namespace = _namespace()
+    except Exception:
+        namespace = []
+    return _state["final"], error, restored, reads, namespace
 
 
 def get_var(name):

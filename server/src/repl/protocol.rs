@@ -34,7 +34,9 @@
 //!                              <-      SubCallRequest{prompts}   (zero or more times; the worker
 //! SubCallReply{results}        ->       blocks in Python until the reply)
 //!                              <-      IndexRequest{query}  (zero or more times: symbols(),
-//! IndexReply{reply}            ->       outline(), chunks; answered from the parent's index)
+//! IndexReply{reply}            ->       outline(), chunks, definitions(), callers(),
+//!                                       implementations(), search(); answered from the
+//!                                       parent's index)
 //!                              <-      Done{..}
 //! GetVar{name}                 ->
 //!                              <-      Var{value}
@@ -49,7 +51,8 @@
 //! current cell's.
 
 use super::SandboxConfig;
-use crate::index::{Chunk, DefKind, Definition};
+use super::index::SearchHit;
+use crate::index::{Chunk, DefKind, Definition, Implementation};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read};
@@ -63,7 +66,7 @@ pub const MAX_FRAME_BYTES: usize = 64 << 20;
 pub const CHUNK_PAGE: u64 = 20_000;
 
 /// Messages from the parent to the worker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToWorker {
     /// First message: where the workspace blob is, the private working directory, output limits.
@@ -146,10 +149,18 @@ pub enum IndexQuery {
     /// Chunks `offset..offset + limit` (at most [`CHUNK_PAGE`]) of the index's chunk list; the
     /// parent answers all pages of one cell from the same list.
     Chunks { offset: u64, limit: u64 },
+    /// `definitions(name)`: definitions named exactly `name` (else ignoring case).
+    Definitions { name: String },
+    /// For each `(path, line)`, the innermost function or method holding it (`callers()`).
+    Enclosing { locations: Vec<(String, u32)> },
+    /// `implementations(name)`: the types implementing or extending `name`.
+    Implementations { name: String },
+    /// `search(query, k)`: the `k` best chunks by BM25 for the query `text`.
+    Search { text: String, k: u64 },
 }
 
 /// The parent's answer to an [`IndexQuery`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum IndexReply {
     /// `total` definitions matched; the first `limit` are in `definitions`.
@@ -158,14 +169,32 @@ pub enum IndexReply {
         definitions: Vec<Definition>,
     },
     /// `(depth, definition)` in file order; depth 0 is top level.
-    Outline { entries: Vec<(u32, Definition)> },
+    Outline {
+        entries: Vec<(u32, Definition)>,
+    },
     Chunks {
         total: u64,
         offset: u64,
         chunks: Vec<Chunk>,
     },
+    Definitions {
+        definitions: Vec<Definition>,
+    },
+    /// One entry per location asked, in order.
+    Enclosing {
+        definitions: Vec<Option<Definition>>,
+    },
+    Implementations {
+        entries: Vec<Implementation>,
+    },
+    /// Best first.
+    Search {
+        hits: Vec<SearchHit>,
+    },
     /// No index in this run, or the query could not be answered.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 /// What the worker reports at the end of a cell.
@@ -177,6 +206,14 @@ pub struct CellDone {
     pub final_answer: Option<String>,
     pub error: Option<String>,
     pub restored_helpers: Vec<String>,
+    /// `(name, fingerprint at the cell's start)` of the variables the cell reads before it
+    /// assigns them itself (helpers and modules not included), in first-read order.
+    #[serde(default)]
+    pub reads: Vec<(String, u64)>,
+    /// `(name, fingerprint)` of every variable at the cell's end (not helpers, modules or names
+    /// starting with `_`), sorted by name.
+    #[serde(default)]
+    pub namespace: Vec<(String, u64)>,
 }
 
 /// A frame could not be written or read.
@@ -335,6 +372,8 @@ mod tests {
             output_bytes: 2,
             final_answer: Some("42".into()),
             restored_helpers: vec!["FINAL".into()],
+            reads: vec![("hits".into(), u64::MAX), ("n".into(), 7)],
+            namespace: vec![("hits".into(), u64::MAX), ("x".into(), 1 << 63)],
             ..CellDone::default()
         });
         let done_frame = encode(&done).unwrap();
@@ -392,6 +431,19 @@ mod tests {
                 offset: 0,
                 limit: CHUNK_PAGE,
             },
+            IndexQuery::Definitions {
+                name: "Parser::parse".into(),
+            },
+            IndexQuery::Enclosing {
+                locations: vec![("src/a.rs".into(), 3), ("src/b.rs".into(), 1)],
+            },
+            IndexQuery::Implementations {
+                name: "Display".into(),
+            },
+            IndexQuery::Search {
+                text: "parse the config".into(),
+                k: 10,
+            },
         ];
         for query in asks {
             let msg = FromWorker::IndexRequest { query };
@@ -405,12 +457,45 @@ mod tests {
                 definitions: vec![def.clone()],
             },
             IndexReply::Outline {
-                entries: vec![(1, def)],
+                entries: vec![(1, def.clone())],
             },
             IndexReply::Chunks {
                 total: 0,
                 offset: 0,
                 chunks: vec![],
+            },
+            IndexReply::Definitions {
+                definitions: vec![def.clone()],
+            },
+            IndexReply::Enclosing {
+                definitions: vec![Some(def.clone()), None],
+            },
+            IndexReply::Implementations {
+                entries: vec![Implementation {
+                    type_name: "Parser".into(),
+                    kind: DefKind::Impl,
+                    language: Language::Rust,
+                    path: "src/a.rs".into(),
+                    start_line: 9,
+                    end_line: 20,
+                    signature: "impl Display for Parser {".into(),
+                }],
+            },
+            IndexReply::Search {
+                hits: vec![SearchHit {
+                    chunk: Chunk {
+                        path: "src/a.rs".into(),
+                        kind: "method".into(),
+                        name: Some("parse".into()),
+                        parent: Some("Parser".into()),
+                        language: Language::Rust,
+                        start_byte: 10,
+                        end_byte: 90,
+                        start_line: 2,
+                        end_line: 6,
+                    },
+                    score: 7.25,
+                }],
             },
         ];
         for reply in replies {
@@ -419,6 +504,12 @@ mod tests {
             let back: ToWorker = read_frame_sync(&mut frame.as_slice()).unwrap().unwrap();
             assert_eq!(back, msg);
         }
+        // A `Done` from before `reads` and `namespace` existed still reads.
+        let old: FromWorker = serde_json::from_str(
+            r#"{"type":"done","stdout":"","stderr":"","output_bytes":0,"final_answer":null,"error":null,"restored_helpers":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(old, FromWorker::Done(CellDone::default()));
         // An `Exec` from before `index_version` existed still reads.
         let old: ToWorker = serde_json::from_str(r#"{"type":"exec","code":"1"}"#).unwrap();
         assert_eq!(

@@ -1,9 +1,10 @@
-//! The code tools model code gets beside `context`: `grep` and `read` (done here, in Rust, over
-//! the mapped blob), and `symbols`, `outline` and `chunks` (asked of the parent's index over the
-//! protocol). `prelude.py` wraps them in the Python functions the model calls.
+//! The code tools model code gets beside `context`: `grep`, `read`, match counts and call sites
+//! (done here, in Rust, over the mapped blob), and `symbols`, `outline`, `chunks`,
+//! `definitions`, enclosing functions, `implementations` and `search` (asked of the parent's
+//! index over the protocol). `prelude.py` wraps them in the Python functions the model calls.
 
 use super::blob::BlobReader;
-use super::index::parse_kind;
+use super::index::{SearchHit, parse_kind};
 use super::protocol::{CHUNK_PAGE, FromWorker, IndexQuery, IndexReply, ToWorker};
 use super::worker::ask_parent;
 use crate::index::grep::{self, GrepOptions, Haystack, PathFilter, Pattern};
@@ -77,6 +78,68 @@ impl Tools {
         Tools { blob }
     }
 
+    /// The files `paths` selects (all for `None`), or a `ValueError` saying why none is.
+    fn select(&self, paths: Option<Vec<String>>) -> PyResult<Vec<usize>> {
+        let filter = match &paths {
+            Some(p) => Some(PathFilter::new(p).map_err(|e| PyValueError::new_err(e.to_string()))?),
+            None => None,
+        };
+        let blob = &*self.blob;
+        let files = grep::select_files(blob, filter.as_ref());
+        if files.is_empty() && blob.len() > 0 {
+            let spec = paths.unwrap_or_default();
+            let hint = match spec.as_slice() {
+                [one] if !one.contains(['*', '?', '[', '{']) => unknown_path(blob, one),
+                _ => "use paths relative to the workspace root like 'src/main.rs', a directory \
+                      like 'src/', or a glob like '*.py'; see list(context)[:20]"
+                    .to_string(),
+            };
+            let shown: Vec<String> = spec.iter().map(|s| py_str(s)).collect();
+            return Err(PyValueError::new_err(format!(
+                "paths=[{}] match no file in context: {hint}",
+                shown.join(", ")
+            )));
+        }
+        Ok(files)
+    }
+
+    /// Hits as a list of `(path, line, text)` tuples.
+    fn hit_list<'py>(
+        &self,
+        py: Python<'py>,
+        matches: impl IntoIterator<Item = grep::GrepMatch>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let blob = &*self.blob;
+        let list = PyList::empty(py);
+        let mut last: Option<(usize, Bound<'py, PyString>)> = None;
+        for m in matches {
+            let path = match &last {
+                Some((f, p)) if *f == m.file => p.clone(),
+                _ => {
+                    let p = PyString::new(py, Haystack::path(blob, m.file));
+                    last = Some((m.file, p.clone()));
+                    p
+                }
+            };
+            list.append(PyTuple::new(
+                py,
+                [
+                    path.into_any(),
+                    m.line.into_pyobject(py)?.into_any(),
+                    PyString::new(py, &m.text).into_any(),
+                ],
+            )?)?;
+        }
+        Ok(list)
+    }
+
+    fn definition(&self, def: Definition) -> PyDefinition {
+        PyDefinition {
+            def,
+            blob: self.blob.clone(),
+        }
+    }
+
     fn file(&self, path: &str) -> PyResult<usize> {
         self.blob
             .find(path)
@@ -101,52 +164,151 @@ impl Tools {
     ) -> PyResult<(Bound<'py, PyList>, usize)> {
         let pattern =
             Pattern::new(pattern, ignore_case).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let filter = match &paths {
-            Some(p) => Some(PathFilter::new(p).map_err(|e| PyValueError::new_err(e.to_string()))?),
-            None => None,
-        };
-        let blob = &*self.blob;
-        let files = grep::select_files(blob, filter.as_ref());
-        if files.is_empty() && blob.len() > 0 {
-            let spec = paths.unwrap_or_default();
-            let hint = match spec.as_slice() {
-                [one] if !one.contains(['*', '?', '[', '{']) => unknown_path(blob, one),
-                _ => "use paths relative to the workspace root like 'src/main.rs', a directory \
-                      like 'src/', or a glob like '*.py'; see list(context)[:20]"
-                    .to_string(),
-            };
-            let shown: Vec<String> = spec.iter().map(|s| py_str(s)).collect();
-            return Err(PyValueError::new_err(format!(
-                "paths=[{}] match no file in context: {hint}",
-                shown.join(", ")
-            )));
-        }
+        let files = self.select(paths)?;
         let opts = GrepOptions {
             max_results,
             ..GrepOptions::default()
         };
+        let blob = &*self.blob;
         let out = py.detach(|| grep::grep(blob, &files, &pattern, &opts));
-        let list = PyList::empty(py);
-        let mut last: Option<(usize, Bound<'py, PyString>)> = None;
-        for m in out.matches {
-            let path = match &last {
-                Some((f, p)) if *f == m.file => p.clone(),
-                _ => {
-                    let p = PyString::new(py, Haystack::path(blob, m.file));
-                    last = Some((m.file, p.clone()));
-                    p
-                }
-            };
-            list.append(PyTuple::new(
-                py,
-                [
-                    path.into_any(),
-                    m.line.into_pyobject(py)?.into_any(),
-                    PyString::new(py, &m.text).into_any(),
-                ],
-            )?)?;
-        }
+        let list = self.hit_list(py, out.matches)?;
         Ok((list, out.total))
+    }
+
+    /// `(counts, total)`: `(path, matching lines)` of every file with a match, in path order,
+    /// and the matching lines in all.
+    fn count(
+        &self,
+        py: Python<'_>,
+        pattern: &str,
+        paths: Option<Vec<String>>,
+        ignore_case: bool,
+    ) -> PyResult<(Vec<(String, usize)>, usize)> {
+        let pattern =
+            Pattern::new(pattern, ignore_case).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let files = self.select(paths)?;
+        let opts = GrepOptions {
+            max_results: 0,
+            ..GrepOptions::default()
+        };
+        let blob = &*self.blob;
+        let out = py.detach(|| grep::grep(blob, &files, &pattern, &opts));
+        let counts = out
+            .file_counts
+            .into_iter()
+            .map(|(f, n)| (Haystack::path(blob, f).to_string(), n))
+            .collect();
+        Ok((counts, out.total))
+    }
+
+    /// The lines that call `name` (see [`call_pattern`]), without those that define it with a
+    /// keyword (see [`defines`]): `(path, line, text)` tuples in path then line order.
+    fn calls<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        paths: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(PyValueError::new_err("callers() needs a function name"));
+        }
+        let pattern = Pattern::new(&call_pattern(name), false)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let files = self.select(paths)?;
+        let opts = GrepOptions {
+            max_results: usize::MAX,
+            ..GrepOptions::default()
+        };
+        let blob = &*self.blob;
+        let definer = definition_regex(name);
+        let out = py.detach(|| grep::grep(blob, &files, &pattern, &opts));
+        let calls = out
+            .matches
+            .into_iter()
+            .filter(|m| !definer.as_ref().is_some_and(|re| re.is_match(&m.text)));
+        self.hit_list(py, calls)
+    }
+
+    /// Definitions named exactly `name` (else ignoring case), `Parent::name` filtering parents.
+    fn definitions(&self, py: Python<'_>, name: &str) -> PyResult<Vec<PyDefinition>> {
+        let query = IndexQuery::Definitions {
+            name: name.to_string(),
+        };
+        match ask_index(py, query)? {
+            IndexReply::Definitions { definitions } => Ok(definitions
+                .into_iter()
+                .map(|d| self.definition(d))
+                .collect()),
+            other => Err(index_error(format!("unexpected answer: {other:?}"))),
+        }
+    }
+
+    /// For each `(path, line)`, the innermost function or method holding it, or `None`.
+    fn enclosing(
+        &self,
+        py: Python<'_>,
+        locations: Vec<(String, u32)>,
+    ) -> PyResult<Vec<Option<PyDefinition>>> {
+        if locations.is_empty() {
+            return Ok(Vec::new());
+        }
+        match ask_index(py, IndexQuery::Enclosing { locations })? {
+            IndexReply::Enclosing { definitions } => Ok(definitions
+                .into_iter()
+                .map(|d| d.map(|d| self.definition(d)))
+                .collect()),
+            other => Err(index_error(format!("unexpected answer: {other:?}"))),
+        }
+    }
+
+    /// `(type_name, kind, language, path, start_line, end_line, signature)` of every type
+    /// implementing or extending `name`.
+    #[allow(clippy::type_complexity)]
+    fn implementations(
+        &self,
+        py: Python<'_>,
+        name: &str,
+    ) -> PyResult<Vec<(String, &'static str, &'static str, String, u32, u32, String)>> {
+        let query = IndexQuery::Implementations {
+            name: name.to_string(),
+        };
+        match ask_index(py, query)? {
+            IndexReply::Implementations { entries } => Ok(entries
+                .into_iter()
+                .map(|e| {
+                    (
+                        e.type_name,
+                        e.kind.as_str(),
+                        e.language.as_str(),
+                        e.path,
+                        e.start_line,
+                        e.end_line,
+                        e.signature,
+                    )
+                })
+                .collect()),
+            other => Err(index_error(format!("unexpected answer: {other:?}"))),
+        }
+    }
+
+    /// The `k` chunks BM25 ranks best for `query`.
+    fn search(&self, py: Python<'_>, query: &str, k: u64) -> PyResult<Vec<PySearchHit>> {
+        let query = IndexQuery::Search {
+            text: query.to_string(),
+            k,
+        };
+        match ask_index(py, query)? {
+            IndexReply::Search { hits } => Ok(hits
+                .into_iter()
+                .map(|hit| PySearchHit {
+                    file: self.blob.find(&hit.chunk.path),
+                    hit,
+                    blob: self.blob.clone(),
+                })
+                .collect()),
+            other => Err(index_error(format!("unexpected answer: {other:?}"))),
+        }
     }
 
     /// Numbered lines `start_line..=end_line` of `path`, e.g. `"  12| text"`.
@@ -269,10 +431,7 @@ impl Tools {
             IndexReply::Symbols { total, definitions } => Ok((
                 definitions
                     .into_iter()
-                    .map(|def| PyDefinition {
-                        def,
-                        blob: self.blob.clone(),
-                    })
+                    .map(|d| self.definition(d))
                     .collect(),
                 total,
             )),
@@ -307,6 +466,44 @@ impl Tools {
         }
         Ok(out)
     }
+}
+
+/// `name` as a whole word.
+fn word(name: &str) -> String {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut p = String::new();
+    if name.starts_with(is_word) {
+        p.push_str(r"\b");
+    }
+    p.push_str(&regex_syntax::escape(name));
+    if name.ends_with(is_word) {
+        p.push_str(r"\b");
+    }
+    p
+}
+
+/// The grep pattern of a call of `name`: the whole word, then optional generic arguments
+/// (`name::<T>`), then `(` (spaces allowed between). `name!(` (a Rust macro) is not a call.
+pub(super) fn call_pattern(name: &str) -> String {
+    format!(r"{}(?:\s*::\s*<[^()]*>)?\s*\(", word(name))
+}
+
+/// A line that defines `name` with a keyword: `fn name(`, `def name(`, `async def`, `function
+/// name(`, `function* name(`, `func name(`, Go's `func (r *T) name(`, `fun name(`, `sub name`,
+/// `proc name`, Ruby's `def self.name`, C's `#define name(`. (Definitions without a keyword,
+/// such as Java or C++ methods, are found from the index by `callers()`.)
+fn definition_regex(name: &str) -> Option<regex_automata::meta::Regex> {
+    let pattern = format!(
+        r"(?:\b(?:fn|def|fun|func|function\*?|sub|proc)|#\s*define)\s+(?:\([^)]*\)\s*)?(?:\w+\.)?{}",
+        word(name)
+    );
+    regex_automata::meta::Regex::new(&pattern).ok()
+}
+
+/// Whether `line` defines `name` with a keyword (see [`definition_regex`]).
+#[cfg(test)]
+fn defines(line: &str, name: &str) -> bool {
+    definition_regex(name).is_some_and(|re| re.is_match(line))
 }
 
 /// A Python-style repr of a str (single quotes).
@@ -445,6 +642,73 @@ impl PyDefinition {
             )
         )
     }
+}
+
+/// A `search()` result: a chunk and its score; `.text` is read from the workspace when asked.
+#[pyclass(frozen, module = "_rlm", name = "SearchResult")]
+pub(super) struct PySearchHit {
+    hit: SearchHit,
+    file: Option<usize>,
+    blob: Arc<BlobReader>,
+}
+
+#[pymethods]
+impl PySearchHit {
+    #[getter]
+    fn path(&self) -> &str {
+        &self.hit.chunk.path
+    }
+    #[getter]
+    fn kind(&self) -> &str {
+        &self.hit.chunk.kind
+    }
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.hit.chunk.name.as_deref()
+    }
+    #[getter]
+    fn parent(&self) -> Option<&str> {
+        self.hit.chunk.parent.as_deref()
+    }
+    #[getter]
+    fn start_line(&self) -> u32 {
+        self.hit.chunk.start_line
+    }
+    #[getter]
+    fn end_line(&self) -> u32 {
+        self.hit.chunk.end_line
+    }
+    #[getter]
+    fn language(&self) -> &'static str {
+        self.hit.chunk.language.as_str()
+    }
+    /// The BM25 score (higher is better; only comparable within one search).
+    #[getter]
+    fn score(&self) -> f64 {
+        self.hit.score
+    }
+    #[getter]
+    fn text(&self) -> String {
+        let c = &self.hit.chunk;
+        slice_text(&self.blob, self.file, c.start_byte, c.end_byte)
+    }
+    fn __repr__(&self) -> String {
+        search_line(&self.hit)
+    }
+}
+
+/// `src/a.rs:10-20 function parse (7.3)`; without a name: `README.md:1-9 lines (2.0)`.
+fn search_line(hit: &SearchHit) -> String {
+    let c = &hit.chunk;
+    let name = c
+        .name
+        .as_deref()
+        .map(|n| format!(" {n}"))
+        .unwrap_or_default();
+    format!(
+        "{}:{}-{} {}{name} ({:.1})",
+        c.path, c.start_line, c.end_line, c.kind, hit.score
+    )
 }
 
 /// The chunk list of one index version, with each chunk's file in the blob.
@@ -701,6 +965,99 @@ mod tests {
         assert_eq!(line_count(b"a"), 1);
         assert_eq!(line_count(b"a\n"), 1);
         assert_eq!(line_count(b"a\n\nb"), 3);
+    }
+
+    /// Which lines grep reports as calls of `name`, and which of those `callers()` drops as
+    /// definitions.
+    #[test]
+    fn call_sites_and_definition_lines() {
+        let lines = [
+            "let x = parse(a);",
+            "fn parse(a: &str) -> u32 {",
+            "pub fn parse<T>(a: T) {",
+            "let n = parse::<u32>(s);",
+            "let n = s.parse::<u32>().unwrap();",
+            "println!(\"{}\", parse (x));",
+            "parse!(x);",
+            "    def parse(self, text):",
+            "    async def parse(self):",
+            "func (p *Parser) parse(x int) error {",
+            "func parse(x int) error {",
+            "function parse(x) {",
+            "function* parse(x) {",
+            "export const parse = (x) => 1;",
+            "let p = parser(x);",
+            "x.reparse(y)",
+            "#define parse(x) ((x) + 1)",
+            "  def self.parse(text)",
+            "Parser.parse(text)",
+            "fun parse(s: String): Int {",
+            "let f = parse;",
+        ];
+        let pattern = Pattern::new(&call_pattern("parse"), false).unwrap();
+        let text = lines.join("\n");
+        let hay: &[(&str, &str)] = &[("a.rs", &text)];
+        let files = grep::select_files(hay, None);
+        let out = grep::grep(hay, &files, &pattern, &GrepOptions::default());
+        let shown: Vec<String> = out
+            .matches
+            .iter()
+            .map(|m| {
+                let tag = if defines(&m.text, "parse") {
+                    "def "
+                } else {
+                    "call"
+                };
+                format!("{tag} {}", m.text)
+            })
+            .collect();
+        expect_test::expect![[r#"
+            call let x = parse(a);
+            def  fn parse(a: &str) -> u32 {
+            call let n = parse::<u32>(s);
+            call let n = s.parse::<u32>().unwrap();
+            call println!("{}", parse (x));
+            def      def parse(self, text):
+            def      async def parse(self):
+            def  func (p *Parser) parse(x int) error {
+            def  func parse(x int) error {
+            def  function parse(x) {
+            def  function* parse(x) {
+            def  #define parse(x) ((x) + 1)
+            def    def self.parse(text)
+            call Parser.parse(text)
+            def  fun parse(s: String): Int {"#]]
+        .assert_eq(&shown.join("\n"));
+        assert!(
+            defines("pub fn parse<T>(a: T) {", "parse"),
+            "generic definitions"
+        );
+        assert!(!defines("let x = parse(a);", "parse"));
+        assert_eq!(call_pattern("a.b"), r"\ba\.b\b(?:\s*::\s*<[^()]*>)?\s*\(");
+    }
+
+    #[test]
+    fn search_results_show_one_line() {
+        let chunk = |name: Option<&str>| Chunk {
+            path: "src/a.rs".into(),
+            kind: "function".into(),
+            name: name.map(Into::into),
+            parent: None,
+            language: crate::index::Language::Rust,
+            start_byte: 0,
+            end_byte: 10,
+            start_line: 3,
+            end_line: 9,
+        };
+        let hit = |name| SearchHit {
+            chunk: chunk(name),
+            score: 7.345,
+        };
+        assert_eq!(
+            search_line(&hit(Some("parse"))),
+            "src/a.rs:3-9 function parse (7.3)"
+        );
+        assert_eq!(search_line(&hit(None)), "src/a.rs:3-9 function (7.3)");
     }
 
     #[test]

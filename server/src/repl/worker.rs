@@ -13,7 +13,7 @@ use super::blob::BlobReader;
 use super::capture::{Capture, cap_string, finish_pair};
 use super::protocol::{self, CellDone, FrameError, FromWorker, SubCallResult, ToWorker};
 use super::sandbox::{self, SandboxConfig, SandboxError};
-use super::tools::{Chunks, ChunksIter, PyChunk, PyDefinition, Tools, unknown_path};
+use super::tools::{Chunks, ChunksIter, PyChunk, PyDefinition, PySearchHit, Tools, unknown_path};
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -235,6 +235,25 @@ fn start_parent_watchdog() {
         });
 }
 
+/// `run_cell`'s tuple: final answer, error, restored helpers, reads, namespace.
+type RunCellResult<'py> = (
+    Option<Bound<'py, PyString>>,
+    Option<Bound<'py, PyString>>,
+    Vec<String>,
+    Vec<(String, u64)>,
+    Vec<(String, u64)>,
+);
+
+/// What the prelude's `run_cell` returns.
+#[derive(Default)]
+struct CellResult {
+    final_answer: Option<String>,
+    error: Option<String>,
+    restored_helpers: Vec<String>,
+    reads: Vec<(String, u64)>,
+    namespace: Vec<(String, u64)>,
+}
+
 /// The Python side of the worker.
 struct Host {
     chunks: Py<Chunks>,
@@ -256,6 +275,7 @@ impl Host {
         m.add_class::<ChunksIter>()?;
         m.add_class::<PyChunk>()?;
         m.add_class::<PyDefinition>()?;
+        m.add_class::<PySearchHit>()?;
         m.add_function(wrap_pyfunction!(subcall, &m)?)?;
         py.import("sys")?.getattr("modules")?.set_item("_rlm", &m)?;
         let code = CString::new(PRELUDE)?;
@@ -288,23 +308,20 @@ impl Host {
         self.out.get().clear();
         self.err.get().clear();
         let result = self.run_cell.call1(py, (code,)).and_then(|r| {
-            let (final_answer, error, restored): (
-                Option<Bound<'_, PyString>>,
-                Option<Bound<'_, PyString>>,
-                Vec<String>,
-            ) = r.extract(py)?;
-            Ok((
-                final_answer.map(|s| cap_string(s.to_string_lossy().into_owned(), MAX_VALUE_BYTES)),
-                error.map(|s| s.to_string_lossy().into_owned()),
-                restored,
-            ))
+            let (final_answer, error, restored, reads, namespace): RunCellResult<'_> =
+                r.extract(py)?;
+            Ok(CellResult {
+                final_answer: final_answer
+                    .map(|s| cap_string(s.to_string_lossy().into_owned(), MAX_VALUE_BYTES)),
+                error: error.map(|s| s.to_string_lossy().into_owned()),
+                restored_helpers: restored,
+                reads,
+                namespace,
+            })
         });
-        let (final_answer, error, restored_helpers) = result.unwrap_or_else(|e| {
-            (
-                None,
-                Some(format!("internal error in the REPL runner: {e}")),
-                Vec::new(),
-            )
+        let result = result.unwrap_or_else(|e| CellResult {
+            error: Some(format!("internal error in the REPL runner: {e}")),
+            ..CellResult::default()
         });
         let out = self.out.get().lock();
         let err = self.err.get().lock();
@@ -313,9 +330,11 @@ impl Host {
             stdout,
             stderr,
             output_bytes: out.total() + err.total(),
-            final_answer,
-            error,
-            restored_helpers,
+            final_answer: result.final_answer,
+            error: result.error,
+            restored_helpers: result.restored_helpers,
+            reads: result.reads,
+            namespace: result.namespace,
         }
     }
 
