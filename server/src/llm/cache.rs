@@ -1,6 +1,7 @@
 //! An on-disk, size-capped cache of model responses, keyed by everything that determines the
-//! answer: backend, model, messages and sampling parameters. Used for sub-calls at temperature 0
-//! (greedy decoding repeats itself); sampled calls are not cached unless asked.
+//! answer: endpoint (base URL), backend, model, messages and sampling parameters. Used for
+//! sub-calls at temperature 0 (greedy decoding repeats itself); sampled calls are not cached
+//! unless asked.
 
 use super::Usage;
 use serde::{Deserialize, Serialize};

@@ -96,6 +96,8 @@ pub struct ChatClient {
     provider: Provider,
     retry: RetryPolicy,
     cache: Option<Arc<ResponseCache>>,
+    /// Names the endpoint in cache keys in place of its base URL (see `with_cache_scope`).
+    cache_scope: Option<String>,
     /// Cache sampled (temperature > 0) calls too, not only greedy ones.
     cache_sampled: bool,
 }
@@ -113,6 +115,7 @@ impl ChatClient {
             provider: Provider::OpenAi,
             retry: RetryPolicy::default(),
             cache: None,
+            cache_scope: None,
             cache_sampled: false,
         }
     }
@@ -121,6 +124,13 @@ impl ChatClient {
     pub fn with_cache(mut self, cache: Arc<ResponseCache>, sampled: bool) -> Self {
         self.cache = Some(cache);
         self.cache_sampled = sampled;
+        self
+    }
+
+    /// Keys cached answers by `scope` instead of the base URL: for a server whose port changes
+    /// from run to run while its model does not (the shared local model).
+    pub fn with_cache_scope(mut self, scope: impl Into<String>) -> Self {
+        self.cache_scope = Some(scope.into());
         self
     }
 
@@ -180,9 +190,19 @@ impl ChatClient {
             .cache
             .as_ref()
             .filter(|_| self.endpoint.temperature == 0.0 || self.cache_sampled);
-        // The URL is left out of the key: a local server's port changes from run to run.
-        let key =
-            cache.map(|_| ResponseCache::key(&json!({"provider": self.provider, "body": body})));
+        // Another server (or model) is another answer: the key names the endpoint too.
+        let key = cache.map(|_| {
+            let endpoint = match &self.cache_scope {
+                Some(scope) => scope.clone(),
+                None => self.endpoint.base_url.trim_end_matches('/').to_string(),
+            };
+            ResponseCache::key(&json!({
+                "endpoint": endpoint,
+                "model": self.endpoint.model,
+                "provider": self.provider,
+                "body": body,
+            }))
+        });
         if let (Some(cache), Some(key)) = (cache, &key)
             && let Some((text, _)) = cache.get(key)
         {
@@ -341,10 +361,10 @@ impl ChatClient {
                 url: url.to_string(),
                 status,
                 hint: match &self.endpoint.api_key_env {
-                    Some(var) if self.endpoint.api_key.is_some() => format!(
-                        "check the key in ${var} (named by --api-key-env / RLM_API_KEY_ENV)"
-                    ),
-                    _ => "set --api-key-env / RLM_API_KEY_ENV to the name of the environment variable that holds your key".into(),
+                    Some(var) if self.endpoint.api_key.is_some() => {
+                        format!("check the key in ${var}, the one named for this endpoint")
+                    }
+                    _ => "name the environment variable that holds this endpoint's key with --api-key-env / RLM_API_KEY_ENV (--sub-api-key-env / RLM_SUB_API_KEY_ENV or --child-api-key-env / RLM_CHILD_API_KEY_ENV for a sub or child model at another URL)".into(),
                 },
             },
             404 => {
@@ -411,6 +431,32 @@ mod tests {
         let dbg = format!("{ep:?}");
         assert!(!dbg.contains("sk-secret"), "{dbg}");
         assert!(dbg.contains("<redacted>"));
+    }
+
+    #[tokio::test]
+    async fn a_cache_scope_stands_for_the_base_url() {
+        use crate::llm::ChatMessage;
+        use crate::llm::scripted::{ScriptedServer, Step, SubRule};
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(ResponseCache::new(dir.path().to_path_buf(), 1 << 20));
+        let start =
+            |reply: &str| ScriptedServer::start(vec![Step::Reply(reply.into())], SubRule::Echo);
+        // One local model before and after a restart on another port: one scope.
+        let (before, after) = (
+            start("first").await.unwrap(),
+            start("second").await.unwrap(),
+        );
+        let client = |s: &ScriptedServer| {
+            s.client()
+                .with_cache(cache.clone(), false)
+                .with_cache_scope("local/scripted")
+        };
+        let q = [ChatMessage::system("s"), ChatMessage::user("q")];
+        let first = client(&before).complete(&q, &[]).await.unwrap();
+        let again = client(&after).complete(&q, &[]).await.unwrap();
+        assert_eq!((first.text.as_str(), first.from_cache), ("first", false));
+        assert_eq!((again.text.as_str(), again.from_cache), ("first", true));
+        assert!(after.requests().is_empty());
     }
 
     #[test]
