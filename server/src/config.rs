@@ -32,9 +32,26 @@ pub struct ModelSettings {
     /// Model name of child runs [default: the only model the child's server lists]
     #[arg(long, env = "RLM_CHILD_MODEL")]
     pub child_model: Option<String>,
-    /// Name of the environment variable holding the API key (e.g. OPENAI_API_KEY); never the key itself
+    /// Name of the environment variable holding the root endpoint's API key (e.g.
+    /// OPENAI_API_KEY); never the key itself. Sent only to the root's base URL
     #[arg(long, env = "RLM_API_KEY_ENV")]
     pub api_key_env: Option<String>,
+    /// Name of the variable holding the sub endpoint's API key [default: the root's key when
+    /// the sub model is at the root's base URL, else none]
+    #[arg(long, env = "RLM_SUB_API_KEY_ENV")]
+    pub sub_api_key_env: Option<String>,
+    /// Name of the variable holding the child endpoint's API key [default: the key of the root
+    /// or sub endpoint at the same base URL, else none]
+    #[arg(long, env = "RLM_CHILD_API_KEY_ENV")]
+    pub child_api_key_env: Option<String>,
+    /// Send API keys over plain http:// to hosts other than this machine (readable on the
+    /// network path) [default: refused; loopback is always allowed]
+    #[arg(
+        long,
+        env = "RLM_ALLOW_INSECURE_HTTP",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_insecure_http: bool,
     /// Sub-calls in flight at once [default: 8, or 1 for the local model]
     #[arg(long, env = "RLM_CONCURRENCY")]
     pub concurrency: Option<usize>,
@@ -111,9 +128,16 @@ pub struct ResolvedModels {
 
 const MAX_TOKENS: u32 = 1024;
 
+/// An API key, and the variable it was read from (none for the local server's own key).
+#[derive(Clone)]
+struct ApiKey {
+    key: String,
+    var: Option<String>,
+}
+
 impl ModelSettings {
     /// Resolves endpoints: explicit ones as given, otherwise the shared local model (started on
-    /// first use). Reads the API key from the named variable.
+    /// first use). Each endpoint gets only its own API key, read from the variable named for it.
     pub async fn resolve(&self) -> Result<ResolvedModels, anyhow::Error> {
         self.resolve_with_env(|var| std::env::var(var).ok()).await
     }
@@ -123,21 +147,72 @@ impl ModelSettings {
         &self,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<ResolvedModels, anyhow::Error> {
-        let api_key = match &self.api_key_env {
-            Some(var) => match env(var) {
-                Some(k) if !k.trim().is_empty() => Some(k.trim().to_string()),
+        let read = |var: &Option<String>, names: &str| -> anyhow::Result<Option<ApiKey>> {
+            let Some(var) = var else { return Ok(None) };
+            match env(var) {
+                Some(k) if !k.trim().is_empty() => Ok(Some(ApiKey {
+                    key: k.trim().to_string(),
+                    var: Some(var.clone()),
+                })),
                 _ => anyhow::bail!(
-                    "RLM_API_KEY_ENV / --api-key-env names the variable {var}, but {var} is not set or empty: export {var}=<your key>"
+                    "{names} names the variable {var}, but {var} is not set or empty: export {var}=<your key>"
                 ),
-            },
-            None => None,
+            }
         };
+        let root_env_key = read(&self.api_key_env, "RLM_API_KEY_ENV / --api-key-env")?;
+        let sub_own_key = read(
+            &self.sub_api_key_env,
+            "RLM_SUB_API_KEY_ENV / --sub-api-key-env",
+        )?;
+        let child_own_key = read(
+            &self.child_api_key_env,
+            "RLM_CHILD_API_KEY_ENV / --child-api-key-env",
+        )?;
+        let child_url = self.child_base_url.as_deref().filter(|u| *u != "local");
+        for url in [
+            self.base_url.as_deref(),
+            self.sub_base_url.as_deref(),
+            child_url,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            check_base_url(url)?;
+        }
+        // A key goes only to the endpoint it was named for; an endpoint without one of its own
+        // uses the key of an endpoint at the same base URL. Decided, and checked, before
+        // anything is contacted. (No URL here means the local model, which has its own key.)
+        let mut known: Vec<(&str, &Option<ApiKey>)> = Vec::new();
+        if let Some(url) = self.base_url.as_deref() {
+            known.push((url, &root_env_key));
+        } else if let Some(var) = &self.api_key_env {
+            tracing::warn!(
+                "RLM_API_KEY_ENV / --api-key-env names {var}, but the root model is the local one, which has its own key: {var} is sent nowhere (--sub-api-key-env and --child-api-key-env name the keys of a sub or child endpoint)"
+            );
+        }
+        let sub_url_given = self.sub_base_url.as_deref().or(self.base_url.as_deref());
+        let sub_key_given = sub_url_given.and_then(|url| key_for(url, &sub_own_key, &known));
+        if let Some(url) = sub_url_given {
+            known.push((url, &sub_key_given));
+        }
+        let child_key = child_url.and_then(|url| key_for(url, &child_own_key, &known));
+        let endpoints = [
+            ("root", self.base_url.as_deref(), &root_env_key),
+            ("sub", sub_url_given, &sub_key_given),
+            ("child", child_url, &child_key),
+        ];
+        for (role, url, key) in endpoints {
+            if let (Some(url), Some(key)) = (url, key) {
+                check_key_transport(role, url, key, self.allow_insecure_http)?;
+            }
+        }
+
         let timeout = Duration::from_secs(self.timeout_secs.max(1));
-        let endpoint = |base_url: String, model: String, api_key: Option<String>| Endpoint {
+        let endpoint = |base_url: String, model: String, key: Option<ApiKey>| Endpoint {
             base_url,
             model,
-            api_key,
-            api_key_env: self.api_key_env.clone(),
+            api_key_env: key.as_ref().and_then(|k| k.var.clone()),
+            api_key: key.map(|k| k.key),
             timeout,
             max_tokens: MAX_TOKENS,
             temperature: 0.0,
@@ -162,19 +237,18 @@ impl ModelSettings {
         };
         let (root_url, root_model, root_key, local_server) = match &self.base_url {
             Some(url) => {
-                check_base_url(url)?;
                 let model = match &self.model {
                     Some(m) => m.clone(),
                     None => {
                         only_model(&client(endpoint(
                             url.clone(),
                             String::new(),
-                            api_key.clone(),
+                            root_env_key.clone(),
                         )))
                         .await?
                     }
                 };
-                (url.clone(), model, api_key.clone(), None)
+                (url.clone(), model, root_env_key.clone(), None)
             }
             None => {
                 // May start the server and wait for the model to load (off the async runtime).
@@ -183,7 +257,10 @@ impl ModelSettings {
                     .model
                     .clone()
                     .unwrap_or_else(|| handle.model_name().to_string());
-                let key = handle.api_key().map(str::to_string);
+                let key = handle.api_key().map(|k| ApiKey {
+                    key: k.to_string(),
+                    var: None,
+                });
                 (handle.base_url().to_string(), model, key, Some(handle))
             }
         };
@@ -191,34 +268,35 @@ impl ModelSettings {
             .sub_base_url
             .clone()
             .unwrap_or_else(|| root_url.clone());
-        if let Some(url) = &self.sub_base_url {
-            check_base_url(url)?;
-        }
+        // Without a URL the sub model is the local server's too: its own key, unless one is named.
+        let sub_key = match sub_url_given {
+            Some(_) => sub_key_given.clone(),
+            None => sub_own_key.clone().or_else(|| root_key.clone()),
+        };
         let sub_model = match (&self.sub_model, &self.sub_base_url) {
             (Some(m), _) => m.clone(),
-            (None, Some(url)) if url != &root_url => {
+            (None, Some(url)) if !same_endpoint(url, &root_url) => {
                 only_model(&client(endpoint(
                     url.clone(),
                     String::new(),
-                    api_key.clone(),
+                    sub_key.clone(),
                 )))
                 .await?
             }
             _ => root_model.clone(),
         };
         let local = local_server.is_some();
-        // The local server's own key serves the sub model too when it is the same server.
-        let sub_key = if sub_url == root_url {
-            root_key.clone()
-        } else {
-            api_key.clone()
-        };
+        // The local server's port changes from run to run; its model file does not.
+        let cache_scope = (sub_url_given.is_none()).then(|| format!("local/{sub_model}"));
         let mut sub = client(endpoint(sub_url, sub_model, sub_key));
         if self.response_cache != CacheMode::Off
             && let Ok(dir) = crate::llm::local::user_cache_dir()
         {
             let cache = ResponseCache::new(dir.join("responses"), RESPONSE_CACHE_BYTES);
             sub = sub.with_cache(Arc::new(cache), self.response_cache == CacheMode::All);
+            if let Some(scope) = cache_scope {
+                sub = sub.with_cache_scope(scope);
+            }
         }
         let mut handles: Vec<LocalServerHandle> = local_server.into_iter().collect();
         let child_root = match self.child_base_url.as_deref() {
@@ -229,28 +307,27 @@ impl ModelSettings {
                     .child_model
                     .clone()
                     .unwrap_or_else(|| handle.model_name().to_string());
-                let ep = endpoint(
-                    handle.base_url().to_string(),
-                    model,
-                    handle.api_key().map(str::to_string),
-                );
+                let key = handle.api_key().map(|k| ApiKey {
+                    key: k.to_string(),
+                    var: None,
+                });
+                let ep = endpoint(handle.base_url().to_string(), model, key);
                 handles.push(handle);
                 Some(client(ep))
             }
             Some(url) => {
-                check_base_url(url)?;
                 let model = match &self.child_model {
                     Some(m) => m.clone(),
                     None => {
                         only_model(&client(endpoint(
                             url.to_string(),
                             String::new(),
-                            api_key.clone(),
+                            child_key.clone(),
                         )))
                         .await?
                     }
                 };
-                Some(client(endpoint(url.to_string(), model, api_key.clone())))
+                Some(client(endpoint(url.to_string(), model, child_key)))
             }
         };
         Ok(ResolvedModels {
@@ -295,6 +372,57 @@ fn check_base_url(url: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The key sent to `url`: its own if one is named, else that of a known endpoint at the same
+/// base URL.
+fn key_for(url: &str, own: &Option<ApiKey>, known: &[(&str, &Option<ApiKey>)]) -> Option<ApiKey> {
+    own.clone().or_else(|| {
+        known
+            .iter()
+            .find(|(other, _)| same_endpoint(url, other))
+            .and_then(|(_, key)| (*key).clone())
+    })
+}
+
+/// Whether two base URLs name one endpoint (`HTTP://Host:80/v1/` is `http://host/v1`).
+fn same_endpoint(a: &str, b: &str) -> bool {
+    let norm = |u: &str| match reqwest::Url::parse(u) {
+        Ok(parsed) => parsed.as_str().trim_end_matches('/').to_string(),
+        Err(_) => u.trim_end_matches('/').to_string(),
+    };
+    norm(a) == norm(b)
+}
+
+/// A key sent over plain http:// can be read by anyone on the network path: only to this
+/// machine, unless the user allowed it.
+fn check_key_transport(role: &str, url: &str, key: &ApiKey, allow: bool) -> anyhow::Result<()> {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        // Nothing is sent to a URL that does not parse; the request reports it.
+        return Ok(());
+    };
+    if allow || parsed.scheme() != "http" || is_loopback(&parsed) {
+        return Ok(());
+    }
+    let which = match &key.var {
+        Some(var) => format!("the API key in ${var}"),
+        None => "the API key".to_string(),
+    };
+    anyhow::bail!(
+        "refusing to send {which} to the {role} model at {url} over plain http://, where anyone on the network path can read it: use an https:// URL, or, on a network you trust, allow it with --allow-insecure-http / RLM_ALLOW_INSECURE_HTTP=1 (allowInsecureHttp in the editor's settings)"
+    )
+}
+
+/// `localhost`, 127.0.0.0/8 or ::1.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// With no model named, a server that serves exactly one (llama-server, a single vLLM model) is

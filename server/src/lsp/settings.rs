@@ -98,6 +98,12 @@ impl Settings {
                 "childBaseUrl" => m.child_base_url = opt_str(key, v)?,
                 "childModel" => m.child_model = opt_str(key, v)?,
                 "apiKeyEnv" => m.api_key_env = opt_str(key, v)?,
+                "subApiKeyEnv" => m.sub_api_key_env = opt_str(key, v)?,
+                "childApiKeyEnv" => m.child_api_key_env = opt_str(key, v)?,
+                "allowInsecureHttp" => {
+                    m.allow_insecure_http =
+                        opt_bool(key, v)?.unwrap_or(env.models.allow_insecure_http)
+                }
                 "concurrency" => m.concurrency = opt_u64(key, v)?.map(|n| n as usize),
                 "timeoutSecs" => {
                     m.timeout_secs = opt_u64(key, v)?.unwrap_or(env.models.timeout_secs)
@@ -148,7 +154,8 @@ impl Settings {
     }
 
     /// The settings as shown by `rlm.status`: names only, never a key (keys live in the
-    /// variable `apiKeyEnv` names); user information in URLs is hidden.
+    /// variables `apiKeyEnv`, `subApiKeyEnv` and `childApiKeyEnv` name); user information in
+    /// URLs is hidden.
     pub fn redacted(&self) -> Value {
         let m = &self.models;
         let url = |u: &Option<String>| u.as_deref().map(redact_url);
@@ -160,6 +167,9 @@ impl Settings {
             "childBaseUrl": url(&m.child_base_url),
             "childModel": m.child_model,
             "apiKeyEnv": m.api_key_env,
+            "subApiKeyEnv": m.sub_api_key_env,
+            "childApiKeyEnv": m.child_api_key_env,
+            "allowInsecureHttp": m.allow_insecure_http,
             "concurrency": m.concurrency,
             "timeoutSecs": m.timeout_secs,
             "backend": m.backend,
@@ -281,5 +291,35 @@ mod tests {
             err(json!("/tmp")),
             "extraRoots must be an array of directory paths"
         );
+    }
+
+    #[test]
+    fn per_endpoint_key_names_and_the_http_opt_in() {
+        let base = Settings::default_values();
+        let s = base
+            .overlay(&json!({
+                "apiKeyEnv": "ROOT_KEY",
+                "subApiKeyEnv": "SUB_KEY",
+                "childApiKeyEnv": "CHILD_KEY",
+                "allowInsecureHttp": true,
+            }))
+            .unwrap();
+        assert_eq!(s.models.sub_api_key_env.as_deref(), Some("SUB_KEY"));
+        assert_eq!(s.models.child_api_key_env.as_deref(), Some("CHILD_KEY"));
+        assert!(s.models.allow_insecure_http);
+        // rlm.status shows the names of the variables (the keys are never settings).
+        let shown = s.redacted();
+        assert_eq!(shown["apiKeyEnv"], "ROOT_KEY");
+        assert_eq!(shown["subApiKeyEnv"], "SUB_KEY");
+        assert_eq!(shown["childApiKeyEnv"], "CHILD_KEY");
+        assert_eq!(shown["allowInsecureHttp"], true);
+        assert!(base.overlay(&json!({"allowInsecureHttp": "yes"})).is_err());
+        assert!(base.overlay(&json!({"subApiKeyEnv": 1})).is_err());
+        let reset = s
+            .overlay(&json!({"subApiKeyEnv": null, "allowInsecureHttp": null}))
+            .unwrap();
+        assert_eq!(reset.models.sub_api_key_env, None);
+        let env = Settings::from_env().0.models;
+        assert_eq!(reset.models.allow_insecure_http, env.allow_insecure_http);
     }
 }
