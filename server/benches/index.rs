@@ -5,14 +5,20 @@
 //!   collecting every capture (target: at least 2x faster than the naive pass);
 //! - the same index on one thread (to separate the work saved from the parallelism);
 //! - incremental updates after one-character edits of a 5,000-line file (target: <= 5 ms);
-//! - peak memory (VmHWM) against the source bytes (target: <= 2x + 200 MB).
+//! - peak memory (VmHWM) against the source bytes (target: <= 2x + 200 MB);
+//! - the BM25 of the REPL's `search()` over the index's chunks: build time, and query time over
+//!   a set of questions (median, p90, max).
 //!
 //! Run: `cargo bench -p rlm-lsp --bench index` (or `bash bench/index.sh`).
 //! Optional: `INDEX_BENCH_MAX_MB=50` to use a fixed-size subset (files in path order),
-//! `INDEX_BENCH_ROUNDS=3` to take the best of more rounds (default 2).
+//! `INDEX_BENCH_ROUNDS=3` to take the best of more rounds (default 2), `INDEX_BENCH_ONLY=bm25`
+//! for the BM25 figures alone (e.g. `INDEX_BENCH_MAX_MB=18 INDEX_BENCH_ONLY=bm25`: about 5M
+//! model tokens of code).
 #![allow(clippy::print_stdout)]
 
+use rlm_lsp::index::bm25::Bm25;
 use rlm_lsp::index::{IndexOptions, TextEdit, WorkspaceIndex};
+use rlm_lsp::repl::search_document;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use streaming_iterator::StreamingIterator;
@@ -76,6 +82,77 @@ fn naive_tags(files: &[(String, String)]) -> (Duration, usize) {
     (start.elapsed(), total)
 }
 
+/// BM25 over the index's chunks as `search()` builds it (path, name and text of each chunk):
+/// build time, then query times.
+fn bm25_bench(files: &[(String, String)]) {
+    let index = WorkspaceIndex::build_files(files, IndexOptions::default());
+    let chunks: Vec<_> = index.chunks().collect();
+    let texts: std::collections::HashMap<&str, &str> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let bytes: usize = files.iter().map(|(_, t)| t.len()).sum();
+    let start = Instant::now();
+    let bm25 = Bm25::from_fn(chunks.len(), |i| {
+        let c = &chunks[i];
+        let text = texts
+            .get(c.path.as_str())
+            .and_then(|t| t.get(c.start_byte..c.end_byte))
+            .unwrap_or("");
+        search_document(c, text)
+    });
+    let build = start.elapsed();
+    println!(
+        "bm25: {} chunks, {:.1} MB (about {:.1}M model tokens at 3.5 bytes a token), {} terms, {} distinct; built in {:.2} s ({} threads)",
+        chunks.len(),
+        mb(bytes),
+        bytes as f64 / 3.5 / 1e6,
+        bm25.total_terms(),
+        bm25.vocabulary(),
+        build.as_secs_f64(),
+        rayon::current_num_threads(),
+    );
+    let queries = [
+        "where is the configuration parsed",
+        "how are errors converted into io::Error",
+        "parse an HTTP request header",
+        "serialize a struct to JSON",
+        "which function reads a file into a string",
+        "thread pool spawn worker",
+        "unicode normalization of identifiers",
+        "hash map with a custom hasher",
+        "retry with exponential backoff",
+        "Display implementation for the error type",
+        "async runtime timer wheel",
+        "regex compile cache",
+        "buffered writer flush",
+        "command line argument parsing",
+        "UTF-8 validation of bytes",
+        "tokenize the input text",
+        "lock free queue push pop",
+        "random number generator seed",
+        "date time formatting",
+        "TLS handshake certificate verification",
+    ];
+    let mut times = Vec::new();
+    let mut found = 0;
+    for q in queries {
+        let start = Instant::now();
+        let top = bm25.top(q, 10);
+        times.push(start.elapsed());
+        found += top.len();
+    }
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "bm25 queries ({} of them, top 10, {found} results): median {:.2} ms, p90 {:.2} ms, max {:.2} ms",
+        times.len(),
+        ms(times[times.len() / 2]),
+        ms(times[times.len() * 9 / 10]),
+        ms(times[times.len() - 1]),
+    );
+}
+
 fn main() {
     let root = std::env::var_os("INDEX_BENCH_DIR").map_or_else(
         || {
@@ -129,6 +206,10 @@ fn main() {
         root.display()
     );
     let base_mb = vm_hwm_mb();
+    if std::env::var("INDEX_BENCH_ONLY").is_ok_and(|v| v == "bm25") {
+        bm25_bench(&files);
+        return;
+    }
 
     // Full index (both cores) and the naive reference, alternated: the best of each over
     // `INDEX_BENCH_ROUNDS` rounds (default 2), since other work on the machine adds noise.
@@ -231,6 +312,7 @@ fn main() {
         }
         big = Some(("concatenated.rs".to_owned(), text));
     }
+    bm25_bench(&files);
     let Some((path, text)) = big else { return };
     let text: String = text.split_inclusive('\n').take(5000).collect();
     let index = WorkspaceIndex::build_files(&files, IndexOptions::default());

@@ -163,6 +163,16 @@ impl Bm25 {
         self.lens.is_empty()
     }
 
+    /// Distinct terms.
+    pub fn vocabulary(&self) -> usize {
+        self.terms.len()
+    }
+
+    /// Terms in all documents (with repeats).
+    pub fn total_terms(&self) -> u64 {
+        self.lens.iter().map(|&l| u64::from(l)).sum()
+    }
+
     /// Documents by descending score (only those matching some term), ties by index.
     pub fn rank(&self, query: &str) -> Vec<(usize, f64)> {
         let mut scores = self.scores(query);
@@ -191,7 +201,9 @@ impl Bm25 {
         terms.sort();
         terms.dedup();
         let n = self.lens.len() as f64;
-        let mut acc: HashMap<u32, f64> = HashMap::new();
+        // Dense scores, and the documents touched (every added score is positive).
+        let mut acc = vec![0.0f64; self.lens.len()];
+        let mut touched: Vec<u32> = Vec::new();
         for t in &terms {
             let Some(&id) = self.terms.get(t) else {
                 continue;
@@ -204,13 +216,17 @@ impl Bm25 {
                 let len = f64::from(self.lens[doc as usize]);
                 let s = idf * f * (self.k1 + 1.0)
                     / (f + self.k1 * (1.0 - self.b + self.b * len / self.avg_len));
-                *acc.entry(doc).or_insert(0.0) += s;
+                let slot = &mut acc[doc as usize];
+                if *slot == 0.0 {
+                    touched.push(doc);
+                }
+                *slot += s;
             }
         }
-        let mut out: Vec<(usize, f64)> = acc
+        let mut out: Vec<(usize, f64)> = touched
             .into_iter()
+            .map(|d| (d as usize, acc[d as usize]))
             .filter(|(_, s)| *s > 0.0)
-            .map(|(d, s)| (d as usize, s))
             .collect();
         out.sort_unstable_by_key(|(d, _)| *d);
         out
