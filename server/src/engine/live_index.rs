@@ -361,6 +361,62 @@ mod tests {
     }
 
     #[test]
+    fn structural_queries_read_the_source_and_search_is_built_once_per_version() {
+        let java = "interface Shape { double area(); }\n\npublic class Circle\n        extends Base\n        implements Shape {\n    double area() { return 1; }\n    void draw() { area(); }\n}\n";
+        let files = vec![
+            SourceFile {
+                path: "src/Circle.java".into(),
+                text: java.to_string().into(),
+            },
+            SourceFile {
+                path: "src/util.rs".into(),
+                text: "/// Parses the configuration file.\npub fn parse_config() {}\n"
+                    .to_string()
+                    .into(),
+            },
+        ];
+        let snap = Arc::new(Snapshot {
+            root: "/w".into(),
+            files,
+            stats: IndexStats::default(),
+        });
+        let live = LiveIndex::spawn(snap, IndexOptions::default());
+        assert!(live.wait(Duration::from_secs(60)));
+        // `implements` on the third line of the header: read from the source.
+        let impls = live.implementations("Shape");
+        assert_eq!(
+            impls
+                .iter()
+                .map(|i| (i.type_name.as_str(), i.start_line))
+                .collect::<Vec<_>>(),
+            [("Circle", 3)]
+        );
+        assert_eq!(live.definitions("area").len(), 2);
+        let around = live.enclosing(&[("src/Circle.java".into(), 7), ("src/util.rs".into(), 1)]);
+        assert_eq!(around[0].as_ref().map(|d| d.name.as_str()), Some("draw"));
+        assert!(around[1].is_none());
+
+        let hits = live.search("parse the config", 5).unwrap_or_default();
+        assert_eq!(hits[0].chunk.path, "src/util.rs", "{hits:?}");
+        let first = live.search_index();
+        assert!(
+            Arc::ptr_eq(&first, &live.search_index()),
+            "one BM25 per version"
+        );
+        live.update_file("src/util.rs", Some("pub fn load_settings() {}\n"));
+        assert!(
+            !Arc::ptr_eq(&first, &live.search_index()),
+            "rebuilt for a new version"
+        );
+        let hits = live.search("load settings", 5).unwrap_or_default();
+        assert_eq!(
+            hits[0].chunk.name.as_deref(),
+            Some("load_settings"),
+            "{hits:?}"
+        );
+    }
+
+    #[test]
     fn edits_during_the_build_are_applied_after_it() {
         let files = (0..3000)
             .map(|i| SourceFile {

@@ -120,10 +120,23 @@ pub fn exact_definitions<'a>(
     name: &str,
 ) -> Vec<Definition> {
     let name = name.trim();
-    let (parent, name) = match name.rsplit_once("::").or_else(|| name.rsplit_once('.')) {
-        Some((p, n)) if !p.is_empty() && !n.is_empty() => (Some(p), n),
-        _ => (None, name),
+    let split = match name.rsplit_once("::").or_else(|| name.rsplit_once('.')) {
+        Some((p, n)) if !p.is_empty() && !n.is_empty() => Some((p, n)),
+        _ => None,
     };
+    let defs: Vec<&Definition> = defs.into_iter().collect();
+    if let Some((parent, member)) = split {
+        let found = named(&defs, member, Some(parent));
+        if !found.is_empty() {
+            return found;
+        }
+        // A name that is itself qualified (Ruby's `class Outer::Inner`).
+    }
+    named(&defs, name, None)
+}
+
+/// Definitions named `name` exactly, else ignoring case, whose parent is `parent` if given.
+fn named(defs: &[&Definition], name: &str, parent: Option<&str>) -> Vec<Definition> {
     let lower = name.to_lowercase();
     let mut exact = Vec::new();
     let mut folded = Vec::new();
@@ -137,9 +150,9 @@ pub fn exact_definitions<'a>(
             continue;
         }
         if d.name == name {
-            exact.push(d.clone());
+            exact.push((*d).clone());
         } else if exact.is_empty() && d.name.to_lowercase() == lower {
-            folded.push(d.clone());
+            folded.push((*d).clone());
         }
     }
     if exact.is_empty() { folded } else { exact }
@@ -416,6 +429,21 @@ mod tests {
         assert_eq!(names(&ix.definitions("Parser::parse")), ["parse:16"]);
         assert_eq!(names(&ix.definitions("Parser.new")), ["new:12"]);
         assert!(ix.definitions("Other::parse").is_empty());
+        let qualified = StaticIndex::new(
+            vec![def(
+                "Outer::Reopened",
+                DefKind::Class,
+                "lib/a.rb",
+                (1, 3),
+                None,
+            )],
+            vec![],
+        );
+        assert_eq!(
+            names(&qualified.definitions("Outer::Reopened")),
+            ["Outer::Reopened:1"],
+            "a qualified name of its own"
+        );
         let at = |path: &str, line: u32| (path.to_string(), line);
         let got: Vec<Option<String>> = ix
             .enclosing(&[
