@@ -76,6 +76,124 @@ pub fn resolve_path(tok: &str, files: &[String]) -> Option<String> {
     (within.len() == 1).then(|| within[0].clone())
 }
 
+/// Whether `tok` designates any workspace file at all (exactly, by suffix, or within a longer
+/// path), ambiguous or not.
+fn designates_some_file(tok: &str, files: &[String]) -> bool {
+    let suffix = format!("/{tok}");
+    files
+        .iter()
+        .any(|f| f == tok || f.ends_with(&suffix) || tok.ends_with(&format!("/{f}")))
+}
+
+/// Path-looking tokens of `answer` (a file name with an extension, optionally `:line`) that
+/// designate no file of the workspace, not even ambiguously: citations of files that are not
+/// there. Parts of URLs and the site name `docs.rs` are not citations.
+pub fn unknown_paths(answer: &str, files: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in PATH_RE.find_iter(answer) {
+        let before = &answer[..m.start()];
+        let word_start = before
+            .rfind(|c: char| c.is_whitespace() || "`'\"(<[".contains(c))
+            .map_or(0, |i| i + 1);
+        if answer[word_start..m.start()].contains("//")
+            || answer[word_start..m.start()].contains(':')
+        {
+            continue;
+        }
+        let tok = m.as_str();
+        let path = tok.split(':').next().unwrap_or(tok);
+        let path = path.trim_start_matches("./").trim_start_matches('/');
+        if path.is_empty() || path == "docs.rs" || designates_some_file(path, files) {
+            continue;
+        }
+        if !out.iter().any(|t| t == tok) {
+            out.push(tok.to_string());
+        }
+    }
+    out
+}
+
+static DIR_TOKEN_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"[A-Za-z0-9_.\-/]+").expect("valid regex"));
+static FILE_EXT_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\.(rs|toml|md|txt|json|py|js|ts|lock|yml|yaml|sh)(:\d+)?$").expect("valid regex")
+});
+
+/// Every directory of the workspace (each proper prefix of a file's path).
+pub fn directories(files: &[String]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for f in files {
+        let mut end = 0;
+        while let Some(i) = f[end..].find('/') {
+            end += i;
+            out.insert(f[..end].to_string());
+            end += 1;
+        }
+    }
+    out
+}
+
+/// Directories `depth` components deep that `answer` names. A token with a `/` (`src/io`,
+/// `tokio-1.54.1/src/io/`) is matched like a path (exactly, by its end, or the model added a
+/// prefix); a bare word (`io`) only when it is marked (in backticks, quotes or bold) or the
+/// whole answer is at most three words, and then only when it is the last component of exactly
+/// one such directory. File paths (`src/io/mod.rs`) name files, not directories.
+pub fn dirs(answer: &str, files: &[String], depth: usize) -> BTreeSet<String> {
+    let candidates: Vec<String> = directories(files)
+        .into_iter()
+        .filter(|d| d.split('/').count() == depth)
+        .collect();
+    let short = answer.split_whitespace().count() <= 3;
+    let mut out = BTreeSet::new();
+    for m in DIR_TOKEN_RE.find_iter(answer) {
+        let raw = m.as_str();
+        if FILE_EXT_RE.is_match(raw) {
+            continue;
+        }
+        let tok = raw
+            .trim_start_matches("./")
+            .trim_start_matches('/')
+            .trim_end_matches(['/', '.', ':', '-']);
+        if tok.is_empty() {
+            continue;
+        }
+        let found = if tok.contains('/') {
+            if candidates.iter().any(|c| c == tok) {
+                Some(tok.to_string())
+            } else {
+                let ends: Vec<&String> = candidates
+                    .iter()
+                    .filter(|c| c.ends_with(&format!("/{tok}")))
+                    .collect();
+                let within: Vec<&String> = candidates
+                    .iter()
+                    .filter(|c| tok.ends_with(&format!("/{c}")))
+                    .collect();
+                match (ends.as_slice(), within.as_slice()) {
+                    ([one], _) => Some(one.to_string()),
+                    ([], [one]) => Some(one.to_string()),
+                    _ => None,
+                }
+            }
+        } else {
+            let before = answer[..m.start()].chars().next_back();
+            let after = answer[m.end()..].chars().next();
+            let marked = |c: Option<char>| c.is_some_and(|c| "`*\"'".contains(c));
+            if short || marked(before) || marked(after) {
+                let last: Vec<&String> = candidates
+                    .iter()
+                    .filter(|c| c.rsplit('/').next() == Some(tok))
+                    .collect();
+                (last.len() == 1).then(|| last[0].clone())
+            } else {
+                None
+            }
+        };
+        out.extend(found);
+    }
+    out
+}
+
 /// `(file, line)` citations in `answer`, files resolved as in [`paths`].
 pub fn file_lines(answer: &str, files: &[String]) -> BTreeSet<(String, u32)> {
     let mut out = BTreeSet::new();
@@ -182,6 +300,58 @@ mod tests {
             .into_iter()
             .collect()
         );
+    }
+
+    #[test]
+    fn unknown_paths_are_citations_of_files_not_there() {
+        let f = files();
+        assert_eq!(
+            unknown_paths(
+                "See src/lib.rs:3, mod.rs, src/nope.rs:9 and std/src/vec.rs; docs at https://docs.rs/x/a.rs and docs.rs.",
+                &f
+            ),
+            vec!["src/nope.rs:9".to_string(), "std/src/vec.rs".into()]
+        );
+        assert!(unknown_paths("/home/me/.cargo/registry/src/x/crate-1.0/src/de.rs", &f).is_empty());
+        assert!(unknown_paths("no paths at all, version 1.0.2", &f).is_empty());
+    }
+
+    #[test]
+    fn directories_named_in_answers() {
+        let f: Vec<String> = [
+            "tokio-1.0/src/io/mod.rs",
+            "tokio-1.0/src/io/util/a.rs",
+            "tokio-1.0/src/net/tcp.rs",
+            "tokio-1.0/tests/io.rs",
+            "syn-2.0/src/gen/fold.rs",
+            "syn-2.0/Cargo.toml",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let d = |a: &str, depth| dirs(a, &f, depth).into_iter().collect::<Vec<_>>();
+        assert_eq!(
+            d("The directory is `tokio-1.0/src/io/`.", 3),
+            vec!["tokio-1.0/src/io"]
+        );
+        assert_eq!(
+            d("src/io has the most (see src/io/mod.rs:3)", 3),
+            vec!["tokio-1.0/src/io"]
+        );
+        assert_eq!(
+            d("/x/registry/tokio-1.0/src/net", 3),
+            vec!["tokio-1.0/src/net"]
+        );
+        assert_eq!(d("**net**", 3), vec!["tokio-1.0/src/net"]);
+        assert_eq!(d("net", 3), vec!["tokio-1.0/src/net"]);
+        // A bare word in prose does not count; a file path names a file, not its directory.
+        assert!(d("most of the io happens in the net code", 3).is_empty());
+        assert!(d("tokio-1.0/src/net/tcp.rs", 3).is_empty());
+        assert_eq!(d("tokio-1.0/src/io and syn-2.0/src/gen", 3).len(), 2);
+        // `src` alone is ambiguous at depth 2 (two crates have one).
+        assert!(d("`src`", 2).is_empty());
+        assert_eq!(d("`syn-2.0`", 1), vec!["syn-2.0"]);
+        assert_eq!(directories(&f).len(), 9);
     }
 
     #[test]

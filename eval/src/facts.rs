@@ -32,6 +32,8 @@ pub struct FnFact {
     pub impl_trait: Option<String>,
     pub is_unsafe: bool,
     pub is_async: bool,
+    /// Marked as a test: an attribute whose path ends in `test` (`#[test]`, `#[tokio::test]`).
+    pub is_test: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +63,8 @@ pub struct FileFacts {
     pub traits: Vec<String>,
     /// Structs, enums, unions and type aliases defined here.
     pub types: Vec<String>,
+    /// `struct` items.
+    pub structs: usize,
 }
 
 /// Facts of one Rust file. Files that do not parse still give what the parser recovered.
@@ -113,6 +117,9 @@ pub fn analyze(path: &str, text: &str) -> FileFacts {
                 }
             }
             "struct_item" | "enum_item" | "union_item" | "type_item" => {
+                if node.kind() == "struct_item" {
+                    facts.structs += 1;
+                }
                 if let Some(n) = node.child_by_field_name("name") {
                     facts.types.push(text_of(n, src).to_string());
                 }
@@ -189,6 +196,7 @@ fn function(node: Node, src: &[u8], path: &str) -> Option<FnFact> {
         impl_trait,
         is_unsafe,
         is_async,
+        is_test: test_attribute(node, src),
     })
 }
 
@@ -255,6 +263,74 @@ fn doc_comment(node: Node, src: &[u8]) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Whether an attribute above the item (doc comments skipped) has a path ending in `test`.
+fn test_attribute(node: Node, src: &[u8]) -> bool {
+    let mut prev = node.prev_sibling();
+    while let Some(p) = prev {
+        match p.kind() {
+            "attribute_item" => {
+                let t = text_of(p, src).trim_start_matches("#[");
+                let path = t.split(['(', ']', '=']).next().unwrap_or_default().trim();
+                if path.rsplit("::").next() == Some("test") {
+                    return true;
+                }
+            }
+            "line_comment" | "block_comment" => {}
+            _ => return false,
+        }
+        prev = p.prev_sibling();
+    }
+    false
+}
+
+fn parse(text: &str) -> Option<tree_sitter::Tree> {
+    let mut parser = Parser::new();
+    parser
+        .set_language(&tree_sitter_rust::LANGUAGE.into())
+        .ok()?;
+    parser.parse(text, None)
+}
+
+/// Whether tree-sitter-rust parses the text without an error or missing node.
+pub fn parses_cleanly(text: &str) -> bool {
+    parse(text).is_some_and(|t| !t.root_node().has_error())
+}
+
+/// Lines (1-based) before which a new item can be inserted at the top level of the file: the
+/// line after a top-level function, impl, struct, enum, trait or module that ends its line, when
+/// the next item starts on a later line.
+pub fn top_level_gaps(text: &str) -> Vec<u32> {
+    let Some(tree) = parse(text) else {
+        return Vec::new();
+    };
+    let root = tree.root_node();
+    let mut cursor = root.walk();
+    let children: Vec<Node> = root.children(&mut cursor).collect();
+    let mut out = Vec::new();
+    for (i, n) in children.iter().enumerate() {
+        if !matches!(
+            n.kind(),
+            "function_item" | "impl_item" | "struct_item" | "enum_item" | "trait_item" | "mod_item"
+        ) {
+            continue;
+        }
+        let end = n.end_byte();
+        let rest_of_line = text[end..].split('\n').next().unwrap_or_default();
+        if !rest_of_line.trim().is_empty() || !text[end..].contains('\n') {
+            continue;
+        }
+        let end_row = n.end_position().row;
+        if children
+            .get(i + 1)
+            .is_some_and(|next| next.start_position().row <= end_row)
+        {
+            continue;
+        }
+        out.push(end_row as u32 + 2);
+    }
+    out
 }
 
 /// The called name: the last segment of a path, a method's name, through turbofish.
@@ -447,6 +523,25 @@ fn s() -> &'static str { "helper(4)" }
         assert_eq!(f.unsafe_blocks, 1);
         assert_eq!(f.traits, vec!["Shape"]);
         assert_eq!(f.types, vec!["Foo", "Kind"]);
+    }
+
+    #[test]
+    fn tests_structs_and_insertion_points() {
+        let src = "use x;\n\n#[test]\nfn a() {}\n\n#[tokio::test(flavor = \"current_thread\")]\n/// doc\nasync fn b() {}\n#[cfg(test)]\nfn c() {}\nstruct S; struct T;\nimpl S {\n    fn d() {}\n}\n// end\n";
+        let f = analyze("x.rs", src);
+        let tests: Vec<_> = f
+            .fns
+            .iter()
+            .filter(|f| f.is_test)
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(tests, vec!["a", "b"]);
+        assert_eq!(f.structs, 2);
+        assert!(parses_cleanly(src));
+        assert!(!parses_cleanly("fn a( {"));
+        // After `fn a` (line 4 -> before 5), `fn b` (8 -> 9), `fn c` (10 -> 11), `struct T`
+        // (11 -> 12) and the impl (14 -> 15); not after `struct S;`, which shares its line.
+        assert_eq!(top_level_gaps(src), vec![5, 9, 11, 12, 15]);
     }
 
     #[test]

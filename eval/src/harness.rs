@@ -8,7 +8,7 @@ use crate::score;
 use crate::task::{Task, WorkspaceSpec};
 use rlm_lsp::workspace::{RootSpec, WalkOptions, walk_roots};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// One task answered by one method.
@@ -16,6 +16,9 @@ use std::sync::Arc;
 pub struct Row {
     pub task_id: String,
     pub kind: String,
+    /// The task's size class (`100k`, `1m`, `5m`); empty in rows of task files without one.
+    #[serde(default)]
+    pub size: String,
     pub workspace: String,
     /// Estimated tokens (characters / 4) of the workspace as walked for this run.
     pub size_tokens: u64,
@@ -41,9 +44,25 @@ pub struct Row {
     pub overflow: bool,
     #[serde(default)]
     pub usage: Vec<UsageRow>,
+    /// Path-looking tokens of the answer that designate no file of the workspace (see
+    /// `answer::unknown_paths`); `None` in rows written before this was recorded.
+    #[serde(default)]
+    pub unknown_paths: Option<Vec<String>>,
 }
 
-/// Reads a workspace into a snapshot. Several roots prefix every path with the root's name.
+impl Row {
+    /// The size class, or the workspace's label for rows without one.
+    pub fn size_key(&self) -> &str {
+        if self.size.is_empty() {
+            &self.workspace
+        } else {
+            &self.size
+        }
+    }
+}
+
+/// Reads a workspace into a snapshot, its overlays applied (the disk is never written). Several
+/// roots prefix every path with the root's name.
 pub fn walk(spec: &WorkspaceSpec) -> anyhow::Result<rlm_lsp::workspace::Snapshot> {
     let mut roots = Vec::new();
     for r in &spec.roots {
@@ -52,7 +71,23 @@ pub fn walk(spec: &WorkspaceSpec) -> anyhow::Result<rlm_lsp::workspace::Snapshot
             read_only: true,
         });
     }
-    Ok(walk_roots(&roots, &WalkOptions::default())?)
+    let mut snap = walk_roots(&roots, &WalkOptions::default())?;
+    for o in &spec.overlays {
+        let f = snap.get(&o.path).ok_or_else(|| {
+            anyhow::anyhow!(
+                "overlay on {}: no such file in {}",
+                o.path,
+                spec.roots
+                    .iter()
+                    .map(|r| r.label())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        let text = o.apply(&f.text).map_err(anyhow::Error::msg)?;
+        snap = snap.with_text(&o.path, text);
+    }
+    Ok(snap)
 }
 
 /// Workspaces in order of size, each with its tasks in file order.
@@ -73,6 +108,18 @@ pub async fn run(
     tasks: &[Task],
     methods: &[Method],
     m: &Methods,
+    on_row: impl FnMut(&Row),
+) -> anyhow::Result<Vec<Row>> {
+    run_skipping(tasks, methods, m, &BTreeSet::new(), on_row).await
+}
+
+/// [`run`], leaving out the `(task id, method)` pairs in `done` (a resumed run); a workspace
+/// whose every pair is done is not even read.
+pub async fn run_skipping(
+    tasks: &[Task],
+    methods: &[Method],
+    m: &Methods,
+    done: &BTreeSet<(String, Method)>,
     mut on_row: impl FnMut(&Row),
 ) -> anyhow::Result<Vec<Row>> {
     let mut order: Vec<Method> = methods.to_vec();
@@ -80,6 +127,10 @@ pub async fn run(
     order.dedup();
     let mut rows = Vec::new();
     for (spec, ts) in group(tasks) {
+        let todo = |t: &Task, me: Method| !done.contains(&(t.id.clone(), me));
+        if !ts.iter().any(|t| order.iter().any(|me| todo(t, *me))) {
+            continue;
+        }
         let snap = Arc::new(walk(&spec)?);
         let texts: Vec<(&str, &str)> = snap
             .files
@@ -91,6 +142,9 @@ pub async fn run(
         let ws = tokio::task::block_in_place(|| Prepared::new(snap.clone()))?;
         for &method in &order {
             for task in &ts {
+                if !todo(task, method) {
+                    continue;
+                }
                 let out = m.run(method, &ws, &task.question).await;
                 let s = score::score(task, &out.answer, &corpus.paths, &known);
                 let row = make_row(task, &spec, &corpus, snap.files.len(), method, s, out);
@@ -116,6 +170,8 @@ fn make_row(
         .usage
         .iter()
         .try_fold(0.0, |acc, u| u.cost_usd.map(|c| acc + c));
+    let unknown_paths =
+        crate::answer::unknown_paths(crate::answer::without_banner(&out.answer), &corpus.paths);
     let mut answer = out.answer.clone();
     if answer.len() > 2000 {
         let mut cut = 2000;
@@ -128,6 +184,7 @@ fn make_row(
     Row {
         task_id: task.id.clone(),
         kind: task.kind.clone(),
+        size: task.size.clone(),
         workspace: spec.label(),
         size_tokens: corpus.size_tokens,
         files,
@@ -149,6 +206,7 @@ fn make_row(
         truncated: out.truncated,
         overflow: out.overflow,
         usage: out.usage,
+        unknown_paths: Some(unknown_paths),
     }
 }
 

@@ -3,10 +3,12 @@
 //! cost and latency, and how that changes with workspace size. See `docs/eval.md`.
 
 pub mod answer;
+pub mod behaviours;
 pub mod facts;
 pub mod generate;
 pub mod harness;
 pub mod methods;
+pub mod plant;
 pub mod report;
 pub mod score;
 pub mod task;

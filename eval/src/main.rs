@@ -31,7 +31,7 @@ enum Command {
     Gen(GenArgs),
     /// Run tasks with methods and write report.json, report.md and score_vs_size.png.
     Run(Box<RunArgs>),
-    /// Re-render report.md and score_vs_size.png from a report.json.
+    /// Re-render report.md, report.json and score_vs_size.png from report.json or rows files.
     Report(ReportArgs),
     /// Score stored answers again (after a change to the scorers or the answer parsing), without
     /// calling any model, and rewrite the report.
@@ -43,17 +43,17 @@ struct RescoreArgs {
     /// The task file the run used
     #[arg(long)]
     tasks: PathBuf,
-    /// A report.json (or rows.jsonl) written by `rlm-eval run`
-    #[arg(long)]
-    json: PathBuf,
+    /// report.json or rows JSONL files written by `rlm-eval run` (several: merged)
+    #[arg(long, num_args = 1.., required = true)]
+    json: Vec<PathBuf>,
     #[arg(long)]
     out_dir: PathBuf,
 }
 
 #[derive(clap::Args)]
 struct GenArgs {
-    /// A workspace: comma-separated roots, each `name@version[/subdir]` (a crate `cargo fetch`
-    /// unpacked) or a directory (repeatable)
+    /// A workspace: `[SIZE=]` then comma-separated roots, each `name@version[/subdir]` (a crate
+    /// `cargo fetch` unpacked) or a directory (repeatable); SIZE names its size class (`100k`)
     #[arg(long = "workspace", required = true)]
     workspaces: Vec<String>,
     /// Tasks of each kind per workspace
@@ -63,7 +63,7 @@ struct GenArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "needle_function,call_sites,implementors,aggregate,pairs"
+        default_value = "needle_function,call_sites,implementors,aggregate,pairs,count_files,top_dir,planted_behaviour"
     )]
     kinds: Vec<String>,
     /// Output JSONL file
@@ -76,7 +76,8 @@ struct RunArgs {
     /// Task file (JSONL, from `rlm-eval gen`)
     #[arg(long)]
     tasks: PathBuf,
-    /// Methods (comma-separated): rlm, rlm-no-subcalls, direct, retrieval
+    /// Methods (comma-separated): rlm, rlm-no-subcalls, rlm-no-recipes, rlm-no-evidence,
+    /// direct, retrieval
     #[arg(
         long,
         value_delimiter = ',',
@@ -86,9 +87,24 @@ struct RunArgs {
     /// Only tasks of these kinds
     #[arg(long, value_delimiter = ',')]
     kinds: Vec<String>,
+    /// Only tasks of these size classes (`100k,1m`: the names given to `gen --workspace`)
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<String>,
+    /// Only these task ids
+    #[arg(long, value_delimiter = ',')]
+    ids: Vec<String>,
     /// Where report.json, report.md, score_vs_size.png and rows.jsonl (live progress) go
     #[arg(long, default_value = "eval-out")]
     out_dir: PathBuf,
+    /// The rows file, one JSON line per finished row [default: OUT_DIR/rows.jsonl]
+    #[arg(long)]
+    rows: Option<PathBuf>,
+    /// Keep the rows already in the rows file and run only the missing (task, method) pairs
+    #[arg(long)]
+    resume: bool,
+    /// Write only the rows file (a part of a run in parts; `rlm-eval report --json` merges them)
+    #[arg(long)]
+    no_report: bool,
     #[command(flatten)]
     models: ModelSettings,
     /// Root-model turns of an RLM run
@@ -129,9 +145,11 @@ struct RunArgs {
 
 #[derive(clap::Args)]
 struct ReportArgs {
-    /// A report.json written by `rlm-eval run`, or its rows.jsonl (an interrupted run)
-    #[arg(long)]
-    json: PathBuf,
+    /// report.json files written by `rlm-eval run`, or rows JSONL files (an interrupted run, or
+    /// the parts of a run in parts: `--json docs/eval/rows-*.jsonl`); several are merged, a later
+    /// row for the same task and method replacing an earlier one
+    #[arg(long, num_args = 1.., required = true)]
+    json: Vec<PathBuf>,
     #[arg(long)]
     out_dir: PathBuf,
 }
@@ -169,8 +187,14 @@ fn gen_tasks(a: GenArgs) -> anyhow::Result<()> {
         );
     }
     let mut all = Vec::new();
+    let mut sizes = Vec::new();
     for w in &a.workspaces {
+        let (size, w) = match w.split_once('=') {
+            Some((s, w)) => (s.trim(), w),
+            None => ("", w.as_str()),
+        };
         let spec = WorkspaceSpec::parse(w);
+        let started = Instant::now();
         let snap = harness::walk(&spec)?;
         let texts: Vec<(&str, &str)> = snap
             .files
@@ -178,17 +202,60 @@ fn gen_tasks(a: GenArgs) -> anyhow::Result<()> {
             .map(|f| (f.path.as_str(), f.text.as_str()))
             .collect();
         let corpus = Corpus::new(&texts);
-        let tasks = generate::generate(&spec, &corpus, &kinds, a.per_kind);
+        let tasks = generate::generate_sized(&spec, &corpus, &kinds, a.per_kind, size);
+        let planted_tokens = tasks.first().map_or(corpus.size_tokens, |t| t.size_tokens);
         eprintln!(
-            "rlm-eval: {}: {} files, about {} tokens (characters / 4): {} tasks",
+            "rlm-eval: {}{}: {} files, about {} tokens (characters / 4): {} tasks ({:.0} s)",
+            if size.is_empty() {
+                String::new()
+            } else {
+                format!("{size} = ")
+            },
             spec.label(),
             snap.files.len(),
-            rlm_eval::report::group_digits(corpus.size_tokens),
-            tasks.len()
+            rlm_eval::report::group_digits(planted_tokens),
+            tasks.len(),
+            started.elapsed().as_secs_f64()
         );
+        let label = if size.is_empty() {
+            spec.label()
+        } else {
+            size.to_string()
+        };
+        sizes.push((label, planted_tokens, snap.files.len()));
         all.extend(tasks);
     }
     task::write_tasks(&a.out, &all)?;
+    // Tasks per kind and size.
+    print!("{:<18}", "kind");
+    for (s, _, _) in &sizes {
+        print!(" {s:>10}");
+    }
+    println!();
+    for k in &kinds {
+        print!("{k:<18}");
+        for (s, _, _) in &sizes {
+            let n = all
+                .iter()
+                .filter(|t| {
+                    t.kind == *k
+                        && (t.size == *s || (t.size.is_empty() && t.workspace.label() == *s))
+                })
+                .count();
+            print!(" {n:>10}");
+        }
+        println!();
+    }
+    print!("{:<18}", "tokens (est.)");
+    for (_, t, _) in &sizes {
+        print!(" {:>10}", rlm_eval::report::group_digits(*t));
+    }
+    println!();
+    print!("{:<18}", "files");
+    for (_, _, f) in &sizes {
+        print!(" {f:>10}");
+    }
+    println!();
     println!("{} tasks written to {}", all.len(), a.out.display());
     Ok(())
 }
@@ -204,6 +271,12 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     let mut tasks = task::read_tasks(&a.tasks)?;
     if !a.kinds.is_empty() {
         tasks.retain(|t| a.kinds.contains(&t.kind));
+    }
+    if !a.sizes.is_empty() {
+        tasks.retain(|t| a.sizes.contains(&t.size));
+    }
+    if !a.ids.is_empty() {
+        tasks.retain(|t| a.ids.contains(&t.id));
     }
     anyhow::ensure!(
         !tasks.is_empty(),
@@ -248,12 +321,42 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     let m = Methods::new(&resolved.models, cfg, opts.clone(), a.models.max_retries).await?;
     std::fs::create_dir_all(&a.out_dir)
         .with_context(|| format!("creating {}", a.out_dir.display()))?;
-    let rows_path = a.out_dir.join("rows.jsonl");
-    let mut live = std::fs::File::create(&rows_path)
+    let rows_path = a
+        .rows
+        .clone()
+        .unwrap_or_else(|| a.out_dir.join("rows.jsonl"));
+    if let Some(dir) = rows_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // A resumed run keeps the rows it has and appends the missing ones.
+    let kept: Vec<Row> = if a.resume && rows_path.exists() {
+        read_rows(&rows_path)?
+    } else {
+        Vec::new()
+    };
+    let done_pairs: std::collections::BTreeSet<(String, Method)> =
+        kept.iter().map(|r| (r.task_id.clone(), r.method)).collect();
+    let mut live = std::fs::OpenOptions::new()
+        .create(true)
+        .append(a.resume)
+        .write(true)
+        .truncate(!a.resume)
+        .open(&rows_path)
         .with_context(|| format!("creating {}", rows_path.display()))?;
-    let total = tasks.len() * methods.len();
+    let total = tasks
+        .iter()
+        .flat_map(|t| methods.iter().map(move |me| (t.id.clone(), *me)))
+        .filter(|p| !done_pairs.contains(p))
+        .count();
+    if !kept.is_empty() {
+        eprintln!(
+            "rlm-eval: resuming: {} rows already in {}, {total} to run",
+            kept.len(),
+            rows_path.display()
+        );
+    }
     let mut done = 0;
-    let rows = harness::run(&tasks, &methods, &m, |r: &Row| {
+    let rows = harness::run_skipping(&tasks, &methods, &m, &done_pairs, |r: &Row| {
         done += 1;
         let _ = serde_json::to_writer(&mut live, r);
         let _ = live.write_all(b"\n");
@@ -275,6 +378,19 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         );
     })
     .await?;
+    if a.no_report {
+        println!("{} rows written to {}", rows.len(), rows_path.display());
+        return Ok(());
+    }
+    let wanted: std::collections::BTreeSet<(String, Method)> = tasks
+        .iter()
+        .flat_map(|t| methods.iter().map(move |me| (t.id.clone(), *me)))
+        .collect();
+    let mut rows = rows;
+    rows.extend(
+        kept.into_iter()
+            .filter(|r| wanted.contains(&(r.task_id.clone(), r.method))),
+    );
     let meta = Meta {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         started: started_at,
@@ -327,6 +443,11 @@ fn rescore(a: RescoreArgs) -> anyhow::Result<()> {
             let s = rlm_eval::score::score(t, &r.answer, &c.paths, &c.known_names());
             r.score = s.score;
             r.score_detail = s.detail;
+            r.size = t.size.clone();
+            r.unknown_paths = Some(rlm_eval::answer::unknown_paths(
+                rlm_eval::answer::without_banner(&r.answer),
+                &c.paths,
+            ));
         }
         Ok(())
     };
@@ -335,47 +456,66 @@ fn rescore(a: RescoreArgs) -> anyhow::Result<()> {
 
 type RowFix<'a> = Box<dyn FnOnce(&mut Vec<Row>) -> anyhow::Result<()> + 'a>;
 
+/// Rows of a rows JSONL file (one row per line; blank lines skipped).
+fn read_rows(path: &std::path::Path) -> anyhow::Result<Vec<Row>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Rebuilds a report from report.json files and rows JSONL files (merged: a later row for the
+/// same task and method replaces an earlier one), optionally fixing the rows first.
 fn rerender(
-    json: &std::path::Path,
+    files: &[PathBuf],
     out_dir: &std::path::Path,
     fix: Option<RowFix>,
 ) -> anyhow::Result<()> {
-    let a = ReportArgs {
-        json: json.to_path_buf(),
-        out_dir: out_dir.to_path_buf(),
-    };
     #[derive(serde::Deserialize)]
     struct Partial {
         meta: serde_json::Value,
         rows: Vec<serde_json::Value>,
     }
-    let text = std::fs::read_to_string(&a.json)
-        .with_context(|| format!("reading {}", a.json.display()))?;
-    // rows.jsonl (written as rows finish) rebuilds a report of an interrupted run.
-    let (meta, rows): (serde_json::Value, Vec<Row>) =
-        if a.json.extension().is_some_and(|e| e == "jsonl") {
-            let rows = text
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(serde_json::from_str)
-                .collect::<Result<_, _>>()?;
-            (
-                serde_json::json!({"command": format!("(rebuilt from {})", a.json.display())}),
-                rows,
-            )
+    let mut parts = Vec::new();
+    let mut meta = serde_json::Value::Null;
+    let mut wall_s = 0.0;
+    for path in files {
+        // rows JSONL (written as rows finish) rebuilds a report of an interrupted run or of a run
+        // in parts.
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            let rows = read_rows(path)?;
+            wall_s += rows.iter().map(|r| r.wall_ms as f64 / 1000.0).sum::<f64>();
+            parts.push(rows);
         } else {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             let p: Partial = serde_json::from_str(&text)?;
-            (
-                p.meta,
-                serde_json::from_value(serde_json::Value::Array(p.rows))?,
-            )
-        };
-    let mut rows = rows;
+            wall_s += p.meta["wall_s"].as_f64().unwrap_or_default();
+            if meta.is_null() {
+                meta = p.meta;
+            }
+            parts.push(serde_json::from_value(serde_json::Value::Array(p.rows))?);
+        }
+    }
+    let (mut rows, replaced) = rlm_eval::report::merge_rows(parts);
+    if replaced > 0 {
+        eprintln!("rlm-eval: {replaced} rows replaced by later rows for the same task and method");
+    }
     if let Some(fix) = fix {
         fix(&mut rows)?;
     }
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let command = match (files.len(), meta["command"].as_str()) {
+        (1, Some(c)) => c.to_string(),
+        _ => format!("(rebuilt from {})", names.join(" ")),
+    };
     let meta = Meta {
-        command: meta["command"].as_str().unwrap_or_default().to_string(),
+        command,
         started: meta["started"].as_str().unwrap_or_default().to_string(),
         model: meta["model"].as_str().unwrap_or_default().to_string(),
         base_url: meta["base_url"].as_str().unwrap_or_default().to_string(),
@@ -386,10 +526,10 @@ fn rerender(
             .into_iter()
             .collect(),
         settings: meta["settings"].clone(),
-        wall_s: meta["wall_s"].as_f64().unwrap_or_default(),
+        wall_s,
     };
-    Report::new(meta, rows).write(&a.out_dir)?;
-    println!("report re-rendered in {}", a.out_dir.display());
+    Report::new(meta, rows).write(out_dir)?;
+    println!("report re-rendered in {}", out_dir.display());
     Ok(())
 }
 

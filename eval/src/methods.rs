@@ -3,6 +3,8 @@
 //! - `rlm`: this project's engine, as `rlm-lsp ask` runs it;
 //! - `rlm-no-subcalls`: the same engine with sub-calls refused (the paper's ablation; see
 //!   [`RefuseServer`]);
+//! - `rlm-no-recipes`, `rlm-no-evidence`: the same engine with `EngineConfig::recipes`, resp.
+//!   `EngineConfig::evidence`, turned off (ablations of this project's additions);
 //! - `direct`: the workspace's files with their paths in one prompt, cut to a token window and
 //!   marked as truncated when they do not fit; the question comes after the files, so a server's
 //!   prompt cache serves every question on one workspace from one prefill;
@@ -29,14 +31,20 @@ pub enum Method {
     Rlm,
     #[serde(rename = "rlm-no-subcalls")]
     RlmNoSubcalls,
+    #[serde(rename = "rlm-no-recipes")]
+    RlmNoRecipes,
+    #[serde(rename = "rlm-no-evidence")]
+    RlmNoEvidence,
 }
 
 impl Method {
-    pub const ALL: [Method; 4] = [
+    pub const ALL: [Method; 6] = [
         Method::Direct,
         Method::Retrieval,
         Method::Rlm,
         Method::RlmNoSubcalls,
+        Method::RlmNoRecipes,
+        Method::RlmNoEvidence,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,7 +53,14 @@ impl Method {
             Method::Retrieval => "retrieval",
             Method::Rlm => "rlm",
             Method::RlmNoSubcalls => "rlm-no-subcalls",
+            Method::RlmNoRecipes => "rlm-no-recipes",
+            Method::RlmNoEvidence => "rlm-no-evidence",
         }
+    }
+
+    /// The engine's methods (the RLM and its ablations).
+    pub fn is_rlm(self) -> bool {
+        !matches!(self, Method::Direct | Method::Retrieval)
     }
 }
 
@@ -56,7 +71,8 @@ impl std::str::FromStr for Method {
             .into_iter()
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown method {s:?}: use rlm, rlm-no-subcalls, direct, retrieval")
+                let all: Vec<&str> = Method::ALL.iter().map(|m| m.as_str()).collect();
+                format!("unknown method {s:?}: use {}", all.join(", "))
             })
     }
 }
@@ -196,7 +212,9 @@ impl Methods {
         let mut out = match method {
             Method::Direct => self.direct(ws, question).await,
             Method::Retrieval => self.retrieval(ws, question).await,
-            Method::Rlm | Method::RlmNoSubcalls => self.rlm(method, ws, question).await,
+            Method::Rlm | Method::RlmNoSubcalls | Method::RlmNoRecipes | Method::RlmNoEvidence => {
+                self.rlm(method, ws, question).await
+            }
         };
         out.wall_ms = started.elapsed().as_millis() as u64;
         out
@@ -204,6 +222,11 @@ impl Methods {
 
     async fn rlm(&self, method: Method, ws: &Prepared, question: &str) -> Outcome {
         let mut cfg = self.engine_cfg.clone();
+        match method {
+            Method::RlmNoRecipes => cfg.recipes = false,
+            Method::RlmNoEvidence => cfg.evidence = false,
+            _ => {}
+        }
         let (models, question) = if method == Method::RlmNoSubcalls {
             cfg.max_depth = 0;
             (

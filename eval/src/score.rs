@@ -118,6 +118,15 @@ pub fn score(task: &Task, answer: &str, files: &[String], known_names: &BTreeSet
                 detail: format!("files named: {found:?}; accepted: {ok:?}"),
             }
         }
+        (Scorer::ExactDir, Truth::Dir { dir }) => {
+            let depth = dir.split('/').count();
+            let found = answer::dirs(answer, files, depth);
+            let hit = found.len() == 1 && found.contains(dir);
+            Score {
+                score: if hit { 1.0 } else { 0.0 },
+                detail: format!("directories of depth {depth} named: {found:?}; true: {dir}"),
+            }
+        }
         (s, t) => Score {
             score: 0.0,
             detail: format!("scorer {s:?} does not apply to truth {t:?}"),
@@ -138,7 +147,8 @@ mod tests {
         Task {
             id: "t".into(),
             kind: "k".into(),
-            workspace: WorkspaceSpec { roots: vec![] },
+            size: String::new(),
+            workspace: WorkspaceSpec::new(vec![]),
             size_tokens: 0,
             question: String::new(),
             truth,
@@ -148,10 +158,17 @@ mod tests {
     }
 
     fn files() -> Vec<String> {
-        ["src/a.rs", "src/b.rs", "src/c.rs"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "src/a.rs",
+            "src/b.rs",
+            "src/c.rs",
+            "src/io/x.rs",
+            "src/net/y.rs",
+            "tests/t.rs",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     }
 
     fn s(t: &Task, a: &str) -> f64 {
@@ -229,5 +246,23 @@ mod tests {
         );
         assert_eq!(s(&t, "src/c.rs has the most"), 1.0);
         assert_eq!(s(&t, "src/c.rs or src/a.rs"), 0.0);
+    }
+
+    #[test]
+    fn exact_dir() {
+        let t = task(
+            Truth::Dir {
+                dir: "src/net".into(),
+            },
+            Scorer::ExactDir,
+        );
+        assert_eq!(s(&t, "`src/net/`"), 1.0);
+        assert_eq!(s(&t, "The most is in **net** (src/net/y.rs:4)."), 1.0);
+        assert_eq!(s(&t, "net"), 1.0);
+        // Another directory of the same depth named too, or only a file, or the wrong depth.
+        assert_eq!(s(&t, "src/net or src/io"), 0.0);
+        assert_eq!(s(&t, "src/net/y.rs"), 0.0);
+        assert_eq!(s(&t, "src"), 0.0);
+        assert_eq!(s(&t, "tests"), 0.0);
     }
 }

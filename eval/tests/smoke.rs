@@ -30,6 +30,13 @@ pub fn load(p: &str) -> Result<(), std::io::Error> { let _ = crate::total_surfac
 pub fn save(p: &str) -> std::io::Result<u8> { Ok(1) }
 "#;
 
+/// A file large enough to plant a function in (`planted_behaviour`).
+fn geometry() -> String {
+    (0..60)
+        .map(|i| format!("fn corner_{i}(x: u32) -> u32 {{\n    x + {i}\n}}\n\n"))
+        .collect()
+}
+
 /// The answer a perfect model would give.
 fn right_answer(t: &Task) -> String {
     match &t.truth {
@@ -38,6 +45,7 @@ fn right_answer(t: &Task) -> String {
         Truth::Count { count } => format!("There are {count}."),
         Truth::Files { files, .. } => files.join("\n"),
         Truth::OneOfFiles { files } => files[0].clone(),
+        Truth::Dir { dir } => dir.clone(),
     }
 }
 
@@ -47,9 +55,8 @@ async fn every_method_runs_scores_and_reports() {
     std::fs::create_dir_all(dir.path().join("src")).unwrap();
     std::fs::write(dir.path().join("src/lib.rs"), LIB).unwrap();
     std::fs::write(dir.path().join("src/util.rs"), UTIL).unwrap();
-    let spec = WorkspaceSpec {
-        roots: vec![RootRef::Dir(dir.path().to_path_buf())],
-    };
+    std::fs::write(dir.path().join("src/geometry.rs"), geometry()).unwrap();
+    let spec = WorkspaceSpec::new(vec![RootRef::Dir(dir.path().to_path_buf())]);
     let snap = harness::walk(&spec).unwrap();
     let texts: Vec<(&str, &str)> = snap
         .files
@@ -60,17 +67,42 @@ async fn every_method_runs_scores_and_reports() {
     let mut tasks = generate::generate(
         &spec,
         &corpus,
-        &["needle_function", "implementors", "aggregate"],
+        &[
+            "needle_function",
+            "implementors",
+            "aggregate",
+            "planted_behaviour",
+        ],
         1,
     );
-    assert_eq!(tasks.len(), 3, "{tasks:#?}");
+    assert_eq!(tasks.len(), 4, "{tasks:#?}");
+    // The function is planted in the run's view of the workspace, never on disk.
+    let planted = tasks
+        .iter()
+        .find(|t| t.kind == "planted_behaviour")
+        .unwrap()
+        .clone();
+    let Truth::Function {
+        name: planted_name,
+        file: planted_file,
+    } = planted.truth.clone()
+    else {
+        panic!("{planted:?}")
+    };
+    assert_eq!(planted_file, "src/geometry.rs");
+    assert!(tasks.iter().all(|t| t.workspace.overlays.len() == 1));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("src/geometry.rs")).unwrap(),
+        geometry()
+    );
     // A task file round trip, as `rlm-eval gen` writes and `rlm-eval run` reads it.
     let tf = dir.path().join("tasks.jsonl");
     rlm_eval::task::write_tasks(&tf, &tasks).unwrap();
     tasks = rlm_eval::task::read_tasks(&tf).unwrap();
 
     // Scripted replies in the harness's order: per method (direct, retrieval, rlm,
-    // rlm-no-subcalls), per task; each keyed by its task's question.
+    // rlm-no-subcalls, rlm-no-recipes, rlm-no-evidence), per task; each keyed by its task's
+    // question.
     let mut steps: Vec<KeyedStep> = Vec::new();
     let key = |t: &Task| Some(t.question.clone());
     for t in &tasks {
@@ -82,10 +114,10 @@ async fn every_method_runs_scores_and_reports() {
     for t in &tasks {
         steps.push((
             key(t),
-            Step::Reply(
-                "```repl\nprint(llm_query('summarise this: ' + context['src/util.rs']))\n```"
-                    .into(),
-            ),
+            Step::Reply(format!(
+                "```repl\nprint(llm_query('summarise this: ' + context['src/util.rs']))\n\
+                 print('PLANTED' if 'fn {planted_name}(' in context['{planted_file}'] else 'MISSING')\n```"
+            )),
         ));
         steps.push((key(t), Step::Reply(format!("FINAL({})", right_answer(t)))));
     }
@@ -95,6 +127,16 @@ async fn every_method_runs_scores_and_reports() {
             Step::Reply("```repl\ntry:\n    print(llm_query('x' * 300))\nexcept Exception as e:\n    print('refused:', e)\n```".into()),
         ));
         steps.push((key(t), Step::Reply("FINAL(no idea)".into())));
+    }
+    // The two other ablations look, without sub-calls, then answer.
+    for _ in 0..2 {
+        for t in &tasks {
+            steps.push((
+                key(t),
+                Step::Reply("```repl\nprint(len(context))\n```".into()),
+            ));
+            steps.push((key(t), Step::Reply(format!("FINAL({})", right_answer(t)))));
+        }
     }
     let server = ScriptedServer::start_keyed(steps, SubRule::Echo)
         .await
@@ -118,19 +160,27 @@ async fn every_method_runs_scores_and_reports() {
     let rows = harness::run(&tasks, &Method::ALL, &methods, |_| seen += 1)
         .await
         .unwrap();
-    assert_eq!(rows.len(), 12);
-    assert_eq!(seen, 12);
+    assert_eq!(rows.len(), 24);
+    assert_eq!(seen, 24);
     for r in &rows {
         assert!(r.error.is_none(), "{r:#?}");
         let expect = match r.method {
-            Method::Direct | Method::Rlm => 1.0,
+            Method::Direct | Method::Rlm | Method::RlmNoRecipes | Method::RlmNoEvidence => 1.0,
             Method::Retrieval => 0.0,
             // "no idea" scores nothing: no names, files or numbers.
             Method::RlmNoSubcalls => 0.0,
         };
         assert_eq!(r.score, expect, "{r:#?}");
         assert!(r.prompt_tokens > 0, "{r:#?}");
+        assert_eq!(r.unknown_paths, Some(vec![]), "{r:#?}");
     }
+    let ablations: Vec<_> = rows
+        .iter()
+        .filter(|r| matches!(r.method, Method::RlmNoRecipes | Method::RlmNoEvidence))
+        .collect();
+    assert!(ablations.iter().all(|r| r.iterations == 2
+        && r.sub_calls == 0
+        && r.stop_reason.as_deref() == Some("final")));
     let rlm: Vec<_> = rows.iter().filter(|r| r.method == Method::Rlm).collect();
     assert!(rlm.iter().all(|r| r.iterations == 2 && r.sub_calls == 1));
     assert!(
@@ -155,6 +205,8 @@ async fn every_method_runs_scores_and_reports() {
         .expect("a direct prompt");
     let q = direct_prompt.find("Question:").unwrap();
     assert!(direct_prompt.find("=== src/util.rs ===").unwrap() < q);
+    // Every method sees the planted text: the direct prompt holds it, and the REPL's context.
+    assert!(direct_prompt.contains(&format!("fn {planted_name}(")));
     assert!(
         reqs.iter()
             .filter(|r| r["messages"][0]["content"]
@@ -168,7 +220,7 @@ async fn every_method_runs_scores_and_reports() {
             .iter()
             .any(|t| t.contains("llm_query, llm_query_batched and rlm_query are disabled"))
     );
-    // The refused sub-calls never reached the model server: only the rlm method's three did.
+    // The refused sub-calls never reached the model server: only the rlm method's four did.
     let sub_requests = reqs
         .iter()
         .filter(|r| {
@@ -177,7 +229,7 @@ async fn every_method_runs_scores_and_reports() {
                 .is_some_and(|m| m.iter().any(|m| m["role"] == "system"))
         })
         .count();
-    assert_eq!(sub_requests, 3);
+    assert_eq!(sub_requests, 4);
     // The refusal reached the model's code as an error it could print.
     let all_user: Vec<&str> = reqs
         .iter()
@@ -191,6 +243,11 @@ async fn every_method_runs_scores_and_reports() {
             .iter()
             .any(|t| t.contains("sub-calls are disabled in this run")),
         "the refusal is shown to the model: {all_user:#?}"
+    );
+    assert!(
+        all_user.iter().any(|t| t.contains("PLANTED"))
+            && !all_user.iter().any(|t| t.contains("MISSING")),
+        "the REPL's context holds the planted function: {all_user:#?}"
     );
 
     let meta = Meta {
@@ -212,8 +269,12 @@ async fn every_method_runs_scores_and_reports() {
     );
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
-    assert_eq!(json["rows"].as_array().unwrap().len(), 12);
-    assert_eq!(json["summary"].as_array().unwrap().len(), 4);
+    assert_eq!(json["rows"].as_array().unwrap().len(), 24);
+    assert_eq!(json["summary"].as_array().unwrap().len(), 6);
+    assert!(
+        md.contains("## Stop reasons") && md.contains("| planted_behaviour |"),
+        "{md}"
+    );
     let png = std::fs::read(out.join("score_vs_size.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG") && png.len() > 1000);
 }
