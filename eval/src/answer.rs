@@ -135,9 +135,9 @@ pub fn directories(files: &[String]) -> BTreeSet<String> {
 
 /// Directories `depth` components deep that `answer` names. A token with a `/` (`src/io`,
 /// `tokio-1.54.1/src/io/`) is matched like a path (exactly, by its end, or the model added a
-/// prefix); a bare word (`io`) only when it is marked (in backticks, quotes or bold) or the
-/// whole answer is at most three words, and then only when it is the last component of exactly
-/// one such directory. File paths (`src/io/mod.rs`) name files, not directories.
+/// prefix); a bare word (`io`) only when it is marked (in backticks, quotes or bold), has a
+/// `-`, `.` or `_` (`syn-2.0`), or the whole answer is at most three words, and then only when
+/// it is the last component of exactly one such directory. File paths (`src/io/mod.rs`) name files, not directories.
 pub fn dirs(answer: &str, files: &[String], depth: usize) -> BTreeSet<String> {
     let candidates: Vec<String> = directories(files)
         .into_iter()
@@ -179,7 +179,9 @@ pub fn dirs(answer: &str, files: &[String], depth: usize) -> BTreeSet<String> {
             let before = answer[..m.start()].chars().next_back();
             let after = answer[m.end()..].chars().next();
             let marked = |c: Option<char>| c.is_some_and(|c| "`*\"'".contains(c));
-            if short || marked(before) || marked(after) {
+            // `syn-2.0.119` or `test_utils` is no prose word.
+            let codey = tok.contains(['-', '.', '_']);
+            if short || codey || marked(before) || marked(after) {
                 let last: Vec<&String> = candidates
                     .iter()
                     .filter(|c| c.rsplit('/').next() == Some(tok))
@@ -351,6 +353,7 @@ mod tests {
         // `src` alone is ambiguous at depth 2 (two crates have one).
         assert!(d("`src`", 2).is_empty());
         assert_eq!(d("`syn-2.0`", 1), vec!["syn-2.0"]);
+        assert_eq!(d("The crate syn-2.0 has the most.", 1), vec!["syn-2.0"]);
         assert_eq!(directories(&f).len(), 9);
     }
 

@@ -779,7 +779,8 @@ fn top_dir(c: &Corpus, n: usize) -> Vec<Made> {
             if first_in_order == Some(top.as_str()) {
                 continue;
             }
-            let example = first_in_order.unwrap_or_default();
+            // A schematic example: a real directory in the question is what a small model echoes.
+            let form = ["a", "b", "c", "d"][..depth].join("/");
             let levels = if depth == 1 { "level" } else { "levels" };
             let components = if depth == 1 {
                 "component"
@@ -788,7 +789,7 @@ fn top_dir(c: &Corpus, n: usize) -> Vec<Made> {
             };
             let question = format!(
                 "Consider the directories exactly {depth} {levels} below the workspace root (paths of {depth} \
-                 {components}, such as `{example}`), each with everything under it, its subdirectories \
+                 {components}, of the form `{form}`), each with everything under it, its subdirectories \
                  included. Which of them contains the most {}? Answer with the directory's path.",
                 m.words()
             );
@@ -1044,7 +1045,10 @@ fn private() -> Result<u8, ()> { unsafe { a() }; unsafe { b() }; Ok(0) }
         assert_eq!(t[0].scorer, Scorer::ExactDir);
         let q = &t[0].question;
         assert!(
-            q.contains("exactly 2 levels") && q.contains("`src/a`") && q.contains("functions"),
+            q.contains("exactly 2 levels")
+                && q.contains("`a/b`")
+                && !q.contains("src/a")
+                && q.contains("functions"),
             "{q}"
         );
         // The first directory in path order having the most: no task.

@@ -240,10 +240,15 @@ impl Report {
             let rows: Vec<&Row> = self.rows.iter().filter(|r| r.size_key() == size).collect();
             let tokens: BTreeSet<u64> = rows.iter().map(|r| r.size_tokens).collect();
             let workspaces: BTreeSet<&str> = rows.iter().map(|r| r.workspace.as_str()).collect();
+            let names = workspaces.into_iter().collect::<Vec<_>>().join("; ");
             let _ = writeln!(
                 md,
-                "### {size}: {} ({} tokens, est.)\n",
-                workspaces.into_iter().collect::<Vec<_>>().join("; "),
+                "### {}{names} ({} tokens, est.)\n",
+                if names == size {
+                    String::new()
+                } else {
+                    format!("{size}: ")
+                },
                 tokens
                     .iter()
                     .map(|t| group_digits(*t))
