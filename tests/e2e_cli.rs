@@ -236,7 +236,11 @@ fn ask_prints_markdown_then_a_summary_and_writes_a_trajectory() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let cell = events.iter().find(|e| e["type"] == "code_cell").unwrap();
+    // The model's cell (the engine's first search is turn 0).
+    let cell = events
+        .iter()
+        .find(|e| e["type"] == "code_cell" && e["iteration"] != 0)
+        .unwrap();
     assert_eq!(cell["stdout"], "['b.txt']\n");
     assert_eq!(events.last().unwrap()["type"], "run_end");
 

@@ -310,12 +310,13 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     RunLimits {
         cell_timeout_secs: a.cell_timeout,
         max_depth: 1,
-        max_sub_calls: a.max_sub_calls,
-        max_child_runs: Some(rlm_lsp::engine::Budget::DEFAULT_MAX_CHILD_RUNS),
-        max_tokens: None,
-        max_cost: None,
-        max_wall_secs: Some(a.max_wall_secs),
+        // 0 lifts the limit, as in `rlm-lsp ask`.
+        max_sub_calls: a.max_sub_calls.unwrap_or(0),
+        max_tokens: 0,
+        max_cost: 0.0,
+        max_wall_secs: a.max_wall_secs,
         unsafe_no_sandbox: a.unsafe_no_sandbox,
+        ..RunLimits::default()
     }
     .apply(&mut cfg)?;
     let m = Methods::new(&resolved.models, cfg, opts.clone(), a.models.max_retries).await?;

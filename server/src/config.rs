@@ -80,36 +80,117 @@ pub enum CacheMode {
     Off,
 }
 
-/// The limits and safety switches of a run, as the CLI flags and the server's settings give them.
-#[derive(Debug, Clone, PartialEq)]
+/// The limits and safety switches of a run: command-line flags, `RLM_*` variables, and (by the
+/// camelCase names of the fields) the language server's settings. A run gets limits a user
+/// would accept unless told otherwise; `0` lifts a limit.
+#[derive(Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunLimits {
+    /// Seconds one code cell may compute before its worker is killed (its model calls not
+    /// counted)
+    #[arg(
+        long = "cell-timeout",
+        env = "RLM_CELL_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
     pub cell_timeout_secs: u64,
+    /// Seconds one code cell may take in all, its sub-calls included
+    #[arg(long, env = "RLM_CELL_WALL_SECS", default_value_t = crate::repl::DEFAULT_CELL_WALL_SECS)]
+    pub cell_wall_secs: u64,
+    /// Depth of child RLM runs `rlm_query` may start (0: rlm_query is a plain model call)
+    #[arg(long, env = "RLM_MAX_DEPTH", default_value_t = 2)]
     pub max_depth: u32,
-    pub max_sub_calls: Option<u32>,
-    pub max_child_runs: Option<u32>,
-    pub max_tokens: Option<u64>,
-    pub max_cost: Option<f64>,
-    pub max_wall_secs: Option<u64>,
+    /// Stop (with a partial answer) after this many sub-calls; 0: no limit
+    #[arg(long, env = "RLM_MAX_SUB_CALLS", default_value_t = Budget::DEFAULT_MAX_SUB_CALLS)]
+    pub max_sub_calls: u32,
+    /// Stop after this many child runs (rlm_query); 0: no limit
+    #[arg(long, env = "RLM_MAX_CHILD_RUNS", default_value_t = Budget::DEFAULT_MAX_CHILD_RUNS)]
+    pub max_child_runs: u32,
+    /// Stop after this many tokens (prompt plus completion, every model); 0: no limit
+    #[arg(long, env = "RLM_MAX_TOKENS", default_value_t = 0)]
+    pub max_tokens: u64,
+    /// Stop after spending this many dollars on priced models (server/data/prices.json,
+    /// RLM_PRICES); 0: no limit
+    #[arg(long, env = "RLM_MAX_COST", default_value_t = Budget::DEFAULT_MAX_COST_USD)]
+    pub max_cost: f64,
+    /// Stop after this many seconds; 0: no limit
+    #[arg(long, env = "RLM_MAX_WALL_SECS", default_value_t = Budget::DEFAULT_MAX_WALL_SECS)]
+    pub max_wall_secs: u64,
+    /// Run model-written code WITHOUT the sandbox, with your full rights (for systems without
+    /// Landlock or seccomp; see docs/security.md)
+    #[arg(
+        long,
+        env = crate::repl::UNSAFE_NO_SANDBOX_ENV,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub unsafe_no_sandbox: bool,
 }
 
+impl Default for RunLimits {
+    fn default() -> Self {
+        RunLimits {
+            cell_timeout_secs: 60,
+            cell_wall_secs: crate::repl::DEFAULT_CELL_WALL_SECS,
+            max_depth: 2,
+            max_sub_calls: Budget::DEFAULT_MAX_SUB_CALLS,
+            max_child_runs: Budget::DEFAULT_MAX_CHILD_RUNS,
+            max_tokens: 0,
+            max_cost: Budget::DEFAULT_MAX_COST_USD,
+            max_wall_secs: Budget::DEFAULT_MAX_WALL_SECS,
+            unsafe_no_sandbox: false,
+        }
+    }
+}
+
 impl RunLimits {
+    /// The budget these limits give a run (0 is no limit).
+    pub fn budget(&self) -> Budget {
+        let some = |n: u64| (n > 0).then_some(n);
+        Budget {
+            max_sub_calls: (self.max_sub_calls > 0).then_some(self.max_sub_calls),
+            max_child_runs: (self.max_child_runs > 0).then_some(self.max_child_runs),
+            max_tokens: some(self.max_tokens),
+            max_cost_usd: (self.max_cost > 0.0).then_some(self.max_cost),
+            max_wall: some(self.max_wall_secs).map(Duration::from_secs),
+        }
+    }
+
     /// Writes the limits into an engine configuration, with the price table they are costed by.
     pub fn apply(&self, cfg: &mut EngineConfig) -> anyhow::Result<()> {
         cfg.repl.cell_timeout = Duration::from_secs(self.cell_timeout_secs.max(1));
+        cfg.repl.cell_wall_timeout = Duration::from_secs(self.cell_wall_secs.max(1));
         cfg.max_depth = self.max_depth;
-        cfg.budget = Budget {
-            max_sub_calls: self.max_sub_calls,
-            max_child_runs: self.max_child_runs,
-            max_tokens: self.max_tokens,
-            max_cost_usd: self.max_cost,
-            max_wall: self.max_wall_secs.map(Duration::from_secs),
-        };
+        cfg.budget = self.budget();
         cfg.prices = PriceTable::load().map_err(|e| anyhow::anyhow!("price table: {e}"))?;
         if self.unsafe_no_sandbox {
             cfg.repl.sandbox.enabled = false;
         }
         Ok(())
+    }
+
+    /// Sets the field named `key` (camelCase) from a settings value; `null` puts back the one
+    /// of `fallback` (the environment's). `Ok(false)` when no field has that name.
+    pub fn set(
+        &mut self,
+        key: &str,
+        value: &serde_json::Value,
+        fallback: &RunLimits,
+    ) -> Result<bool, String> {
+        let mut obj = serde_json::to_value(&*self).map_err(|e| e.to_string())?;
+        let Some(map) = obj.as_object_mut() else {
+            return Ok(false);
+        };
+        if !map.contains_key(key) {
+            return Ok(false);
+        }
+        let value = if value.is_null() {
+            serde_json::to_value(fallback).map_err(|e| e.to_string())?[key].clone()
+        } else {
+            value.clone()
+        };
+        map.insert(key.to_string(), value);
+        *self = serde_json::from_value(obj).map_err(|e| format!("{key}: {e}"))?;
+        Ok(true)
     }
 }
 
@@ -438,5 +519,58 @@ async fn only_model(client: &ChatClient) -> Result<String, anyhow::Error> {
             many.join(", ")
         ))
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn run_limits_default_to_the_documented_ceilings() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        #[command(no_binary_name = true)]
+        struct Cli {
+            #[command(flatten)]
+            limits: RunLimits,
+        }
+        let parsed = Cli::try_parse_from(Vec::<String>::new()).unwrap().limits;
+        // Unless the test environment sets RLM_* limits, the flags default to Default.
+        if std::env::vars().all(|(k, _)| !k.starts_with("RLM_")) {
+            assert_eq!(parsed, RunLimits::default());
+        }
+        let b = RunLimits::default().budget();
+        assert_eq!(b.max_sub_calls, Some(500));
+        assert_eq!(b.max_child_runs, Some(50));
+        assert_eq!(b.max_wall, Some(Duration::from_secs(1800)));
+        assert_eq!(b.max_cost_usd, Some(2.0));
+        assert_eq!(b.max_tokens, None);
+        let none = RunLimits {
+            max_sub_calls: 0,
+            max_cost: 0.0,
+            max_wall_secs: 0,
+            ..RunLimits::default()
+        }
+        .budget();
+        assert_eq!(
+            (none.max_sub_calls, none.max_cost_usd, none.max_wall),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn run_limits_take_settings_by_name() {
+        let env = RunLimits::default();
+        let mut l = RunLimits::default();
+        assert_eq!(l.set("maxSubCalls", &serde_json::json!(7), &env), Ok(true));
+        assert_eq!(l.max_sub_calls, 7);
+        assert_eq!(
+            l.set("maxSubCalls", &serde_json::Value::Null, &env),
+            Ok(true)
+        );
+        assert_eq!(l.max_sub_calls, 500);
+        assert_eq!(l.set("baseUrl", &serde_json::json!("x"), &env), Ok(false));
+        assert!(l.set("maxCost", &serde_json::json!("lots"), &env).is_err());
+        assert_eq!(l, env, "a refused value changes nothing");
     }
 }

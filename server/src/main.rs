@@ -5,7 +5,7 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use rlm_lsp::config::{ModelSettings, RunLimits};
-use rlm_lsp::engine::{Engine, Event, LiveIndex, RunReport, StopReason};
+use rlm_lsp::engine::{Engine, Event, LiveIndex, RunReport, StopReason, citations};
 use rlm_lsp::index::{IndexOptions, WorkspaceIndex};
 use rlm_lsp::llm::scripted;
 use rlm_lsp::repl::ContextBlob;
@@ -141,32 +141,8 @@ struct AskArgs {
     /// Root-model turns before the run must answer
     #[arg(long, env = "RLM_MAX_ITERATIONS", default_value_t = 20)]
     max_iterations: u32,
-    /// Seconds one code cell may run before its worker is killed
-    #[arg(long, default_value_t = 60)]
-    cell_timeout: u64,
-    /// Depth of child RLM runs `rlm_query` may start (0: rlm_query is a plain model call)
-    #[arg(long, env = "RLM_MAX_DEPTH", default_value_t = 2)]
-    max_depth: u32,
-    /// Stop (with a partial answer) after this many sub-calls
-    #[arg(long, env = "RLM_MAX_SUB_CALLS")]
-    max_sub_calls: Option<u32>,
-    /// Stop after this many tokens (prompt plus completion, every model)
-    #[arg(long, env = "RLM_MAX_TOKENS")]
-    max_tokens: Option<u64>,
-    /// Stop after spending this many dollars (prices: server/data/prices.json, RLM_PRICES)
-    #[arg(long, env = "RLM_MAX_COST")]
-    max_cost: Option<f64>,
-    /// Stop after this many seconds
-    #[arg(long, env = "RLM_MAX_WALL_SECS")]
-    max_wall_secs: Option<u64>,
-    /// Run model-written code WITHOUT the sandbox, with your full rights (for systems without
-    /// Landlock or seccomp; see docs/security.md)
-    #[arg(
-        long,
-        env = rlm_lsp::repl::UNSAFE_NO_SANDBOX_ENV,
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
-    unsafe_no_sandbox: bool,
+    #[command(flatten)]
+    limits: RunLimits,
     /// Print one JSON object (the answer in `answer`) instead of Markdown and a summary
     #[arg(long)]
     json: bool,
@@ -386,18 +362,8 @@ async fn ask(a: AskArgs) -> anyhow::Result<()> {
     }
     let resolved = settings.resolve().await?;
     let mut cfg = resolved.engine_config(a.max_iterations);
-    RunLimits {
-        cell_timeout_secs: a.cell_timeout,
-        max_depth: a.max_depth,
-        max_sub_calls: a.max_sub_calls,
-        max_child_runs: Some(rlm_lsp::engine::Budget::DEFAULT_MAX_CHILD_RUNS),
-        max_tokens: a.max_tokens,
-        max_cost: a.max_cost,
-        max_wall_secs: a.max_wall_secs,
-        unsafe_no_sandbox: a.unsafe_no_sandbox,
-    }
-    .apply(&mut cfg)?;
-    if a.unsafe_no_sandbox {
+    a.limits.apply(&mut cfg)?;
+    if a.limits.unsafe_no_sandbox {
         eprintln!(
             "rlm-lsp: warning: the REPL sandbox is off; model-written code runs with your full rights"
         );
@@ -431,16 +397,47 @@ async fn ask(a: AskArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the REPL worker was stopped"),
         }
     };
+    // Citations are checked against what the run read; unverified ones are marked.
+    let cites = citations::check(&report.answer, &snap);
     if a.json {
         let mut v = serde_json::to_value(&report)?;
         if let Some(p) = &a.trajectory {
             v["trajectory"] = serde_json::Value::String(p.display().to_string());
         }
+        v["citations"] = serde_json::to_value(&cites)?;
         println!("{}", serde_json::to_string(&v)?);
     } else {
-        println!("{}\n\n{}", report.answer.trim_end(), summary(&report));
+        println!(
+            "{}{}\n\n{}",
+            report.answer.trim_end(),
+            unverified(&cites),
+            summary(&report)
+        );
     }
     Ok(())
+}
+
+/// The Markdown list of the citations that could not be verified, after the answer.
+fn unverified(cites: &[citations::Citation]) -> String {
+    let bad: Vec<String> = cites
+        .iter()
+        .filter(|c| !c.verified)
+        .map(|c| {
+            format!(
+                "- `{}:{}`: {}",
+                c.path,
+                c.line,
+                c.reason.as_deref().unwrap_or("not verified")
+            )
+        })
+        .collect();
+    if bad.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\n\n**Unverified citations** (checked against the workspace):\n{}",
+        bad.join("\n")
+    )
 }
 
 fn progress(e: &Event) {
@@ -504,6 +501,7 @@ fn summary(r: &RunReport) -> String {
         StopReason::Final => String::new(),
         StopReason::MaxIterations => " (best effort: no FINAL before the turns ran out)".into(),
         StopReason::Stalled => " (best effort: the model kept repeating itself)".into(),
+        StopReason::PlainAnswer => " (best effort: the model answered without FINAL)".into(),
         StopReason::Budget => format!(
             " (partial: the {} budget ran out)",
             r.budget

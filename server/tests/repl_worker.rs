@@ -16,6 +16,7 @@ fn cfg() -> ReplConfig {
     ReplConfig {
         worker_exe: env!("CARGO_BIN_EXE_rlm-lsp").into(),
         cell_timeout: Duration::from_secs(60),
+        cell_wall_timeout: Duration::from_secs(600),
         max_output_bytes: 1 << 20,
         sandbox: SandboxConfig {
             enabled: true,
@@ -379,6 +380,40 @@ async fn a_cell_that_runs_too_long_is_killed_and_the_worker_replaced() {
     )
     .await;
     assert!(out.timed_out);
+    repl.shutdown().await;
+}
+
+/// A cell that loops over llm_query: the cell clock pauses while sub-calls are answered, so
+/// only the wall limit, which counts them, stops it (before the fix it ran for ever).
+#[tokio::test]
+async fn a_cell_looping_over_sub_calls_hits_the_wall_limit() {
+    let mut repl = start_with(ReplConfig {
+        cell_timeout: Duration::from_secs(60),
+        cell_wall_timeout: Duration::from_secs(3),
+        ..cfg()
+    })
+    .await;
+    let sub = FakeSub {
+        delay: Duration::from_millis(200),
+        ..FakeSub::default()
+    };
+    let started = Instant::now();
+    let out = repl
+        .exec("while True:\n    llm_query('again')", &sub, None)
+        .await
+        .unwrap();
+    assert!(out.timed_out && out.over_wall_time, "{out:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        sub.calls.lock().unwrap().len() >= 5,
+        "the loop made sub-calls"
+    );
+    // A fresh worker answers.
+    assert_eq!(ok(&mut repl, "print(len(context))").await, "3\n");
     repl.shutdown().await;
 }
 

@@ -227,6 +227,10 @@ impl IndexQueries for LiveIndex {
             .collect()
     }
 
+    fn wait_complete(&self, timeout: Duration) -> bool {
+        self.wait(timeout)
+    }
+
     fn summary(&self) -> Option<String> {
         let stats = self.current().statistics();
         let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();

@@ -2,9 +2,13 @@
 //! truncated view of its output, calls sub-models from inside the REPL, and ends with FINAL.
 
 mod budget;
+mod checks;
+pub mod citations;
+mod evidence;
 mod live_index;
 mod parse;
 pub mod prompt;
+pub mod recipes;
 pub mod refactor;
 mod subcalls;
 mod trajectory;
@@ -104,7 +108,7 @@ impl Models {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
-    /// The model gave FINAL (in code or text), or a plain answer after being asked for FINAL.
+    /// The model gave FINAL (in code or text).
     Final,
     /// The turn budget ran out; the answer is the model's best effort.
     MaxIterations,
@@ -112,6 +116,9 @@ pub enum StopReason {
     Stalled,
     /// A budget (`RunReport::budget` says which) ran out; the answer is partial.
     Budget,
+    /// The model answered in plain text twice instead of calling FINAL; that text is the
+    /// answer, taken as its best effort.
+    PlainAnswer,
 }
 
 impl std::fmt::Display for StopReason {
@@ -121,6 +128,7 @@ impl std::fmt::Display for StopReason {
             StopReason::MaxIterations => "max_iterations",
             StopReason::Stalled => "stalled",
             StopReason::Budget => "budget",
+            StopReason::PlainAnswer => "plain_answer",
         })
     }
 }
@@ -218,6 +226,22 @@ struct Run<'a> {
     /// Code already run (whitespace-normalized) -> the turn it ran in and the model's view of
     /// its output; small models re-run the same cell instead of reading its answer.
     seen_code: HashMap<String, (u32, String)>,
+    /// What the run reads: its citations are checked against it.
+    snapshot: &'a Snapshot,
+    /// The index the REPL's structural helpers use (the run's own for a child with a context).
+    index: Option<Arc<dyn IndexQueries>>,
+    /// The worked examples chosen for the question; the first one's next step is suggested
+    /// when the model stalls.
+    recipes: Vec<&'static recipes::Recipe>,
+    /// A FINAL citing what the workspace does not have is sent back once; this says it was.
+    citations_checked: bool,
+}
+
+/// What a run reads: the workspace, its context blob for the REPL, and its code index.
+pub(crate) struct RunInput<'a> {
+    pub(crate) snapshot: &'a Snapshot,
+    pub(crate) blob: Arc<ContextBlob>,
+    pub(crate) index: Option<Arc<dyn IndexQueries>>,
 }
 
 impl Engine {
@@ -252,21 +276,35 @@ impl Engine {
             self.cfg.budget.clone(),
             self.cfg.prices.clone(),
         ));
-        self.run_at(snapshot, blob, question, live, 0, account)
-            .await
+        self.run_at(
+            RunInput {
+                snapshot,
+                blob,
+                index: self.index.clone(),
+            },
+            question,
+            live,
+            0,
+            account,
+        )
+        .await
     }
 
     /// A run at `depth` (0 for the user's question, 1 for an `rlm_query` child, ...), spending
     /// from `account`, which the whole tree of runs shares.
     pub(crate) async fn run_at(
         &self,
-        snapshot: &Snapshot,
-        blob: Arc<ContextBlob>,
+        input: RunInput<'_>,
         question: &str,
         live: Option<UnboundedSender<Event>>,
         depth: u32,
         account: Arc<Account>,
     ) -> Result<RunReport, EngineError> {
+        let RunInput {
+            snapshot,
+            blob,
+            index,
+        } = input;
         let started = Instant::now();
         let rec = Arc::new(Recorder {
             events: Mutex::new(Vec::new()),
@@ -286,6 +324,7 @@ impl Engine {
             engine: self,
             snapshot,
             blob: blob.clone(),
+            index: index.clone(),
         };
         let sub = SubCaller::new(
             parent,
@@ -308,23 +347,37 @@ impl Engine {
             last_view: String::new(),
             model_wait: Duration::ZERO,
             seen_code: HashMap::new(),
+            snapshot,
+            index,
+            recipes: recipes::for_question(question, self.cfg.recipes),
+            citations_checked: false,
         };
         run.push(
             0,
-            ChatMessage::system(prompt::system_prompt(self.cfg.sub_model_chars)),
+            ChatMessage::system(prompt::system_prompt(
+                self.cfg.sub_model_chars,
+                &run.recipes,
+            )),
         );
+        let evidence = if self.cfg.evidence && depth == 0 {
+            run.evidence(&mut repl, &sub).await?
+        } else {
+            None
+        };
+        let summary = run.index.as_ref().and_then(|i| i.summary());
         run.push(
             0,
             ChatMessage::user(prompt::first_message(
                 snapshot,
                 question,
                 max,
-                self.index.as_ref().and_then(|i| i.summary()).as_deref(),
+                summary.as_deref(),
+                evidence.as_deref(),
             )),
         );
 
         let sandbox = repl.sandbox_status().to_string();
-        let outcome = run.iterate(&mut repl, &sub, max).await;
+        let outcome = run.iterate(&mut repl, &sub, max, evidence.is_some()).await;
         repl.shutdown().await;
         let (answer, stop_reason, iterations) = outcome?;
 
@@ -475,13 +528,15 @@ impl Run<'_> {
         }
     }
 
+    /// The turns of a run; `code_ran` when the engine's first search already looked at the
+    /// workspace.
     async fn iterate(
         &mut self,
         repl: &mut Repl,
         sub: &SubCaller<'_>,
         max: u32,
+        mut code_ran: bool,
     ) -> Result<(String, StopReason, u32), EngineError> {
-        let mut code_ran = false;
         // Replies in a row with neither code nor FINAL, after code has run.
         let mut plain_replies = 0;
         // Replies in a row that only repeated code already run.
@@ -501,7 +556,13 @@ impl Run<'_> {
                 match (parsed.final_answer, code_ran) {
                     (Some(answer), true) => {
                         match self.resolve_final(repl, answer, iteration).await? {
-                            Some(text) => return Ok((text, StopReason::Final, iteration)),
+                            Some(text) => match self.check_citations(&text) {
+                                None => return Ok((text, StopReason::Final, iteration)),
+                                Some(complaint) => {
+                                    self.push(iteration, ChatMessage::user(complaint));
+                                    continue;
+                                }
+                            },
                             None => continue,
                         }
                     }
@@ -511,7 +572,11 @@ impl Run<'_> {
                         // Small models often state the answer plainly instead of calling FINAL;
                         // asked once and answering plainly again, the reply is the answer.
                         if plain_replies >= 2 && !reply.trim().is_empty() {
-                            return Ok((reply.trim().to_string(), StopReason::Final, iteration));
+                            return Ok((
+                                reply.trim().to_string(),
+                                StopReason::PlainAnswer,
+                                iteration,
+                            ));
                         }
                         self.push(iteration, ChatMessage::user(prompt::NEED_CODE_OR_FINAL));
                     }
@@ -526,12 +591,13 @@ impl Run<'_> {
                 let numbered = parsed.code_blocks.len() > 1;
                 let key = normalize_code(code);
                 if let Some((turn, view)) = self.seen_code.get(&key) {
-                    sections.push(prompt::repeated_code(*turn, view));
+                    let next = self.recipes.first().map_or("", |r| r.next);
+                    sections.push(prompt::repeated_code(*turn, view, next));
                     continue;
                 }
                 all_repeats = false;
                 sub.set_iteration(iteration);
-                let out = repl.exec(code, sub, self.engine.index.as_deref()).await?;
+                let out = repl.exec(code, sub, self.index.as_deref()).await?;
                 self.record_cell(iteration, index, code, &out);
                 // `FINAL(The answer is ...)` written as code: Python rejects the prose, the
                 // intent is plain.
@@ -544,7 +610,13 @@ impl Run<'_> {
                 });
                 let mut view = self.describe_cell(&out, numbered, index);
                 match answer {
-                    Some(a) if !is_placeholder(&a) => return Ok((a, StopReason::Final, iteration)),
+                    Some(a) if !is_placeholder(&a) => match self.check_citations(&a) {
+                        None => return Ok((a, StopReason::Final, iteration)),
+                        Some(complaint) => {
+                            view.push_str(&complaint);
+                            view.push('\n');
+                        }
+                    },
                     Some(a) => {
                         view.push_str(&prompt::template_answer(&a));
                         view.push('\n');

@@ -55,6 +55,9 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
                     if *runnable && !body.trim().is_empty() {
                         code_blocks.push(std::mem::take(body));
                         kept_len = line_end;
+                    } else if starts_with_final(body) {
+                        // A FINAL fenced as plain text (```` ``` ```` then FINAL(...)) is still one.
+                        prose.push_str(body);
                     }
                     open = None;
                 } else {
@@ -65,6 +68,11 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
         }
     }
     let unclosed_block = matches!(&open, Some((body, true, _)) if !body.trim().is_empty());
+    if let Some((body, false, _)) = &open
+        && starts_with_final(body)
+    {
+        prose.push_str(body);
+    }
     if code_blocks.is_empty() {
         kept_len = reply.len();
     }
@@ -74,6 +82,11 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
         final_answer: find_final(&prose),
         kept: reply[..kept_len].trim_end().to_string(),
     }
+}
+
+fn starts_with_final(body: &str) -> bool {
+    let first = body.trim_start();
+    first.starts_with("FINAL(") || first.starts_with("FINAL_VAR(")
 }
 
 /// The last line outside code that starts with `FINAL(` or `FINAL_VAR(`; the answer runs to its
@@ -166,13 +179,21 @@ pub fn is_placeholder(answer: &str) -> bool {
         "line",
         "path:line",
     ];
-    answer
+    let words: Vec<String> = answer
         .split(|c: char| c.is_whitespace() || matches!(c, ',' | '(' | ')' | '`' | '"' | '\'' | '*'))
         .map(|w| w.trim_end_matches(':').to_ascii_lowercase())
         .filter(|w| !w.is_empty())
-        .all(|w| {
-            w.chars().all(|c| c == '.' || c == '…') || TEMPLATE.contains(&w.trim_end_matches('.'))
-        })
+        .collect();
+    let dots = |w: &String| w.chars().all(|c| c == '.' || c == '…');
+    // Only the template's words, and one that says "answer" or "path:line": a one-word real
+    // answer such as `final` or `path` stays an answer.
+    words
+        .iter()
+        .all(|w| dots(w) || TEMPLATE.contains(&w.trim_end_matches('.')))
+        && (words.iter().all(dots)
+            || words
+                .iter()
+                .any(|w| matches!(w.trim_end_matches('.'), "answer" | "path:line")))
 }
 
 /// Small models often wrap the marker in Markdown: `**FINAL(42)**`, `` `FINAL(42)` ``, `> FINAL(42)`.
@@ -334,6 +355,20 @@ mod tests {
     }
 
     #[test]
+    fn a_final_fenced_as_text_is_a_final() {
+        let p = parse_reply("```\nFINAL(4817263 at web/a.ts:31)\n```\n");
+        assert_eq!(
+            p.final_answer,
+            Some(FinalAnswer::Text("4817263 at web/a.ts:31".into()))
+        );
+        let p = parse_reply("Here:\n```text\nFINAL(42)\n");
+        assert_eq!(p.final_answer, Some(FinalAnswer::Text("42".into())));
+        // A text block that merely shows FINAL mid-way is not one.
+        let p = parse_reply("```\nthen call FINAL(x)\n```\n");
+        assert_eq!(p.final_answer, None);
+    }
+
+    #[test]
     fn template_words_are_not_an_answer() {
         for t in [
             "your best answer",
@@ -346,7 +381,17 @@ mod tests {
         ] {
             assert!(is_placeholder(t), "{t:?}");
         }
-        for t in ["42", "run_all, src/lib.rs:12", "The answer is 42 (a.rs:3)"] {
+        for t in [
+            "42",
+            "run_all, src/lib.rs:12",
+            "The answer is 42 (a.rs:3)",
+            // Real one-word answers that happen to be template words.
+            "final",
+            "path",
+            "line",
+            "`final`",
+            "here",
+        ] {
             assert!(!is_placeholder(t), "{t:?}");
         }
         assert!(!is_placeholder("answer 42"));

@@ -1,6 +1,7 @@
 //! Everything the engine says to the root model: the system prompt (from `prompts/`), the
 //! metadata-only first message, and the short steering lines that keep small models on track.
 
+use super::recipes::Recipe;
 use crate::workspace::Snapshot;
 use std::collections::BTreeMap;
 
@@ -9,16 +10,33 @@ const SYSTEM: &str = include_str!("../../../prompts/system.md");
 /// Characters per token, roughly, for code and English (used only for budgeting and metadata).
 pub const CHARS_PER_TOKEN: usize = 4;
 
-pub fn system_prompt(sub_model_chars: usize) -> String {
-    SYSTEM.replace("{sub_chars}", &group_digits(sub_model_chars as u64))
+/// The system prompt: the REPL's helpers, how to work, and the worked examples chosen for the
+/// question (`recipes.rs`).
+pub fn system_prompt(sub_model_chars: usize, examples: &[&Recipe]) -> String {
+    let examples = match examples {
+        [one] => format!("Example.\n{}", one.text),
+        many => many
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("Example {}.\n{}", i + 1, r.text))
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+    };
+    SYSTEM
+        .replace("{sub_chars}", &group_digits(sub_model_chars as u64))
+        .replace("{examples}", &examples)
+        .trim_end()
+        .to_string()
 }
 
-/// The first user message: the question and what the workspace looks like, never its text.
+/// The first user message: the question and what the workspace looks like, never its text,
+/// then the engine's first search and its output (`evidence`) when it ran one.
 pub fn first_message(
     snapshot: &Snapshot,
     question: &str,
     max_iterations: u32,
     index_summary: Option<&str>,
+    evidence: Option<&str>,
 ) -> String {
     let files = snapshot.files.len();
     let chars: u64 = snapshot
@@ -76,13 +94,17 @@ pub fn first_message(
          Files by type: {}\n\
          Files by top-level directory: {}\n\
          Largest files: {largest}\n{}\n\
-         You have {max_iterations} turns. Start by searching with grep(...) in a ```repl block.",
+         You have {max_iterations} turns. {}",
         group_digits(chars),
         group_digits(chars / CHARS_PER_TOKEN as u64),
         top(by_lang),
         top(by_ext),
         top(by_dir),
         index_summary.map(|s| format!("{s}\n")).unwrap_or_default(),
+        match evidence {
+            Some(e) => e.to_string(),
+            None => "Start by searching with a helper in a ```repl block.".to_string(),
+        },
     )
 }
 
@@ -123,12 +145,49 @@ pub fn turn_steer(question: &str, remaining: u32) -> String {
     }
 }
 
-/// Shown instead of running a cell the model already ran.
-pub fn repeated_code(turn: u32, earlier_view: &str) -> String {
+/// Shown instead of running a cell the model already ran; `next` is the chosen recipe's next
+/// step.
+pub fn repeated_code(turn: u32, earlier_view: &str, next: &str) -> String {
     format!(
         "You already ran this exact code in turn {turn}; it was not run again. Its output was:\n{earlier_view}\
-         Do not repeat code. If that output answers the question, reply with FINAL(...) now; otherwise try something new, such as read(path, start_line, end_line) around a hit.\n"
+         Do not repeat code. If that output answers the question, reply with FINAL(...) now; otherwise the next step: {next}.\n"
     )
+}
+
+/// Shown once when a FINAL cites what this workspace does not have: the made-up names of the
+/// examples, or paths that are not in it.
+pub fn bad_citations(examples: &[String], unknown_paths: &[String]) -> String {
+    let mut s = String::from("Your answer was not accepted. ");
+    if !examples.is_empty() {
+        s.push_str(&format!(
+            "{} {} from the example, not from this workspace. ",
+            examples
+                .iter()
+                .map(|e| format!("`{e}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if examples.len() == 1 { "is" } else { "are" }
+        ));
+    }
+    if !unknown_paths.is_empty() {
+        s.push_str(&format!(
+            "{} {} not in this workspace. ",
+            unknown_paths
+                .iter()
+                .map(|e| format!("`{e}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if unknown_paths.len() == 1 {
+                "is"
+            } else {
+                "are"
+            }
+        ));
+    }
+    s.push_str(
+        "Cite only names and paths from the outputs above, or run code to find them; then reply with FINAL(...).",
+    );
+    s
 }
 
 /// Shown when `llm_query` got a bare question: the sub model cannot see the workspace.
@@ -191,6 +250,7 @@ mod tests {
             "What does secret do?",
             20,
             Some("Definitions: 2 (function 2)"),
+            None,
         );
         assert!(!msg.contains("fn main"));
         expect![[r#"
@@ -203,7 +263,7 @@ mod tests {
             Largest files: src/main.rs (24 chars), src/lib.rs (19 chars), README.md (7 chars), Makefile (5 chars)
             Definitions: 2 (function 2)
 
-            You have 20 turns. Start by searching with grep(...) in a ```repl block."#]]
+            You have 20 turns. Start by searching with a helper in a ```repl block."#]]
         .assert_eq(&msg);
     }
 

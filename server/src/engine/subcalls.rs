@@ -3,8 +3,10 @@
 //! reported in its own slot, every call charged to the run tree's budget.
 
 use super::budget::Account;
-use super::{Engine, Event, Recorder};
+use super::{Engine, Event, LiveIndex, Recorder, RunInput};
+use crate::index::IndexOptions;
 use crate::llm::{ChatClient, ChatMessage, Usage};
+use crate::repl::IndexQueries;
 use crate::repl::{ContextBlob, SubCalls};
 use crate::workspace::{IndexStats, Snapshot, SourceFile};
 use futures::future::BoxFuture;
@@ -25,7 +27,11 @@ pub(crate) struct Parent<'a> {
     pub(crate) engine: &'a Engine,
     pub(crate) snapshot: &'a Snapshot,
     pub(crate) blob: Arc<ContextBlob>,
+    pub(crate) index: Option<Arc<dyn IndexQueries>>,
 }
+
+/// How long a child run waits for the index of its own context (it is small) before starting.
+const CHILD_INDEX_WAIT: Duration = Duration::from_secs(10);
 
 pub(crate) struct SubCaller<'a> {
     parent: Parent<'a>,
@@ -158,21 +164,32 @@ impl SubCaller<'_> {
         }
         let started = Instant::now();
         let own;
-        let (snapshot, blob) = match files {
-            None => (self.parent.snapshot, self.parent.blob.clone()),
+        let input = match files {
+            None => RunInput {
+                snapshot: self.parent.snapshot,
+                blob: self.parent.blob.clone(),
+                index: self.parent.index.clone(),
+            },
             Some(files) => {
-                own = Snapshot {
+                own = Arc::new(Snapshot {
                     root: "rlm_query context".into(),
                     files,
                     stats: IndexStats::default(),
-                };
+                });
                 let blob = ContextBlob::write(&own).map_err(|e| e.to_string())?;
-                (&own, blob)
+                // Its own index: the parent's would name files this context does not have.
+                let index = LiveIndex::spawn(own.clone(), IndexOptions::default());
+                index.wait(CHILD_INDEX_WAIT);
+                RunInput {
+                    snapshot: &own,
+                    blob,
+                    index: Some(index as Arc<dyn IndexQueries>),
+                }
             }
         };
         // Boxed: a run's future contains its children's.
         let run: BoxFuture<'_, _> =
-            Box::pin(engine.run_at(snapshot, blob, &prompt, None, depth, self.account.clone()));
+            Box::pin(engine.run_at(input, &prompt, None, depth, self.account.clone()));
         let result = run.await;
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).calls += 1;
         let (answer, error, iterations, stop) = match &result {

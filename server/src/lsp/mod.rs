@@ -7,14 +7,13 @@
 //! await.
 
 mod answer_doc;
-pub mod citations;
 mod settings;
 mod text;
 
 pub use settings::Settings;
 
-use crate::config::{ResolvedModels, RunLimits};
-use crate::engine::{Engine, EngineConfig, Event, LiveIndex, Models, refactor};
+use crate::config::ResolvedModels;
+use crate::engine::{Engine, EngineConfig, Event, LiveIndex, Models, citations, refactor};
 use crate::index::{Definition, IndexOptions};
 use crate::repl::ContextBlob;
 use crate::workspace::{self, RootSpec, Snapshot, WalkOptions};
@@ -695,17 +694,7 @@ impl Backend {
             if let Some(exe) = &opts.worker_exe {
                 cfg.repl.worker_exe = exe.clone();
             }
-            RunLimits {
-                cell_timeout_secs: settings.cell_timeout_secs,
-                max_depth: settings.max_depth,
-                max_sub_calls: settings.max_sub_calls,
-                max_child_runs: Some(crate::engine::Budget::DEFAULT_MAX_CHILD_RUNS),
-                max_tokens: settings.max_tokens,
-                max_cost: settings.max_cost,
-                max_wall_secs: settings.max_wall_secs,
-                unsafe_no_sandbox: settings.unsafe_no_sandbox,
-            }
-            .apply(&mut cfg)?;
+            settings.limits.apply(&mut cfg)?;
             anyhow::Ok(Arc::new(Ready {
                 models,
                 cfg,

@@ -1,7 +1,7 @@
 //! Model and run settings: `initializationOptions` (camelCase names of the `RLM_*` variables),
 //! else the environment, else the defaults (the shared local model).
 
-use crate::config::{CacheMode, ModelSettings};
+use crate::config::{CacheMode, ModelSettings, RunLimits};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -13,24 +13,8 @@ pub struct Settings {
     pub models: ModelSettings,
     #[arg(long, env = "RLM_MAX_ITERATIONS", default_value_t = 20)]
     pub max_iterations: u32,
-    #[arg(long, env = "RLM_MAX_DEPTH", default_value_t = 2)]
-    pub max_depth: u32,
-    #[arg(long, env = "RLM_MAX_SUB_CALLS")]
-    pub max_sub_calls: Option<u32>,
-    #[arg(long, env = "RLM_MAX_TOKENS")]
-    pub max_tokens: Option<u64>,
-    #[arg(long, env = "RLM_MAX_COST")]
-    pub max_cost: Option<f64>,
-    #[arg(long, env = "RLM_MAX_WALL_SECS")]
-    pub max_wall_secs: Option<u64>,
-    #[arg(long, default_value_t = 60)]
-    pub cell_timeout_secs: u64,
-    #[arg(
-        long,
-        env = crate::repl::UNSAFE_NO_SANDBOX_ENV,
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
-    pub unsafe_no_sandbox: bool,
+    #[command(flatten)]
+    pub limits: RunLimits,
     /// Read-only roots walked with the workspace folders: dependency sources, a site-packages.
     #[arg(long, env = "RLM_EXTRA_ROOTS", value_delimiter = ':')]
     pub extra_roots: Vec<PathBuf>,
@@ -63,13 +47,7 @@ impl Settings {
                 ..ModelSettings::default()
             },
             max_iterations: 20,
-            max_depth: 2,
-            max_sub_calls: None,
-            max_tokens: None,
-            max_cost: None,
-            max_wall_secs: None,
-            cell_timeout_secs: 60,
-            unsafe_no_sandbox: false,
+            limits: RunLimits::default(),
             extra_roots: Vec::new(),
             answer_document: false,
         }
@@ -89,6 +67,9 @@ impl Settings {
         // `null` puts a setting back to what the environment (or the default) says.
         let env = Settings::from_env().0;
         for (key, v) in obj {
+            if s.limits.set(key, v, &env.limits)? {
+                continue;
+            }
             let m = &mut s.models;
             match key.as_str() {
                 "baseUrl" => m.base_url = opt_str(key, v)?,
@@ -128,23 +109,6 @@ impl Settings {
                 "maxIterations" => {
                     s.max_iterations = opt_u64(key, v)?.map_or(env.max_iterations, |n| n as u32)
                 }
-                "maxDepth" => s.max_depth = opt_u64(key, v)?.map_or(env.max_depth, |n| n as u32),
-                "maxSubCalls" => s.max_sub_calls = opt_u64(key, v)?.map(|n| n as u32),
-                "maxTokens" => s.max_tokens = opt_u64(key, v)?,
-                "maxCost" => {
-                    s.max_cost = match v {
-                        Value::Null => None,
-                        Value::Number(n) => n.as_f64(),
-                        _ => return Err(format!("{key} must be a number")),
-                    }
-                }
-                "maxWallSecs" => s.max_wall_secs = opt_u64(key, v)?,
-                "cellTimeoutSecs" => {
-                    s.cell_timeout_secs = opt_u64(key, v)?.unwrap_or(env.cell_timeout_secs)
-                }
-                "unsafeNoSandbox" => {
-                    s.unsafe_no_sandbox = opt_bool(key, v)?.unwrap_or(env.unsafe_no_sandbox)
-                }
                 "extraRoots" => s.extra_roots = extra_roots(key, v)?,
                 "answerDocument" => s.answer_document = opt_bool(key, v)?.unwrap_or(false),
                 other => return Err(format!("unknown setting {other:?}")),
@@ -159,7 +123,7 @@ impl Settings {
     pub fn redacted(&self) -> Value {
         let m = &self.models;
         let url = |u: &Option<String>| u.as_deref().map(redact_url);
-        json!({
+        let mut v = json!({
             "baseUrl": url(&m.base_url),
             "model": m.model,
             "subBaseUrl": url(&m.sub_base_url),
@@ -176,16 +140,15 @@ impl Settings {
             "maxRetries": m.max_retries,
             "responseCache": format!("{:?}", m.response_cache).to_lowercase(),
             "maxIterations": self.max_iterations,
-            "maxDepth": self.max_depth,
-            "maxSubCalls": self.max_sub_calls,
-            "maxTokens": self.max_tokens,
-            "maxCost": self.max_cost,
-            "maxWallSecs": self.max_wall_secs,
-            "cellTimeoutSecs": self.cell_timeout_secs,
-            "unsafeNoSandbox": self.unsafe_no_sandbox,
             "extraRoots": self.extra_roots,
             "answerDocument": self.answer_document,
-        })
+        });
+        if let (Some(obj), Ok(serde_json::Value::Object(limits))) =
+            (v.as_object_mut(), serde_json::to_value(&self.limits))
+        {
+            obj.extend(limits);
+        }
+        v
     }
 }
 

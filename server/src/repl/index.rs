@@ -38,6 +38,10 @@ pub trait IndexQueries: Send + Sync {
     fn summary(&self) -> Option<String> {
         None
     }
+    /// Waits until the index covers every file, at most `timeout`; whether it does.
+    fn wait_complete(&self, _timeout: std::time::Duration) -> bool {
+        true
+    }
     /// `definitions(name)`: the definitions named exactly `name`, else named `name` ignoring
     /// case; `Parent::name` or `Parent.name` also filters on the parent (see
     /// [`exact_definitions`]). In path then line order.

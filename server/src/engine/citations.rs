@@ -160,6 +160,35 @@ pub fn check(answer: &str, snap: &Snapshot) -> Vec<Citation> {
         .collect()
 }
 
+/// Paths the answer names (with or without a line) that match no file of the workspace, not
+/// even as the end of a longer path (`lib.rs` for `src/lib.rs` is fine). A bare path counts when
+/// it has a directory and a file extension (`src/net.rs`), so prose is not taken for paths.
+pub fn unknown_paths(answer: &str, snap: &Snapshot) -> Vec<String> {
+    let mut named: Vec<String> = find(answer).into_iter().map(|(p, _)| p).collect();
+    for token in answer.split(|c: char| !(c.is_ascii() && is_path_byte(c as u8))) {
+        let token = token.trim_start_matches("./").trim_end_matches('.');
+        let ext = token.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+        let looks_like_file = token.contains('/')
+            && !token.starts_with("//")
+            && (1..=5).contains(&ext.len())
+            && ext.chars().all(|c| c.is_ascii_alphanumeric());
+        if looks_like_file && !named.iter().any(|n| n == token) {
+            named.push(token.to_string());
+        }
+    }
+    named
+        .into_iter()
+        .filter(|p| {
+            snap.get(p).is_none()
+                && !snap.files.iter().any(|f| {
+                    f.path.len() > p.len()
+                        && f.path.ends_with(p.as_str())
+                        && f.path.as_bytes()[f.path.len() - p.len() - 1] == b'/'
+                })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +262,30 @@ mod tests {
                 a.rs:9 - the file has 7 lines
                 nowhere.rs:1 - no such file in the workspace
                 a.rs:5 - verified"#]],
+        );
+    }
+
+    #[test]
+    fn unknown_paths_are_the_ones_no_file_has() {
+        use crate::workspace::{IndexStats, SourceFile};
+        let snap = Snapshot {
+            root: "/w".into(),
+            files: ["src/lib.rs", "src/net/tcp.rs", "README.md"]
+                .iter()
+                .map(|p| SourceFile {
+                    path: p.to_string(),
+                    text: std::sync::Arc::new("x\n".into()),
+                })
+                .collect(),
+            stats: IndexStats::default(),
+        };
+        assert_eq!(
+            unknown_paths(
+                "It is in src/net.rs:12 and lib.rs:1, tcp.rs, net/tcp.rs:3, README.md and \
+                 src/server.rs; see https://example.com/a.html or 1.5 s and e.g. foo.bar.",
+                &snap
+            ),
+            ["src/net.rs", "src/server.rs"]
         );
     }
 }

@@ -1,0 +1,38 @@
+//! Answers are checked before they are given: a FINAL that cites the made-up names of the
+//! examples, or paths the workspace does not have, is sent back once with what was wrong.
+
+use super::{Run, citations, prompt, recipes};
+use crate::workspace::Snapshot;
+
+impl Run<'_> {
+    /// What is wrong with the citations of `answer`, the first time something is; `None` when
+    /// they are fine or the model was already told once (the answer is then given as it is,
+    /// and its unverified citations are marked where it is shown).
+    pub(super) fn check_citations(&mut self, answer: &str) -> Option<String> {
+        if self.citations_checked {
+            return None;
+        }
+        let snap = self.snapshot;
+        let examples = recipes::cites_example(answer, |name| mentioned(snap, name));
+        let unknown: Vec<String> = citations::unknown_paths(answer, snap)
+            .into_iter()
+            .filter(|p| !examples.contains(p))
+            .collect();
+        if examples.is_empty() && unknown.is_empty() {
+            return None;
+        }
+        self.citations_checked = true;
+        Some(prompt::bad_citations(&examples, &unknown))
+    }
+}
+
+/// Whether `name` occurs in the workspace: as a path, or in a file's text.
+fn mentioned(snap: &Snapshot, name: &str) -> bool {
+    if snap.get(name).is_some() || snap.files.iter().any(|f| f.path.ends_with(name)) {
+        return true;
+    }
+    let finder = memchr::memmem::Finder::new(name.as_bytes());
+    snap.files
+        .iter()
+        .any(|f| finder.find(f.text.as_bytes()).is_some())
+}

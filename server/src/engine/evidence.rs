@@ -1,0 +1,438 @@
+//! Evidence first: before the model's first turn the engine runs a cheap search for the
+//! question's names and words in the REPL, and the model starts from its output instead of from
+//! nothing. The cell is plain Python over the REPL's helpers, shown to the model with its output,
+//! so its variables (`defs`, `calls`, `impls`, `found`, ...) can be reused.
+//!
+//! What is searched depends on the recipe chosen for the question (`recipes.rs`): a "who calls"
+//! question gets `callers(name)`, a "which types implement" question `implementations(name)`,
+//! and every question the best-matching pieces of code (`search`).
+
+use super::{EngineError, Run, normalize_code, recipes, subcalls::SubCaller};
+use crate::repl::Repl;
+
+impl Run<'_> {
+    /// Runs the engine's first search in the REPL (recorded as turn 0); what the first message
+    /// shows, or `None` when it could not run (no index, a failure): the run then starts
+    /// without it.
+    pub(super) async fn evidence(
+        &mut self,
+        repl: &mut Repl,
+        sub: &SubCaller<'_>,
+    ) -> Result<Option<String>, EngineError> {
+        // The helpers it calls need the code index, whole: a search of half of it misleads.
+        let Some(index) = &self.index else {
+            return Ok(None);
+        };
+        let waited = std::time::Instant::now();
+        while !index.wait_complete(std::time::Duration::ZERO) {
+            if waited.elapsed() > INDEX_WAIT {
+                tracing::info!(
+                    "the index is still being built; the first search covers part of it"
+                );
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let recipe = recipes::select(&self.question, 1).first().map(|r| r.name);
+        let code = cell(&self.question, recipe);
+        sub.set_iteration(0);
+        let out = repl.exec(&code, sub, self.index.as_deref()).await?;
+        self.record_cell(0, 0, &code, &out);
+        if out.error.is_some() || out.timed_out || out.worker_died.is_some() {
+            tracing::debug!("the first search failed: {:?}", out.error);
+            return Ok(None);
+        }
+        let view = self.describe_cell(&out, false, 0);
+        // A model that copies this cell is told it already ran, with its output.
+        self.seen_code
+            .insert(normalize_code(&code), (0, view.clone()));
+        self.last_view = view.clone();
+        Ok(Some(shown(&code, &view)))
+    }
+}
+
+/// How long the first search waits for the index to cover every file.
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// At most this many names from the question are looked up.
+const MAX_NAMES: usize = 2;
+
+/// Words that start a sentence or are common in questions, never taken for code names when
+/// merely capitalized.
+const PLAIN: &[&str] = &[
+    "what",
+    "which",
+    "where",
+    "who",
+    "whom",
+    "how",
+    "why",
+    "when",
+    "is",
+    "are",
+    "does",
+    "do",
+    "find",
+    "list",
+    "show",
+    "name",
+    "explain",
+    "describe",
+    "count",
+    "give",
+    "tell",
+    "in",
+    "the",
+    "a",
+    "an",
+    "if",
+    "and",
+    "or",
+    "of",
+    "for",
+    "to",
+    "i",
+    "it",
+    "its",
+    "this",
+    "that",
+    "there",
+    "rust",
+    "python",
+    "java",
+    "go",
+    "typescript",
+    "javascript",
+    "ruby",
+    "php",
+    "c",
+    "cpp",
+];
+
+/// Names in `question` that look like code: backticked spans first, then identifiers written
+/// as code (`snake_case`, `CamelCase`, `UPPER_CASE`, `a::b`, `a.b`), then capitalized words
+/// that are not ordinary sentence words. For `a::b` and `a.b` the last part is kept.
+pub fn names_in(question: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |name: &str| {
+        let name = name
+            .rsplit("::")
+            .next()
+            .unwrap_or(name)
+            .rsplit('.')
+            .next()
+            .unwrap_or(name)
+            .trim_matches(|c: char| !(c.is_alphanumeric() || c == '_'));
+        let ident = !name.is_empty()
+            && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if ident && !out.iter().any(|n| n == name) {
+            out.push(name.to_string());
+        }
+    };
+    let mut rest = question;
+    let mut spans = Vec::new();
+    while let Some(open) = rest.find('`') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('`') else { break };
+        spans.push(after[..close].trim().trim_end_matches("()").to_string());
+        rest = &after[close + 1..];
+    }
+    for s in &spans {
+        push(s);
+    }
+    let words: Vec<&str> = question
+        .split(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | ':' | '.')))
+        .map(|w| w.trim_matches(|c: char| c == '.' || c == ':'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    for w in &words {
+        let inner_upper =
+            w.chars().skip(1).any(|c| c.is_uppercase()) && w.chars().any(|c| c.is_lowercase());
+        let code_like = w.contains('_') || w.contains("::") || inner_upper;
+        if code_like {
+            push(w);
+        }
+    }
+    for (i, w) in words.iter().enumerate() {
+        let capitalized = w.starts_with(|c: char| c.is_uppercase());
+        if capitalized && i > 0 && !PLAIN.contains(&w.to_lowercase().as_str()) && w.len() > 2 {
+            push(w);
+        }
+    }
+    out.truncate(MAX_NAMES);
+    out
+}
+
+/// A Python string literal for `s` (JSON's escapes are Python's).
+fn py_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// A Python literal of the regex matching `name` as a whole word.
+fn py_word(name: &str) -> String {
+    py_str(&format!(r"\b{}\b", regex_syntax::escape(name)))
+}
+
+/// The cell the engine runs before the first turn, for a question whose closest recipe is
+/// `recipe` (a name from `recipes.rs`).
+pub fn cell(question: &str, recipe: Option<&str>) -> String {
+    let names = names_in(question);
+    let q = py_str(question);
+    let mut code =
+        String::from("# The engine's first search for the names and words of the question.\n");
+    let first = names.first().map(|n| py_str(n));
+    match (recipe, &first) {
+        (Some("callers" | "impact"), Some(n)) => {
+            code.push_str(&format!("calls = callers({n})\nprint(calls)\n"));
+        }
+        (Some("implementations"), Some(n)) => {
+            code.push_str(&format!("impls = implementations({n})\nprint(impls)\n"));
+        }
+        (Some("count"), Some(_)) => {
+            let w = py_word(&names[0]);
+            code.push_str(&format!(
+                "files = files_matching({w})\nprint(files)\nprint(len(files), \"files\")\n"
+            ));
+        }
+        (Some("most_by_dir"), Some(_)) => {
+            let w = py_word(&names[0]);
+            code.push_str(&format!("print(count_by_dir({w}, depth=1))\n"));
+        }
+        (Some("behaviour"), _) => {}
+        _ => {
+            for n in &names {
+                let n = py_str(n);
+                code.push_str(&format!(
+                    "print(definitions({n}))\nrefs = references({n})\nprint(refs.total, \"references in\", refs.files, \"files\")\n"
+                ));
+            }
+        }
+    }
+    let k = if recipe == Some("behaviour") { 8 } else { 5 };
+    code.push_str(&format!("found = search({q}, k={k})\n"));
+    // First the lines of the best pieces that hold most of the question's words (often the
+    // answer itself), then the pieces.
+    let words = key_words(question);
+    if !words.is_empty() {
+        let list = words
+            .iter()
+            .map(|w| py_str(w))
+            .collect::<Vec<_>>()
+            .join(", ");
+        code.push_str(&format!("words = [{list}]\n"));
+        code.push_str("lines = []\n");
+        code.push_str("for c in found[:5]:\n");
+        code.push_str("    for n, l in enumerate(c.text.splitlines(), c.start_line):\n");
+        code.push_str("        hits = sum(w in l.lower() for w in words)\n");
+        code.push_str("        if hits:\n");
+        code.push_str("            lines.append((-hits, c.path, n, l.strip()[:160]))\n");
+        code.push_str("for _, path, n, l in sorted(lines)[:6]:\n");
+        code.push_str("    print(f\"{path}:{n}: {l}\")\n");
+    }
+    code.push_str("print(found)\n");
+    code
+}
+
+/// Words of a question that say what it is about (lowercase, not question words), for picking
+/// lines out of the best-matching code.
+fn key_words(question: &str) -> Vec<String> {
+    const STOP: &[&str] = &[
+        "what",
+        "which",
+        "where",
+        "who",
+        "how",
+        "why",
+        "when",
+        "the",
+        "and",
+        "for",
+        "are",
+        "does",
+        "this",
+        "that",
+        "with",
+        "from",
+        "into",
+        "its",
+        "there",
+        "name",
+        "file",
+        "files",
+        "function",
+        "functions",
+        "code",
+        "find",
+        "many",
+        "most",
+        "has",
+        "have",
+        "use",
+        "uses",
+        "used",
+        "value",
+        "defined",
+        "define",
+        "type",
+        "types",
+        "all",
+        "every",
+        "each",
+        "any",
+        "list",
+        "show",
+        "give",
+        "their",
+        "them",
+        "than",
+        "then",
+        "does",
+        "did",
+        "will",
+        "would",
+        "should",
+        "can",
+        "could",
+        "about",
+        "workspace",
+        "project",
+        "crate",
+        "repository",
+        "implement",
+        "implements",
+        "calls",
+        "call",
+        "called",
+    ];
+    let mut out: Vec<String> = Vec::new();
+    for w in question.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+        let w = w.to_lowercase();
+        if w.len() >= 3 && !STOP.contains(&w.as_str()) && !out.contains(&w) {
+            out.push(w);
+        }
+    }
+    out.truncate(6);
+    out
+}
+
+/// The evidence as the first message shows it.
+pub fn shown(code: &str, output: &str) -> String {
+    format!(
+        "The engine already ran this first search in the REPL (its variables are there):\n\
+         ```repl\n{code}```\nOutput:\n{output}\n\
+         If this output answers the question, reply now with FINAL(...) holding the answer and \
+         the path:line where you saw it. Otherwise write the next ```repl block."
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    #[test]
+    fn names_come_from_code_spans_identifiers_and_capitalized_words() {
+        let cases = [
+            "Where is `Parser` defined?",
+            "Which functions call parse_expr?",
+            "Where is `Visitor::visit_item` used?",
+            "Which types implement the Serialize trait?",
+            "How many files contain `unsafe`?",
+            "What is the default timeout of the client?",
+            "What does `normalize_path()` do in HttpClient?",
+            "Which function rotates a slice left by n positions? Name it and its file.",
+            "What is MAX_DEPTH set to?",
+        ];
+        let got: Vec<String> = cases
+            .iter()
+            .map(|q| format!("{q} -> {:?}", names_in(q)))
+            .collect();
+        expect![[r#"
+            Where is `Parser` defined? -> ["Parser"]
+            Which functions call parse_expr? -> ["parse_expr"]
+            Where is `Visitor::visit_item` used? -> ["visit_item"]
+            Which types implement the Serialize trait? -> ["Serialize"]
+            How many files contain `unsafe`? -> ["unsafe"]
+            What is the default timeout of the client? -> []
+            What does `normalize_path()` do in HttpClient? -> ["normalize_path", "HttpClient"]
+            Which function rotates a slice left by n positions? Name it and its file. -> []
+            What is MAX_DEPTH set to? -> ["MAX_DEPTH"]"#]]
+        .assert_eq(&got.join("\n"));
+    }
+
+    #[test]
+    fn the_cell_follows_the_recipe() {
+        expect![[r##"
+            # The engine's first search for the names and words of the question.
+            calls = callers("flush_all")
+            print(calls)
+            found = search("Who calls `flush_all`?", k=5)
+            words = ["flush_all"]
+            lines = []
+            for c in found[:5]:
+                for n, l in enumerate(c.text.splitlines(), c.start_line):
+                    hits = sum(w in l.lower() for w in words)
+                    if hits:
+                        lines.append((-hits, c.path, n, l.strip()[:160]))
+            for _, path, n, l in sorted(lines)[:6]:
+                print(f"{path}:{n}: {l}")
+            print(found)
+        "##]]
+        .assert_eq(&cell("Who calls `flush_all`?", Some("callers")));
+        expect![[r##"
+            # The engine's first search for the names and words of the question.
+            files = files_matching("\\bunsafe\\b")
+            print(files)
+            print(len(files), "files")
+            found = search("How many files contain `unsafe`?", k=5)
+            words = ["contain", "unsafe"]
+            lines = []
+            for c in found[:5]:
+                for n, l in enumerate(c.text.splitlines(), c.start_line):
+                    hits = sum(w in l.lower() for w in words)
+                    if hits:
+                        lines.append((-hits, c.path, n, l.strip()[:160]))
+            for _, path, n, l in sorted(lines)[:6]:
+                print(f"{path}:{n}: {l}")
+            print(found)
+        "##]]
+        .assert_eq(&cell("How many files contain `unsafe`?", Some("count")));
+        expect![[r##"
+            # The engine's first search for the names and words of the question.
+            print(definitions("Parser"))
+            refs = references("Parser")
+            print(refs.total, "references in", refs.files, "files")
+            found = search("Where is Parser defined?", k=5)
+            words = ["parser"]
+            lines = []
+            for c in found[:5]:
+                for n, l in enumerate(c.text.splitlines(), c.start_line):
+                    hits = sum(w in l.lower() for w in words)
+                    if hits:
+                        lines.append((-hits, c.path, n, l.strip()[:160]))
+            for _, path, n, l in sorted(lines)[:6]:
+                print(f"{path}:{n}: {l}")
+            print(found)
+        "##]]
+        .assert_eq(&cell("Where is Parser defined?", Some("where_defined")));
+        expect![[r##"
+            # The engine's first search for the names and words of the question.
+            found = search("Which function computes a CRC of a buffer?", k=8)
+            words = ["computes", "crc", "buffer"]
+            lines = []
+            for c in found[:5]:
+                for n, l in enumerate(c.text.splitlines(), c.start_line):
+                    hits = sum(w in l.lower() for w in words)
+                    if hits:
+                        lines.append((-hits, c.path, n, l.strip()[:160]))
+            for _, path, n, l in sorted(lines)[:6]:
+                print(f"{path}:{n}: {l}")
+            print(found)
+        "##]]
+        .assert_eq(&cell(
+            "Which function computes a CRC of a buffer?",
+            Some("behaviour"),
+        ));
+    }
+}
