@@ -650,3 +650,45 @@ async fn past_the_depth_limit_rlm_query_is_a_plain_model_call() {
             .any(|e| matches!(e, Event::ChildRun { .. }))
     );
 }
+
+/// One concurrency limit per endpoint holds for every call: the root calls of child runs take
+/// a slot too (before, three children started by one `rlm_query_batched` called the model at
+/// once whatever the limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_runs_share_the_endpoint_limit_with_every_other_call() {
+    use rlm_lsp::llm::scripted::KeyedStep;
+    let slow = |text: &str| Step::Delayed(Duration::from_millis(300), text.to_string());
+    for (limit, want_max) in [(1usize, 1usize), (3, 3)] {
+        let mut steps: Vec<KeyedStep> = vec![
+            (
+                Some("ROOT_Q".into()),
+                Step::Reply(
+                    "```repl\nr = rlm_query_batched(['CHILD_A', 'CHILD_B', 'CHILD_C'], \
+                     [{'x.txt': 'one'}] * 3)\nprint(r)\n```\n"
+                        .into(),
+                ),
+            ),
+            (Some("ROOT_Q".into()), reply("FINAL(children answered)")),
+        ];
+        for key in ["CHILD_A", "CHILD_B", "CHILD_C"] {
+            steps.push((Some(key.into()), slow("```repl\nprint(len(context))\n```")));
+            steps.push((Some(key.into()), slow("FINAL(done)")));
+        }
+        let server = ScriptedServer::start_keyed(steps, SubRule::Echo)
+            .await
+            .unwrap();
+        let (_dir, snap) = fixture();
+        let blob = ContextBlob::write(&snap).unwrap();
+        let cfg = EngineConfig {
+            sub_concurrency: limit,
+            max_depth: 1,
+            ..config(5)
+        };
+        let report = engine(&server, cfg)
+            .run(&snap, blob, "ROOT_Q: ask three children", None)
+            .await
+            .unwrap();
+        assert_eq!(report.answer, "children answered", "{report:?}");
+        assert_eq!(server.max_in_flight(), want_max, "limit {limit}");
+    }
+}

@@ -166,6 +166,9 @@ struct State {
     heads: Vec<String>,
     /// Request heads of the `GET /models` requests.
     list_heads: Vec<String>,
+    /// Chat requests being answered now, and the most there ever were at once.
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 #[derive(Clone)]
@@ -194,6 +197,8 @@ impl ScriptedServer {
             requests: Vec::new(),
             heads: Vec::new(),
             list_heads: Vec::new(),
+            in_flight: 0,
+            max_in_flight: 0,
         }));
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -256,6 +261,14 @@ impl ScriptedServer {
     }
 
     /// Stops accepting connections (a model server that went away).
+    /// The most chat requests this server was answering at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .max_in_flight
+    }
+
     pub fn stop(&self) {
         self.task.abort();
     }
@@ -285,6 +298,8 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
         let is_root = req.get("system").is_some() || messages.iter().any(|m| m["role"] == "system");
         let step = {
             let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            st.in_flight += 1;
+            st.max_in_flight = st.max_in_flight.max(st.in_flight);
             st.requests.push(req.clone());
             st.heads.push(head.clone());
             if is_root {
@@ -322,6 +337,8 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
                 }
             }
         };
+        // Counted out however the answer ends (hang-ups and write errors included).
+        let _busy = Busy(state.clone());
         let reply = |text: &str| {
             if anthropic {
                 anthropic_message(text, &messages)
@@ -359,6 +376,15 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
             Step::Garbage => write_json(&mut sock, 200, "<html>not json</html>").await?,
             Step::Hangup => return Ok(()),
         }
+    }
+}
+
+/// One chat request being answered (see `State::in_flight`).
+struct Busy(Arc<Mutex<State>>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).in_flight -= 1;
     }
 }
 
