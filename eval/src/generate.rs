@@ -683,21 +683,21 @@ impl Measure {
 
     fn words(&self) -> String {
         match self {
-            Measure::Functions => {
-                "functions (`fn` items in Rust files: free functions, methods and trait method \
-                                   declarations)"
-                    .into()
-            }
+            Measure::Functions => concat!(
+                "functions (`fn` items in Rust files: free functions, methods and trait method ",
+                "declarations)"
+            )
+            .into(),
             Measure::UnsafeBlocks => {
                 "`unsafe { ... }` blocks in Rust files (not counting `unsafe fn` or `unsafe impl`)"
                     .into()
             }
             Measure::Structs => "`struct` definitions in Rust files".into(),
-            Measure::TestFunctions => {
-                "test functions in Rust files (functions with the attribute `#[test]`, or \
-                                       one whose path ends in `::test` such as `#[tokio::test]`)"
-                    .into()
-            }
+            Measure::TestFunctions => concat!(
+                "test functions in Rust files (functions with the attribute `#[test]`, or one ",
+                "whose path ends in `::test` such as `#[tokio::test]`)"
+            )
+            .into(),
             Measure::Word(w) => format!(
                 "occurrences of the word `{w}` (case-sensitive and whole: not inside a longer word; every \
                  occurrence counts, in files of any kind)"

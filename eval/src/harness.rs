@@ -48,6 +48,10 @@ pub struct Row {
     /// `answer::unknown_paths`); `None` in rows written before this was recorded.
     #[serde(default)]
     pub unknown_paths: Option<Vec<String>>,
+    /// FNV-1a of the question (hex), so a resumed run can tell a row of a regenerated task with
+    /// the same id from a row of this task; empty in older rows.
+    #[serde(default)]
+    pub question_hash: String,
 }
 
 impl Row {
@@ -59,6 +63,11 @@ impl Row {
             &self.size
         }
     }
+}
+
+/// The fingerprint of a question stored in its rows.
+pub fn question_hash(question: &str) -> String {
+    format!("{:016x}", crate::task::stable_hash(question))
 }
 
 /// Reads a workspace into a snapshot, its overlays applied (the disk is never written). Several
@@ -207,6 +216,7 @@ fn make_row(
         overflow: out.overflow,
         usage: out.usage,
         unknown_paths: Some(unknown_paths),
+        question_hash: question_hash(&task.question),
     }
 }
 

@@ -335,8 +335,19 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
-    let done_pairs: std::collections::BTreeSet<(String, Method)> =
-        kept.iter().map(|r| (r.task_id.clone(), r.method)).collect();
+    // A row counts as done when its question is this task's (rows of a regenerated task with
+    // the same id are run again; older rows without a fingerprint are trusted).
+    let hashes: std::collections::HashMap<&str, String> = tasks
+        .iter()
+        .map(|t| (t.id.as_str(), harness::question_hash(&t.question)))
+        .collect();
+    let done_pairs: std::collections::BTreeSet<(String, Method)> = kept
+        .iter()
+        .filter(|r| {
+            r.question_hash.is_empty() || hashes.get(r.task_id.as_str()) == Some(&r.question_hash)
+        })
+        .map(|r| (r.task_id.clone(), r.method))
+        .collect();
     let mut live = std::fs::OpenOptions::new()
         .create(true)
         .append(a.resume)
@@ -387,11 +398,14 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         .iter()
         .flat_map(|t| methods.iter().map(move |me| (t.id.clone(), *me)))
         .collect();
-    let mut rows = rows;
-    rows.extend(
-        kept.into_iter()
-            .filter(|r| wanted.contains(&(r.task_id.clone(), r.method))),
-    );
+    let valid = |r: &Row| {
+        r.question_hash.is_empty() || hashes.get(r.task_id.as_str()) == Some(&r.question_hash)
+    };
+    let kept: Vec<Row> = kept
+        .into_iter()
+        .filter(|r| wanted.contains(&(r.task_id.clone(), r.method)) && valid(r))
+        .collect();
+    let (rows, _) = rlm_eval::report::merge_rows(vec![kept, rows]);
     let meta = Meta {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         started: started_at,

@@ -647,6 +647,7 @@ mod tests {
             overflow: false,
             usage: vec![],
             unknown_paths: Some(vec![]),
+            question_hash: String::new(),
         }
     }
 
