@@ -41,6 +41,7 @@ test('a change sends null for cleared settings the server can reset, and a store
 test('every key sent is one the server knows', () => {
   const known = new Set([
     'baseUrl', 'subBaseUrl', 'childBaseUrl', 'model', 'subModel', 'childModel', 'apiKeyEnv', 'backend',
+    'subApiKeyEnv', 'childApiKeyEnv', 'allowInsecureHttp', 'maxChildRuns', 'cellWallSecs',
     'concurrency', 'timeoutSecs', 'maxRetries', 'responseCache', 'maxIterations', 'maxDepth', 'maxSubCalls',
     'maxTokens', 'maxWallSecs', 'maxCost', 'cellTimeoutSecs', 'unsafeNoSandbox', 'extraRoots',
   ]);
