@@ -361,6 +361,52 @@ async fn repeated_code_is_not_rerun_and_a_stalled_run_ends_with_its_best_answer(
     assert!(last_user_message(&server, 3).contains("repeating code"));
 }
 
+/// The same code is a repeat only over the same values: a re-run after the variable it reads
+/// changed, or after the worker was restarted, runs again.
+#[tokio::test]
+async fn a_rerun_over_changed_variables_or_a_new_worker_runs_again() {
+    let (result, _server) = run_script(
+        vec![
+            code("x = 1"),
+            code("print(x)"),
+            code("x = 2"),
+            code("print(x)"),
+            // A crash restarts the worker: `x = 2` must run again, it is not "already run".
+            code("import os\nos._exit(3)"),
+            code("x = 2"),
+            code("print(x)"),
+            reply("FINAL(x is 2)"),
+        ],
+        SubRule::Echo,
+        config(10),
+    )
+    .await;
+    let report = result.unwrap();
+    assert_eq!(report.stop_reason, StopReason::Final, "{report:?}");
+    let outputs: Vec<String> = report
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CodeCell { code, stdout, .. } => {
+                Some(format!("{}={}", code.trim(), stdout.trim()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            "x = 1=",
+            "print(x)=1",
+            "x = 2=",
+            "print(x)=2",
+            "import os\nos._exit(3)=",
+            "x = 2=",
+            "print(x)=2"
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_final_that_copies_the_template_is_refused() {
     // Seen in the evaluation with the 1.5B model: FINAL(your best answer), FINAL_VAR(path:line).

@@ -7,7 +7,7 @@
 //! question gets `callers(name)`, a "which types implement" question `implementations(name)`,
 //! and every question the best-matching pieces of code (`search`).
 
-use super::{EngineError, Run, normalize_code, recipes, subcalls::SubCaller};
+use super::{EngineError, Run, recipes, subcalls::SubCaller};
 use crate::repl::Repl;
 
 impl Run<'_> {
@@ -44,8 +44,7 @@ impl Run<'_> {
         }
         let view = self.describe_cell(&out, false, 0);
         // A model that copies this cell is told it already ran, with its output.
-        self.seen_code
-            .insert(normalize_code(&code), (0, view.clone()));
+        self.seen.record(&code, 0, view.clone(), &out);
         self.last_view = view.clone();
         Ok(Some(shown(&code, &view)))
     }

@@ -10,6 +10,7 @@ mod parse;
 pub mod prompt;
 pub mod recipes;
 pub mod refactor;
+mod repeats;
 mod subcalls;
 mod trajectory;
 mod truncate;
@@ -26,7 +27,6 @@ use crate::repl::{CellOutput, ContextBlob, IndexQueries, Repl, ReplConfig, ReplE
 use crate::workspace::Snapshot;
 use budget::Account;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use subcalls::SubCaller;
@@ -167,15 +167,6 @@ pub enum EngineError {
     Repl(#[from] ReplError),
 }
 
-/// Code with its whitespace normalized, to recognise a cell the model already ran.
-fn normalize_code(code: &str) -> String {
-    code.lines()
-        .map(str::trim_end)
-        .filter(|l| !l.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Collects events in order and forwards each to an optional live listener.
 #[derive(Default)]
 pub(crate) struct Recorder {
@@ -223,9 +214,8 @@ struct Run<'a> {
     /// The model's view of the latest cell output, for a partial answer.
     last_view: String,
     model_wait: Duration,
-    /// Code already run (whitespace-normalized) -> the turn it ran in and the model's view of
-    /// its output; small models re-run the same cell instead of reading its answer.
-    seen_code: HashMap<String, (u32, String)>,
+    /// Cells already run, for the repeated-code check.
+    seen: repeats::SeenCells,
     /// What the run reads: its citations are checked against it.
     snapshot: &'a Snapshot,
     /// The index the REPL's structural helpers use (the run's own for a child with a context).
@@ -346,7 +336,7 @@ impl Engine {
             halted: None,
             last_view: String::new(),
             model_wait: Duration::ZERO,
-            seen_code: HashMap::new(),
+            seen: repeats::SeenCells::default(),
             snapshot,
             index,
             recipes: recipes::for_question(question, self.cfg.recipes),
@@ -589,10 +579,9 @@ impl Run<'_> {
             let mut all_repeats = true;
             for (index, code) in parsed.code_blocks.iter().enumerate() {
                 let numbered = parsed.code_blocks.len() > 1;
-                let key = normalize_code(code);
-                if let Some((turn, view)) = self.seen_code.get(&key) {
+                if let Some((turn, view)) = self.seen.earlier(code) {
                     let next = self.recipes.first().map_or("", |r| r.next);
-                    sections.push(prompt::repeated_code(*turn, view, next));
+                    sections.push(prompt::repeated_code(turn, view, next));
                     continue;
                 }
                 all_repeats = false;
@@ -628,7 +617,7 @@ impl Run<'_> {
                     view.push_str(prompt::SUB_CALL_NEEDS_TEXT);
                     view.push('\n');
                 }
-                self.seen_code.insert(key, (iteration, view.clone()));
+                self.seen.record(code, iteration, view.clone(), &out);
                 self.last_view = view.clone();
                 sections.push(view);
             }
