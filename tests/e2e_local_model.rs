@@ -13,8 +13,9 @@ const MAGIC: &str = "4817263";
 mod common;
 use common::haystack;
 
-#[test]
-fn local_model_finds_the_magic_number_in_the_haystack() {
+/// `rlm-lsp ask --json` on the haystack with the default local model: the JSON result and the
+/// trajectory.
+fn ask_local(question: &str) -> (serde_json::Value, String) {
     let ws = haystack();
     let traj = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rlm-lsp"));
@@ -32,7 +33,7 @@ fn local_model_finds_the_magic_number_in_the_haystack() {
         .arg(&ws)
         .arg("--trajectory")
         .arg(traj.path())
-        .arg("What is the magic number?")
+        .arg(question)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -41,18 +42,41 @@ fn local_model_finds_the_magic_number_in_the_haystack() {
         "rlm-lsp ask failed (run scripts/setup.sh to install the local model):\n{err}"
     );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let answer = v["answer"].as_str().unwrap();
     eprintln!(
-        "answer: {answer:?}; {} iterations, {} ms, usage {}",
-        v["iterations"], v["wall_ms"], v["usage"]
+        "{question}\n  answer: {:?}; stop {}, {} iterations, {} sub-calls, {} ms, usage {}",
+        v["answer"], v["stop_reason"], v["iterations"], v["sub_calls"], v["wall_ms"], v["usage"]
     );
+    let trajectory = std::fs::read_to_string(traj.path()).unwrap_or_default();
+    (v, trajectory)
+}
+
+#[test]
+fn local_model_finds_the_magic_number_in_the_haystack() {
+    let (v, trajectory) = ask_local("What is the magic number?");
+    let answer = v["answer"].as_str().unwrap();
     assert!(
         answer.contains(MAGIC),
-        "the answer {answer:?} lacks {MAGIC}; trajectory:\n{}",
-        std::fs::read_to_string(traj.path()).unwrap_or_default()
+        "the answer {answer:?} lacks {MAGIC}; trajectory:\n{trajectory}"
     );
     // The snapshot was far larger than the model's window, and the model never saw it whole.
     assert!(v["usage"][0]["prompt_tokens"].as_u64().unwrap() > 0);
+}
+
+/// Two steps: find the note, then the function it sits in (the note does not name it).
+#[test]
+fn local_model_finds_the_function_around_the_magic_number() {
+    let (v, trajectory) = ask_local(
+        "Which function contains the note that states the magic number? Name the function.",
+    );
+    let answer = v["answer"].as_str().unwrap();
+    assert!(
+        answer.contains("openPayloadChannel"),
+        "the answer {answer:?} lacks openPayloadChannel; trajectory:\n{trajectory}"
+    );
+    // Its citations, if any, are real.
+    for c in v["citations"].as_array().unwrap() {
+        assert_eq!(c["verified"], true, "{c}");
+    }
 }
 
 /// Recursion with a real model: a scripted root hands one file to `rlm_query`, and the child run

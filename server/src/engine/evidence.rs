@@ -225,9 +225,14 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
         code.push_str("    for n, l in enumerate(c.text.splitlines(), c.start_line):\n");
         code.push_str("        hits = sum(w in l.lower() for w in words)\n");
         code.push_str("        if hits:\n");
-        code.push_str("            lines.append((-hits, c.path, n, l.strip()[:160]))\n");
-        code.push_str("for _, path, n, l in sorted(lines)[:6]:\n");
-        code.push_str("    print(f\"{path}:{n}: {l}\")\n");
+        // Each line says which definition it is in: "in which function" is then on screen.
+        code.push_str("            where = f\" (in {c.kind} {c.name})\" if c.name else \"\"\n");
+        code.push_str("            lines.append((-hits, c.path, n, where, l.strip()[:160]))\n");
+        // Only the lines with (nearly) the most of the words: one clear hit, not a list of noise.
+        code.push_str("best = -min(lines)[0] if lines else 0\n");
+        code.push_str("for h, path, n, where, l in sorted(lines)[:6]:\n");
+        code.push_str("    if -h >= max(1, best - 1):\n");
+        code.push_str("        print(f\"{path}:{n}{where}: {l}\")\n");
     }
     code.push_str("print(found)\n");
     code
@@ -373,9 +378,12 @@ mod tests {
                 for n, l in enumerate(c.text.splitlines(), c.start_line):
                     hits = sum(w in l.lower() for w in words)
                     if hits:
-                        lines.append((-hits, c.path, n, l.strip()[:160]))
-            for _, path, n, l in sorted(lines)[:6]:
-                print(f"{path}:{n}: {l}")
+                        where = f" (in {c.kind} {c.name})" if c.name else ""
+                        lines.append((-hits, c.path, n, where, l.strip()[:160]))
+            best = -min(lines)[0] if lines else 0
+            for h, path, n, where, l in sorted(lines)[:6]:
+                if -h >= max(1, best - 1):
+                    print(f"{path}:{n}{where}: {l}")
             print(found)
         "##]]
         .assert_eq(&cell("Who calls `flush_all`?", Some("callers")));
@@ -391,9 +399,12 @@ mod tests {
                 for n, l in enumerate(c.text.splitlines(), c.start_line):
                     hits = sum(w in l.lower() for w in words)
                     if hits:
-                        lines.append((-hits, c.path, n, l.strip()[:160]))
-            for _, path, n, l in sorted(lines)[:6]:
-                print(f"{path}:{n}: {l}")
+                        where = f" (in {c.kind} {c.name})" if c.name else ""
+                        lines.append((-hits, c.path, n, where, l.strip()[:160]))
+            best = -min(lines)[0] if lines else 0
+            for h, path, n, where, l in sorted(lines)[:6]:
+                if -h >= max(1, best - 1):
+                    print(f"{path}:{n}{where}: {l}")
             print(found)
         "##]]
         .assert_eq(&cell("How many files contain `unsafe`?", Some("count")));
@@ -409,9 +420,12 @@ mod tests {
                 for n, l in enumerate(c.text.splitlines(), c.start_line):
                     hits = sum(w in l.lower() for w in words)
                     if hits:
-                        lines.append((-hits, c.path, n, l.strip()[:160]))
-            for _, path, n, l in sorted(lines)[:6]:
-                print(f"{path}:{n}: {l}")
+                        where = f" (in {c.kind} {c.name})" if c.name else ""
+                        lines.append((-hits, c.path, n, where, l.strip()[:160]))
+            best = -min(lines)[0] if lines else 0
+            for h, path, n, where, l in sorted(lines)[:6]:
+                if -h >= max(1, best - 1):
+                    print(f"{path}:{n}{where}: {l}")
             print(found)
         "##]]
         .assert_eq(&cell("Where is Parser defined?", Some("where_defined")));
@@ -424,9 +438,12 @@ mod tests {
                 for n, l in enumerate(c.text.splitlines(), c.start_line):
                     hits = sum(w in l.lower() for w in words)
                     if hits:
-                        lines.append((-hits, c.path, n, l.strip()[:160]))
-            for _, path, n, l in sorted(lines)[:6]:
-                print(f"{path}:{n}: {l}")
+                        where = f" (in {c.kind} {c.name})" if c.name else ""
+                        lines.append((-hits, c.path, n, where, l.strip()[:160]))
+            best = -min(lines)[0] if lines else 0
+            for h, path, n, where, l in sorted(lines)[:6]:
+                if -h >= max(1, best - 1):
+                    print(f"{path}:{n}{where}: {l}")
             print(found)
         "##]]
         .assert_eq(&cell(
