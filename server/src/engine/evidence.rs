@@ -183,10 +183,19 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
     let first = names.first().map(|n| py_str(n));
     match (recipe, &first) {
         (Some("callers" | "impact"), Some(n)) => {
-            code.push_str(&format!("calls = callers({n})\nprint(calls)\n"));
+            code.push_str(&format!(
+                "calls = callers({n})\nprint(calls)\nprint(\"files:\", calls.files)\n"
+            ));
         }
         (Some("implementations"), Some(n)) => {
             code.push_str(&format!("impls = implementations({n})\nprint(impls)\n"));
+            // "Which types implement both A and B?"
+            if let Some(other) = names.get(1).map(|n| py_str(n)) {
+                code.push_str(&format!(
+                    "impls2 = implementations({other})\nprint(impls2)\n\
+                     print(\"types in both:\", sorted(set(impls.types) & set(impls2.types)))\n"
+                ));
+            }
         }
         (Some("count"), Some(_)) => {
             let w = py_word(&names[0]);
@@ -371,6 +380,7 @@ mod tests {
             # The engine's first search for the names and words of the question.
             calls = callers("flush_all")
             print(calls)
+            print("files:", calls.files)
             found = search("Who calls `flush_all`?", k=5)
             words = ["flush_all"]
             lines = []

@@ -40,6 +40,10 @@ const SOURCES: &[(&str, &str)] = &[
     ),
     ("count", include_str!("../../../prompts/recipes/count.md")),
     (
+        "count_definitions",
+        include_str!("../../../prompts/recipes/count_definitions.md"),
+    ),
+    (
         "most_by_dir",
         include_str!("../../../prompts/recipes/most_by_dir.md"),
     ),
@@ -108,15 +112,13 @@ fn same_word(a: &str, b: &str) -> bool {
     short == long || (short.len() >= 5 && long.starts_with(short))
 }
 
-/// Whether the words of `phrase` occur in `q` in order, with at most three other words among
-/// them ("where is `Foo::bar` used" has "where is used").
-fn phrase_in(phrase: &[String], q: &[String]) -> bool {
-    let Some(first) = phrase.first() else {
-        return false;
-    };
+/// Where the words of `phrase` first occur in `q` in order, with at most three other words
+/// among them ("where is `Foo::bar` used" has "where is used"): the index of its first word.
+fn phrase_at(phrase: &[String], q: &[String]) -> Option<usize> {
+    let first = phrase.first()?;
     (0..q.len())
         .filter(|&i| same_word(&q[i], first))
-        .any(|start| {
+        .find(|&start| {
             let mut at = start + 1;
             for w in &phrase[1..] {
                 match q[at..].iter().position(|x| same_word(x, w)) {
@@ -129,8 +131,10 @@ fn phrase_in(phrase: &[String], q: &[String]) -> bool {
 }
 
 /// The recipes closest to `question`, best first: at most `n`, each scoring at least half the
-/// best one. A phrase scores its number of words (longer phrases are more telling), weighted
-/// down when several recipes share it. Empty when nothing matches.
+/// best one. A phrase scores the square of its number of words (longer phrases are more
+/// telling), divided among the recipes that share it, and less the later it comes: a question
+/// states what it asks first, then qualifies it ("... Definitions do not count"). Empty when
+/// nothing matches.
 pub fn select(question: &str, n: usize) -> Vec<&'static Recipe> {
     let q = words(question);
     let recipes = all();
@@ -148,8 +152,11 @@ pub fn select(question: &str, n: usize) -> Vec<&'static Recipe> {
             let s: f64 = r
                 .phrases
                 .iter()
-                .filter(|p| phrase_in(p, &q))
-                .map(|p| p.len() as f64 * p.len() as f64 / spread(p))
+                .filter_map(|p| phrase_at(p, &q).map(|at| (p, at)))
+                .map(|(p, at)| {
+                    let words = p.len() as f64;
+                    words * words / spread(p) / (1.0 + at as f64 / 8.0)
+                })
                 .sum();
             (s, i)
         })
@@ -252,9 +259,9 @@ mod tests {
         ),
         ("Who implements the Visitor interface?", "implementations"),
         ("How many files contain `unsafe`?", "count"),
-        ("How many functions return a Result?", "count"),
-        ("Count the tests in the workspace", "count"),
-        ("How many structs are public?", "count"),
+        ("How many functions return a Result?", "count_definitions"),
+        ("Count the tests in the workspace", "count_definitions"),
+        ("How many structs are public?", "count_definitions"),
         ("Which directory has the most unsafe blocks?", "most_by_dir"),
         ("Which module has the most functions?", "most_by_dir"),
         ("Which file has the most TODO comments?", "most_by_dir"),
@@ -307,7 +314,7 @@ mod tests {
         ),
         ("Which structs implement Iterator?", "implementations"),
         ("Number of files that mention tokio?", "count"),
-        ("How many test functions are there?", "count"),
+        ("How many test functions are there?", "count_definitions"),
         ("Which crate has the most public functions?", "most_by_dir"),
         ("What folder contains the most Python files?", "most_by_dir"),
         (
@@ -360,7 +367,7 @@ mod tests {
             ok  What types derive from the Node base class? -> implementations
             ok  Which structs implement Iterator? -> implementations
             ok  Number of files that mention tokio? -> count
-            ok  How many test functions are there? -> count
+            ok  How many test functions are there? -> count_definitions
             ok  Which crate has the most public functions? -> most_by_dir
             ok  What folder contains the most Python files? -> most_by_dir
             ok  Is there a function that escapes HTML entities? Which one? -> behaviour
@@ -368,7 +375,7 @@ mod tests {
             ok  Describe how caching works in the resolver -> explain
             ok  How is authentication handled? -> explain
             ok  What does the `Drop` impl of Guard do? -> explain
-            ok  What code would break if `Span::call_site` were removed? -> impact, callers
+            ok  What code would break if `Span::call_site` were removed? -> impact
             BAD Which callers are affected if `fetch` becomes async? -> callers, impact
             16 of 20 first choices right
         "#]]
@@ -413,9 +420,9 @@ mod tests {
             ok  Which classes extend AbstractRepository? -> implementations
             ok  Who implements the Visitor interface? -> implementations
             ok  How many files contain `unsafe`? -> count
-            ok  How many functions return a Result? -> count
-            ok  Count the tests in the workspace -> count
-            ok  How many structs are public? -> count
+            ok  How many functions return a Result? -> count_definitions
+            ok  Count the tests in the workspace -> count_definitions
+            ok  How many structs are public? -> count_definitions
             ok  Which directory has the most unsafe blocks? -> most_by_dir
             ok  Which module has the most functions? -> most_by_dir
             ok  Which file has the most TODO comments? -> most_by_dir
@@ -447,5 +454,17 @@ mod tests {
             ["zz_demo/src/upload.rs", "ZZ_UPLOAD_RETRIES"]
         );
         assert!(cites_example("src/net.rs:12 has it", exists).is_empty());
+    }
+
+    #[test]
+    #[ignore = "prints the choice for questions in a file: RECIPE_QUESTIONS=path cargo test -- --ignored"]
+    fn print_choices() {
+        let Ok(path) = std::env::var("RECIPE_QUESTIONS") else {
+            return;
+        };
+        for q in std::fs::read_to_string(path).unwrap().lines() {
+            let got: Vec<&str> = select(q, 2).iter().map(|r| r.name).collect();
+            eprintln!("{} <- {}", got.join(","), &q[..q.len().min(90)]);
+        }
     }
 }
