@@ -28,6 +28,10 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
     let mut code_blocks = Vec::new();
     let mut prose = String::new();
     let mut open: Option<(String, bool, usize)> = None; // (body, runnable, fence length)
+    // Inside a repl block: the Python triple-quoted string a line left open, if any. A fence
+    // line inside one is text (a plan or an llm_query prompt with a fenced snippet), not the
+    // end of the cell.
+    let mut in_string: Option<&'static str> = None;
     let mut kept_len = reply.len();
     let mut offset = 0;
     for line in reply.split_inclusive('\n') {
@@ -43,6 +47,12 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
                     let lang = rest.trim_start_matches('`').trim().to_ascii_lowercase();
                     let runnable = CODE_LANGS.contains(&lang.as_str());
                     open = Some((String::new(), runnable, ticks));
+                    in_string = None;
+                    if !runnable {
+                        // Kept in the prose: a FINAL( ... ) may span blocks (a plan's edits).
+                        prose.push_str(line);
+                        prose.push('\n');
+                    }
                 } else {
                     prose.push_str(line);
                     prose.push('\n');
@@ -50,17 +60,24 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
             }
             Some((body, runnable, ticks)) => {
                 let closes = trimmed.starts_with(&"`".repeat(*ticks))
-                    && trimmed.trim_end().chars().all(|c| c == '`');
+                    && trimmed.trim_end().chars().all(|c| c == '`')
+                    && !(*runnable && in_string.is_some());
                 if closes {
                     if *runnable && !body.trim().is_empty() {
                         code_blocks.push(std::mem::take(body));
                         kept_len = line_end;
-                    } else if starts_with_final(body) {
-                        // A FINAL fenced as plain text (```` ``` ```` then FINAL(...)) is still one.
-                        prose.push_str(body);
+                    } else if !*runnable {
+                        prose.push_str(line);
+                        prose.push('\n');
                     }
                     open = None;
                 } else {
+                    if *runnable {
+                        in_string = triple_quote_state(line, in_string);
+                    } else {
+                        prose.push_str(line);
+                        prose.push('\n');
+                    }
                     body.push_str(line);
                     body.push('\n');
                 }
@@ -68,11 +85,7 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
         }
     }
     let unclosed_block = matches!(&open, Some((body, true, _)) if !body.trim().is_empty());
-    if let Some((body, false, _)) = &open
-        && starts_with_final(body)
-    {
-        prose.push_str(body);
-    }
+
     if code_blocks.is_empty() {
         kept_len = reply.len();
     }
@@ -84,9 +97,35 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
     }
 }
 
-fn starts_with_final(body: &str) -> bool {
-    let first = body.trim_start();
-    first.starts_with("FINAL(") || first.starts_with("FINAL_VAR(")
+/// Which triple-quoted Python string is open after `line`, given the one open before it.
+fn triple_quote_state(line: &str, mut open: Option<&'static str>) -> Option<&'static str> {
+    let mut rest = line;
+    loop {
+        match open {
+            Some(q) => match rest.find(q) {
+                Some(i) => {
+                    rest = &rest[i + 3..];
+                    open = None;
+                }
+                None => return open,
+            },
+            None => {
+                // A `#` comment ends what can open a string on this line.
+                let code = rest.split('#').next().unwrap_or(rest);
+                let next = ["\"\"\"", "'''"]
+                    .into_iter()
+                    .filter_map(|q| code.find(q).map(|i| (i, q)))
+                    .min();
+                match next {
+                    Some((i, q)) => {
+                        rest = &rest[i + 3..];
+                        open = Some(q);
+                    }
+                    None => return None,
+                }
+            }
+        }
+    }
 }
 
 /// The last line outside code that starts with `FINAL(` or `FINAL_VAR(`; the answer runs to its
@@ -351,6 +390,44 @@ mod tests {
         assert_eq!(
             final_call_text("FINAL_VAR(\"run_all\", 'src/lib.rs:12')"),
             Some("run_all, src/lib.rs:12".into())
+        );
+    }
+
+    /// A plan as the edit format asks for it: FINAL( then prose and ```edit blocks, then ).
+    #[test]
+    fn a_final_spanning_edit_blocks_keeps_them() {
+        let reply = "I found both uses.\nFINAL(Rename `alpha` to `first`.\n```edit a.rs\n<<<<<<< SEARCH\nfn alpha() {\n=======\nfn first() {\n>>>>>>> REPLACE\n```\n)\n";
+        let p = parse_reply(reply);
+        assert!(p.code_blocks.is_empty());
+        let Some(FinalAnswer::Text(t)) = p.final_answer else {
+            panic!("{p:?}");
+        };
+        assert!(t.starts_with("Rename `alpha` to `first`.\n```edit a.rs\n<<<<<<< SEARCH"), "{t}");
+        assert!(t.trim_end().ends_with(">>>>>>> REPLACE\n```"), "{t}");
+    }
+
+    /// A plan built in a cell as a triple-quoted string holds fence lines: they do not end the
+    /// cell. A fence outside the string still does.
+    #[test]
+    fn fences_inside_a_triple_quoted_string_do_not_end_the_cell() {
+        let reply = "```repl\nplan = \"\"\"Rename it.\n```edit a.rs\n<<<<<<< SEARCH\nfn alpha() {\n=======\nfn first() {\n>>>>>>> REPLACE\n```\n\"\"\"\nFINAL(plan)\n```\nDone.\n";
+        let p = parse_reply(reply);
+        assert_eq!(p.code_blocks.len(), 1, "{p:?}");
+        assert!(
+            p.code_blocks[0].contains(">>>>>>> REPLACE\n```\n\"\"\"\nFINAL(plan)\n"),
+            "{p:?}"
+        );
+        let prompt = "```python\nanswer = llm_query('''Explain:\n```rust\nfn a() {}\n```\n''')\nprint(answer)\n```\n";
+        let p = parse_reply(prompt);
+        assert_eq!(p.code_blocks.len(), 1);
+        assert!(p.code_blocks[0].ends_with("print(answer)\n"), "{p:?}");
+        assert_eq!(
+            triple_quote_state("x = 1  # a comment with \"\"\" in it", None),
+            None
+        );
+        assert_eq!(
+            triple_quote_state("s = '''a''' + \"\"\"b", None),
+            Some("\"\"\"")
         );
     }
 
