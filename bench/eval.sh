@@ -73,7 +73,8 @@ do_run() {
   "$BIN" run --tasks "$TASKS" --sizes "$size" --methods "$method" \
     --rows "$OUT/rows-$size-$method.jsonl" --resume --no-report --out-dir "$OUT" \
     --max-iterations "$MAX_ITERATIONS" --max-wall-secs "$MAX_WALL_SECS" \
-    --direct-window-tokens "$DIRECT_WINDOW_TOKENS" --retrieval-tokens "$RETRIEVAL_TOKENS" "$@"
+    --direct-window-tokens "$DIRECT_WINDOW_TOKENS" --retrieval-tokens "$RETRIEVAL_TOKENS" \
+    --trajectories "${TRAJECTORIES:-${XDG_CACHE_HOME:-$HOME/.cache}/rlm-lsp/eval-trajectories}" "$@"
 }
 
 do_report() {

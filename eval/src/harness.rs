@@ -155,6 +155,11 @@ pub async fn run_skipping(
                     continue;
                 }
                 let out = m.run(method, &ws, &task.question).await;
+                if let Some(dir) = &m.trajectories
+                    && !out.events.is_empty()
+                {
+                    write_trajectory(dir, &task.id, method, &out.events);
+                }
                 let s = score::score(task, &out.answer, &corpus.paths, &known);
                 let row = make_row(task, &spec, &corpus, snap.files.len(), method, s, out);
                 on_row(&row);
@@ -163,6 +168,26 @@ pub async fn run_skipping(
         }
     }
     Ok(rows)
+}
+
+/// `DIR/TASK-METHOD.jsonl`, one event a line; a failure to write costs only the file.
+fn write_trajectory(
+    dir: &std::path::Path,
+    task: &str,
+    method: Method,
+    events: &[rlm_lsp::engine::Event],
+) {
+    let path = dir.join(format!("{task}-{}.jsonl", method.as_str()));
+    let mut text = String::new();
+    for e in events {
+        if let Ok(line) = serde_json::to_string(e) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, text)) {
+        let _ = e; // a missing trajectory costs only the diagnosis
+    }
 }
 
 fn make_row(

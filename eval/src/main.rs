@@ -76,6 +76,9 @@ struct RunArgs {
     /// Task file (JSONL, from `rlm-eval gen`)
     #[arg(long)]
     tasks: PathBuf,
+    /// Write each RLM run's trajectory to DIR/TASK-METHOD.jsonl
+    #[arg(long)]
+    trajectories: Option<PathBuf>,
     /// Methods (comma-separated): rlm, rlm-no-subcalls, rlm-no-recipes, rlm-no-evidence,
     /// direct, retrieval
     #[arg(
@@ -319,7 +322,8 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         ..RunLimits::default()
     }
     .apply(&mut cfg)?;
-    let m = Methods::new(&resolved.models, cfg, opts.clone(), a.models.max_retries).await?;
+    let mut m = Methods::new(&resolved.models, cfg, opts.clone(), a.models.max_retries).await?;
+    m.trajectories = a.trajectories.clone();
     std::fs::create_dir_all(&a.out_dir)
         .with_context(|| format!("creating {}", a.out_dir.display()))?;
     let rows_path = a

@@ -108,6 +108,8 @@ pub struct Outcome {
     pub max_prompt_tokens: u64,
     /// `direct`: the workspace did not fit the window and was cut.
     pub truncated: bool,
+    /// The RLM methods: the run's trajectory (root messages, cells, sub-calls).
+    pub events: Vec<Event>,
     /// A prompt did not fit the model's window: the server refused it, or (RLM) one call's
     /// prompt exceeded `window_tokens`.
     pub overflow: bool,
@@ -155,6 +157,8 @@ pub struct Methods {
     pub engine_cfg: EngineConfig,
     pub opts: MethodOptions,
     pub prices: PriceTable,
+    /// Where each RLM run's trajectory is written (`TASK-METHOD.jsonl`), if anywhere.
+    pub trajectories: Option<std::path::PathBuf>,
     _refuse_server: RefuseServer,
 }
 
@@ -203,6 +207,7 @@ impl Methods {
             engine_cfg,
             opts,
             prices: PriceTable::load().map_err(|e| anyhow::anyhow!("price table: {e}"))?,
+            trajectories: None,
             _refuse_server: refuse_server,
         })
     }
@@ -284,6 +289,7 @@ impl Methods {
                     stop_reason: Some(r.stop_reason.to_string()),
                     max_prompt_tokens: max_prompt,
                     overflow: max_prompt > self.opts.window_tokens,
+                    events: r.events,
                     ..Outcome::default()
                 }
             }

@@ -1,10 +1,47 @@
 //! Answers are checked before they are given: a FINAL that cites the made-up names of the
-//! examples, or paths the workspace does not have, is sent back once with what was wrong.
+//! examples, or paths the workspace does not have, is sent back once with what was wrong; the
+//! caller's [`FinalCheck`](super::FinalCheck) (a refactor plan's edits and build) may send it
+//! back a few more times.
 
-use super::{Run, citations, prompt, recipes};
+use super::{Event, Run, citations, prompt, recipes};
+use crate::repl::{CellOutput, EditOp};
 use crate::workspace::Snapshot;
 
 impl Run<'_> {
+    /// What is wrong with a final answer, if it goes back to the model: its citations first,
+    /// then the caller's check (top-level runs only).
+    pub(super) async fn check_final(&mut self, answer: &str, iteration: u32) -> Option<String> {
+        if let Some(complaint) = self.check_citations(answer) {
+            return Some(complaint);
+        }
+        let check = self
+            .engine
+            .final_check
+            .clone()
+            .filter(|_| self.depth == 0)?;
+        let message = check.check(answer, &self.edits).await;
+        self.rec.record(Event::Check {
+            iteration,
+            passed: message.is_none(),
+            message: message.clone(),
+        });
+        if message.is_some() && self.repairs < check.max_repairs() {
+            self.repairs += 1;
+            return message;
+        }
+        None
+    }
+
+    /// Adds the edits a cell proposed to the run's (`Clear` starts again).
+    pub(super) fn take_edits(&mut self, out: &CellOutput) {
+        for op in &out.edits {
+            match op {
+                EditOp::Clear => self.edits.clear(),
+                op => self.edits.push(op.clone()),
+            }
+        }
+    }
+
     /// What is wrong with the citations of `answer`, the first time something is; `None` when
     /// they are fine or the model was already told once (the answer is then given as it is,
     /// and its unverified citations are marked where it is shown).

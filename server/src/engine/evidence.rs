@@ -190,7 +190,8 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
         (Some("implementations"), Some(n)) => {
             code.push_str(&format!("impls = implementations({n})\nprint(impls)\n"));
             // "Which types implement both A and B?"
-            if let Some(other) = names.get(1).map(|n| py_str(n)) {
+            let both = question.to_lowercase().contains("both");
+            if let Some(other) = names.get(1).filter(|_| both).map(|n| py_str(n)) {
                 code.push_str(&format!(
                     "impls2 = implementations({other})\nprint(impls2)\n\
                      print(\"types in both:\", sorted(set(impls.types) & set(impls2.types)))\n"

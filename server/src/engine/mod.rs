@@ -2,11 +2,13 @@
 //! truncated view of its output, calls sub-models from inside the REPL, and ends with FINAL.
 
 mod budget;
+pub mod check_command;
 mod checks;
 pub mod citations;
 mod evidence;
 mod live_index;
 mod parse;
+mod plan_check;
 pub mod prompt;
 pub mod recipes;
 pub mod refactor;
@@ -18,14 +20,16 @@ mod truncate;
 pub use budget::{Budget, BudgetKind, ModelUsage};
 pub use live_index::LiveIndex;
 pub use parse::{FinalAnswer, ParsedReply, final_call_text, is_placeholder, parse_reply};
+pub use plan_check::PlanCheck;
 pub use trajectory::Event;
 pub use truncate::truncate_for_model;
 
 use crate::llm::pricing::PriceTable;
 use crate::llm::{ChatClient, ChatMessage, LlmError, Role};
-use crate::repl::{CellOutput, ContextBlob, IndexQueries, Repl, ReplConfig, ReplError};
+use crate::repl::{CellOutput, ContextBlob, EditOp, IndexQueries, Repl, ReplConfig, ReplError};
 use crate::workspace::Snapshot;
 use budget::Account;
+use futures::future::BoxFuture;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -151,8 +155,19 @@ pub struct RunReport {
     pub budget: Option<BudgetKind>,
     /// What confined the model's code (`on: landlock ...; seccomp; ...` or `off: ...`).
     pub sandbox: String,
+    /// Edits the model's code proposed (`edit_replace`, `rename_symbol`, ...); nothing was
+    /// written. A refactor plan is checked from these and the answer's edit blocks.
+    pub edits: Vec<EditOp>,
     #[serde(skip)]
     pub events: Vec<Event>,
+}
+
+/// A check of a final answer before the run ends (a refactor plan: do its edits apply, does
+/// the project still build?). `Some(message)` sends the model back to work with that message,
+/// at most `max_repairs()` times; then the answer stands as it is.
+pub trait FinalCheck: Send + Sync {
+    fn check<'a>(&'a self, answer: &'a str, edits: &'a [EditOp]) -> BoxFuture<'a, Option<String>>;
+    fn max_repairs(&self) -> u32;
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -197,6 +212,8 @@ pub struct Engine {
     /// Answers `symbols()`, `outline()` and `chunks` in the REPL; without it they raise an error
     /// that points to `grep`.
     index: Option<Arc<dyn IndexQueries>>,
+    /// Checks the top-level run's final answer (child runs are not checked).
+    final_check: Option<Arc<dyn FinalCheck>>,
 }
 
 /// Mutable state of one run.
@@ -225,6 +242,10 @@ struct Run<'a> {
     recipes: Vec<&'static recipes::Recipe>,
     /// A FINAL citing what the workspace does not have is sent back once; this says it was.
     citations_checked: bool,
+    /// Edits proposed so far by the model's code.
+    edits: Vec<EditOp>,
+    /// Final answers sent back by the engine's `FinalCheck`.
+    repairs: u32,
 }
 
 /// What a run reads: the workspace, its context blob for the REPL, and its code index.
@@ -240,7 +261,14 @@ impl Engine {
             models,
             cfg,
             index: None,
+            final_check: None,
         }
+    }
+
+    /// Checks final answers before the run ends (see [`FinalCheck`]).
+    pub fn with_final_check(mut self, check: Arc<dyn FinalCheck>) -> Self {
+        self.final_check = Some(check);
+        self
     }
 
     /// The code index the REPL's `symbols()`, `outline()` and `chunks` use.
@@ -341,6 +369,8 @@ impl Engine {
             index,
             recipes: recipes::for_question(question, self.cfg.recipes),
             citations_checked: false,
+            edits: Vec::new(),
+            repairs: 0,
         };
         run.push(
             0,
@@ -393,6 +423,7 @@ impl Engine {
             model_wait: run.model_wait + sub_stats.wait,
             budget: run.halted,
             sandbox,
+            edits: std::mem::take(&mut run.edits),
             events: rec.take(),
         })
     }
@@ -546,7 +577,7 @@ impl Run<'_> {
                 match (parsed.final_answer, code_ran) {
                     (Some(answer), true) => {
                         match self.resolve_final(repl, answer, iteration).await? {
-                            Some(text) => match self.check_citations(&text) {
+                            Some(text) => match self.check_final(&text, iteration).await {
                                 None => return Ok((text, StopReason::Final, iteration)),
                                 Some(complaint) => {
                                     self.push(iteration, ChatMessage::user(complaint));
@@ -588,6 +619,7 @@ impl Run<'_> {
                 sub.set_iteration(iteration);
                 let out = repl.exec(code, sub, self.index.as_deref()).await?;
                 self.record_cell(iteration, index, code, &out);
+                self.take_edits(&out);
                 // `FINAL(The answer is ...)` written as code: Python rejects the prose, the
                 // intent is plain.
                 let answer = out.final_answer.clone().or_else(|| {
@@ -599,7 +631,7 @@ impl Run<'_> {
                 });
                 let mut view = self.describe_cell(&out, numbered, index);
                 match answer {
-                    Some(a) if !is_placeholder(&a) => match self.check_citations(&a) {
+                    Some(a) if !is_placeholder(&a) => match self.check_final(&a, iteration).await {
                         None => return Ok((a, StopReason::Final, iteration)),
                         Some(complaint) => {
                             view.push_str(&complaint);

@@ -402,7 +402,10 @@ mod tests {
         let Some(FinalAnswer::Text(t)) = p.final_answer else {
             panic!("{p:?}");
         };
-        assert!(t.starts_with("Rename `alpha` to `first`.\n```edit a.rs\n<<<<<<< SEARCH"), "{t}");
+        assert!(
+            t.starts_with("Rename `alpha` to `first`.\n```edit a.rs\n<<<<<<< SEARCH"),
+            "{t}"
+        );
         assert!(t.trim_end().ends_with(">>>>>>> REPLACE\n```"), "{t}");
     }
 

@@ -6,7 +6,9 @@
 //! operations are dropped, with the reason.
 
 use crate::index::{FileIndex, IndexOptions};
+use crate::repl::EditOp;
 use crate::workspace::Snapshot;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The instructions appended to the user's request: the edit format the checks understand.
@@ -156,82 +158,162 @@ pub fn parse_edits(answer: &str) -> (String, Vec<ProposedEdit>, Vec<FileOp>) {
 /// Checks every proposed edit against `snapshot`; edits of one file are checked together, in
 /// order, so the parse check sees the file as it would be after all of them.
 pub fn check(answer: &str, snapshot: &Snapshot) -> CheckedPlan {
-    let (plan, proposed, ops) = parse_edits(answer);
+    check_plan(answer, &[], snapshot)
+}
+
+/// One edit to check, from either source: a SEARCH block of the answer (found in the text) or
+/// a range recorded by the REPL's edit helpers.
+struct Candidate {
+    range: Result<(usize, usize), String>,
+    new_text: String,
+}
+
+/// [`check`] for a plan made of the answer's edit blocks and the edits the model's code
+/// recorded (`edit_replace`, `rename_symbol`, `create_file`, ...), which come first.
+pub fn check_plan(answer: &str, recorded: &[EditOp], snapshot: &Snapshot) -> CheckedPlan {
+    let (plan, proposed, parsed_ops) = parse_edits(answer);
     let mut out = CheckedPlan {
         plan,
         ..CheckedPlan::default()
     };
-    let mut paths: Vec<&str> = proposed.iter().map(|e| e.path.as_str()).collect();
-    paths.sort_unstable();
-    paths.dedup();
-    for path in paths {
-        let drop_all = |out: &mut CheckedPlan, reason: String| {
-            for _ in proposed.iter().filter(|e| e.path == path) {
-                out.dropped.push(DroppedEdit {
-                    path: path.to_string(),
-                    reason: reason.clone(),
+    let mut by_file: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
+    let mut ops: Vec<FileOp> = Vec::new();
+    for op in recorded {
+        match op {
+            EditOp::Replace {
+                path,
+                start,
+                end,
+                text,
+            } => {
+                let range = match snapshot.get(path) {
+                    Some(f)
+                        if *start <= *end
+                            && *end <= f.text.len()
+                            && f.text.is_char_boundary(*start)
+                            && f.text.is_char_boundary(*end) =>
+                    {
+                        Ok((*start, *end))
+                    }
+                    Some(_) => Err("its range is not in the current text".to_string()),
+                    None => Err("no such file in the workspace".to_string()),
+                };
+                by_file.entry(path.clone()).or_default().push(Candidate {
+                    range,
+                    new_text: text.clone(),
                 });
             }
-        };
-        let Some(file) = snapshot.get(path) else {
-            drop_all(&mut out, "no such file in the workspace".into());
-            continue;
-        };
-        if snapshot.root_of(path).is_some_and(|(r, _)| r.read_only) {
-            drop_all(&mut out, format!("{} is a read-only root", path));
-            continue;
-        }
-        let old = file.text.as_str();
-        let mut ranges: Vec<CheckedEdit> = Vec::new();
-        for e in proposed.iter().filter(|e| e.path == path) {
-            let found: Vec<usize> = old.match_indices(&e.search).map(|(i, _)| i).collect();
-            let reason = match found.as_slice() {
-                _ if e.search.is_empty() => Some("the SEARCH part is empty".to_string()),
-                [] => Some("its SEARCH lines are not in the current text".to_string()),
-                [_] => None,
-                many => Some(format!(
-                    "its SEARCH lines occur {} times; make them unique",
-                    many.len()
-                )),
-            };
-            let start = found.first().copied().unwrap_or(0);
-            let end = start + e.search.len();
-            let overlaps = ranges.iter().any(|r| start < r.end && r.start < end);
-            match reason.or(overlaps.then(|| "it overlaps another edit".to_string())) {
-                Some(reason) => out.dropped.push(DroppedEdit {
-                    path: path.to_string(),
-                    reason,
-                }),
-                None => ranges.push(CheckedEdit {
-                    path: path.to_string(),
-                    start,
-                    end,
-                    new_text: e.replace.clone(),
-                }),
+            EditOp::Create { path, text } => ops.push(FileOp::Create {
+                path: path.clone(),
+                text: text.clone(),
+            }),
+            EditOp::Rename { from, to } => ops.push(FileOp::Rename {
+                from: from.clone(),
+                to: to.clone(),
+            }),
+            EditOp::Clear => {
+                by_file.clear();
+                ops.clear();
             }
         }
-        if ranges.is_empty() {
-            continue;
-        }
-        ranges.sort_by_key(|r| r.start);
-        let new = apply_edits(old, &ranges);
-        let opts = IndexOptions::default();
-        let before = FileIndex::new(path, old, &opts).has_syntax_errors();
-        let after = FileIndex::new(path, &new, &opts).has_syntax_errors();
-        if after && !before {
-            // The file's edits that passed the other checks go together.
-            for _ in &ranges {
-                out.dropped.push(DroppedEdit {
-                    path: path.to_string(),
-                    reason: "the edited file no longer parses (new syntax errors)".into(),
-                });
+    }
+    for e in proposed {
+        let range = match snapshot.get(&e.path) {
+            None => Err("no such file in the workspace".to_string()),
+            Some(f) => {
+                let found: Vec<usize> = f.text.match_indices(&e.search).map(|(i, _)| i).collect();
+                match found.as_slice() {
+                    _ if e.search.is_empty() => Err("the SEARCH part is empty".to_string()),
+                    [] => Err("its SEARCH lines are not in the current text".to_string()),
+                    [i] => Ok((*i, i + e.search.len())),
+                    many => Err(format!(
+                        "its SEARCH lines occur {} times; make them unique",
+                        many.len()
+                    )),
+                }
             }
-            continue;
-        }
-        out.edits.extend(ranges);
+        };
+        by_file.entry(e.path).or_default().push(Candidate {
+            range,
+            new_text: e.replace,
+        });
+    }
+    ops.extend(parsed_ops);
+    for (path, candidates) in by_file {
+        check_file(&path, candidates, snapshot, &mut out);
     }
     check_file_ops(ops, snapshot, &mut out);
     out
+}
+
+/// Checks the edits of one file together: each applies, none overlaps another, the root is
+/// writable, and the edited file parses with no syntax errors it did not have.
+fn check_file(path: &str, candidates: Vec<Candidate>, snapshot: &Snapshot, out: &mut CheckedPlan) {
+    let drop = |out: &mut CheckedPlan, reason: String| {
+        out.dropped.push(DroppedEdit {
+            path: path.to_string(),
+            reason,
+        })
+    };
+    let Some(file) = snapshot.get(path) else {
+        for _ in &candidates {
+            drop(out, "no such file in the workspace".into());
+        }
+        return;
+    };
+    if snapshot.root_of(path).is_some_and(|(r, _)| r.read_only) {
+        for _ in &candidates {
+            drop(out, format!("{path} is a read-only root"));
+        }
+        return;
+    }
+    let old = file.text.as_str();
+    let mut ranges: Vec<CheckedEdit> = Vec::new();
+    for c in candidates {
+        let (start, end) = match c.range {
+            Ok(r) => r,
+            Err(reason) => {
+                drop(out, reason);
+                continue;
+            }
+        };
+        // The same edit proposed twice (a helper run again) is one edit.
+        if ranges
+            .iter()
+            .any(|r| r.start == start && r.end == end && r.new_text == c.new_text)
+        {
+            continue;
+        }
+        if ranges.iter().any(|r| start < r.end && r.start < end) {
+            drop(out, "it overlaps another edit".into());
+            continue;
+        }
+        ranges.push(CheckedEdit {
+            path: path.to_string(),
+            start,
+            end,
+            new_text: c.new_text,
+        });
+    }
+    if ranges.is_empty() {
+        return;
+    }
+    ranges.sort_by_key(|r| r.start);
+    let new = apply_edits(old, &ranges);
+    let opts = IndexOptions::default();
+    let before = FileIndex::new(path, old, &opts).has_syntax_errors();
+    let after = FileIndex::new(path, &new, &opts).has_syntax_errors();
+    if after && !before {
+        // The file's edits that passed the other checks go together.
+        for _ in &ranges {
+            drop(
+                out,
+                "the edited file no longer parses (new syntax errors)".into(),
+            );
+        }
+        return;
+    }
+    out.edits.extend(ranges);
 }
 
 /// `text` with `edits` (sorted by start, not overlapping) applied.
@@ -542,5 +624,57 @@ mod tests {
             +pub fn helper() {}
         "#]]
         .assert_eq(&unified_diff(&checked, &snap()));
+    }
+
+    #[test]
+    fn recorded_edits_are_checked_like_edit_blocks() {
+        let snap = snap();
+        let a = snap.get("a.rs").unwrap().text.clone();
+        let at = |needle: &str| a.find(needle).unwrap();
+        let rename = |start: usize, len: usize| EditOp::Replace {
+            path: "a.rs".into(),
+            start,
+            end: start + len,
+            text: "first".into(),
+        };
+        let recorded = [
+            rename(at("alpha()"), 5),
+            rename(at("alpha();"), 5),
+            // The same edit again (a helper run twice) is one edit.
+            rename(at("alpha();"), 5),
+            EditOp::Replace {
+                path: "b.rs".into(),
+                start: 3,
+                end: 999,
+                text: "x".into(),
+            },
+            EditOp::Create {
+                path: "c.rs".into(),
+                text: "fn c() {}\n".into(),
+            },
+        ];
+        let checked = check_plan("Renamed.", &recorded, &snap);
+        assert_eq!(checked.edits.len(), 2, "{checked:?}");
+        assert_eq!(
+            checked.files,
+            [FileOp::Create {
+                path: "c.rs".into(),
+                text: "fn c() {}\n".into()
+            }]
+        );
+        let reasons: Vec<_> = checked
+            .dropped
+            .iter()
+            .map(|d| format!("{}: {}", d.path, d.reason))
+            .collect();
+        assert_eq!(reasons, ["b.rs: its range is not in the current text"]);
+        let after = &file_changes(&checked, &snap)[0].new;
+        assert!(
+            after.contains("fn first() -> u32") && after.contains("    first();"),
+            "{after}"
+        );
+        // discard_edits() forgets what came before it.
+        let checked = check_plan("", &[rename(0, 2), EditOp::Clear], &snap);
+        assert!(checked.edits.is_empty() && checked.dropped.is_empty());
     }
 }

@@ -77,6 +77,14 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         cost_usd: Option<f64>,
     },
+    /// A final answer checked by the caller's check (a refactor plan: its edits and the user's
+    /// build); a failed check sends the model back to work with `message`.
+    Check {
+        iteration: u32,
+        passed: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
     RunEnd {
         answer: String,
         best_effort: bool,

@@ -545,6 +545,16 @@ impl Shape for Circle { fn area(&self) -> f64 { 1.0 } }
         .assert_debug_eq(&implementors("src/lib.rs", src, "fmt::Display"));
         assert_eq!(implementors("src/lib.rs", src, "From"), ["Circle impl @18"]);
         assert!(implementors("src/lib.rs", src, "Circle").is_empty());
+        // Marker traits are implemented `unsafe impl` (rayon-core's `JobRef`).
+        let unsafe_src = "pub struct JobRef;\nunsafe impl Sync for JobRef {}\nunsafe impl<T> Send for Own<T> {}\n";
+        assert_eq!(
+            implementors("src/job.rs", unsafe_src, "Sync"),
+            ["JobRef impl @2"]
+        );
+        assert_eq!(
+            implementors("src/job.rs", unsafe_src, "Send"),
+            ["Own impl @3"]
+        );
     }
 
     #[test]

@@ -478,6 +478,7 @@ fn cell_output(done: CellDone, duration: Duration, sandbox: &SandboxConfig) -> C
         restored_helpers: done.restored_helpers,
         reads: done.reads,
         namespace: done.namespace,
+        edits: done.edits,
         duration,
     }
 }

@@ -35,6 +35,7 @@ pub use index::{
     IndexQueries, SearchHit, StaticIndex, SymbolQuery, exact_definitions, filter_definitions,
     innermost_function, nest, parse_kind, search_chunks, search_document,
 };
+pub use protocol::EditOp;
 pub use sandbox::{SandboxConfig, UNSAFE_NO_SANDBOX_ENV};
 pub use worker::worker_main;
 
@@ -126,6 +127,8 @@ pub struct CellOutput {
     /// `(name, fingerprint)` of every variable at the cell's end (not helpers, modules or names
     /// starting with `_`), sorted by name.
     pub namespace: Vec<(String, u64)>,
+    /// Edits the cell proposed (nothing was written), in order.
+    pub edits: Vec<EditOp>,
     /// Time the cell ran, excluding the time spent answering sub-calls.
     pub duration: Duration,
 }

@@ -25,6 +25,7 @@ import traceback
 import types
 
 import _rlm
+import _rlm_edits
 
 collections.abc.Mapping.register(_rlm.Context)
 collections.abc.Sequence.register(_rlm.Chunks)
@@ -764,6 +765,8 @@ def setup(context, tools, chunks, out, err):
         count_by_dir=count_by_dir,
         search=search,
     )
+    _rlm_edits.install(context, files_matching)
+    _HELPERS.update(_rlm_edits.HELPERS)
     _ns.update(_HELPERS)
     if not getattr(sys, "argv", None):
         sys.argv = ["rlm-repl"]
@@ -894,7 +897,7 @@ def _namespace():
 
 def run_cell(code):
     """Run one cell in the model's namespace: (final_answer, error, restored_helpers, reads,
-    namespace); see CellDone in protocol.rs for the last two."""
+    namespace, edits); see CellDone in protocol.rs for the last three (edits as JSON)."""
     _state["cell"] += 1
     _state["final"] = None
     filename = f"<cell {_state['cell']}>"
@@ -929,7 +932,7 @@ def run_cell(code):
         namespace = _namespace()
     except Exception:
         namespace = []
-    return _state["final"], error, restored, reads, namespace
+    return _state["final"], error, restored, reads, namespace, json.dumps(_rlm_edits.take_new())
 
 
 def get_var(name):

@@ -214,6 +214,28 @@ pub struct CellDone {
     /// starting with `_`), sorted by name.
     #[serde(default)]
     pub namespace: Vec<(String, u64)>,
+    /// Edits the cell proposed (`edit_replace`, `rename_symbol`, ...), in order.
+    #[serde(default)]
+    pub edits: Vec<EditOp>,
+}
+
+/// One change model code proposed to the workspace; nothing is written (`edits.py`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum EditOp {
+    /// Replace bytes `start..end` of `path`, as the run's snapshot holds it, with `text`.
+    Replace {
+        path: String,
+        start: usize,
+        end: usize,
+        text: String,
+    },
+    /// A new file.
+    Create { path: String, text: String },
+    /// Move a file.
+    Rename { from: String, to: String },
+    /// Forget every edit proposed before (`discard_edits()`).
+    Clear,
 }
 
 /// A frame could not be written or read.

@@ -11,7 +11,7 @@
 
 use super::blob::BlobReader;
 use super::capture::{Capture, cap_string, finish_pair};
-use super::protocol::{self, CellDone, FrameError, FromWorker, SubCallResult, ToWorker};
+use super::protocol::{self, CellDone, EditOp, FrameError, FromWorker, SubCallResult, ToWorker};
 use super::sandbox::{self, SandboxConfig, SandboxError};
 use super::tools::{Chunks, ChunksIter, PyChunk, PyDefinition, PySearchHit, Tools, unknown_path};
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError};
@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 const PRELUDE: &str = include_str!("prelude.py");
+const EDITS: &str = include_str!("edits.py");
 /// A final answer or variable larger than this is cut (head and tail kept) to fit in a frame.
 const MAX_VALUE_BYTES: usize = 16 << 20;
 /// Upper bound for `max_output_bytes`, so a `Done` frame always fits in `MAX_FRAME_BYTES`.
@@ -235,13 +236,14 @@ fn start_parent_watchdog() {
         });
 }
 
-/// `run_cell`'s tuple: final answer, error, restored helpers, reads, namespace.
+/// `run_cell`'s tuple: final answer, error, restored helpers, reads, namespace, edits (JSON).
 type RunCellResult<'py> = (
     Option<Bound<'py, PyString>>,
     Option<Bound<'py, PyString>>,
     Vec<String>,
     Vec<(String, u64)>,
     Vec<(String, u64)>,
+    String,
 );
 
 /// What the prelude's `run_cell` returns.
@@ -252,6 +254,7 @@ struct CellResult {
     restored_helpers: Vec<String>,
     reads: Vec<(String, u64)>,
     namespace: Vec<(String, u64)>,
+    edits: Vec<EditOp>,
 }
 
 /// The Python side of the worker.
@@ -278,6 +281,11 @@ impl Host {
         m.add_class::<PySearchHit>()?;
         m.add_function(wrap_pyfunction!(subcall, &m)?)?;
         py.import("sys")?.getattr("modules")?.set_item("_rlm", &m)?;
+        let edits = CString::new(EDITS)?;
+        let edits = PyModule::from_code(py, &edits, c"<rlm edits>", c"_rlm_edits")?;
+        py.import("sys")?
+            .getattr("modules")?
+            .set_item("_rlm_edits", edits)?;
         let code = CString::new(PRELUDE)?;
         let prelude = PyModule::from_code(py, &code, c"<rlm prelude>", c"_rlm_prelude")?;
         let blob = Arc::new(blob);
@@ -308,8 +316,11 @@ impl Host {
         self.out.get().clear();
         self.err.get().clear();
         let result = self.run_cell.call1(py, (code,)).and_then(|r| {
-            let (final_answer, error, restored, reads, namespace): RunCellResult<'_> =
+            let (final_answer, error, restored, reads, namespace, edits): RunCellResult<'_> =
                 r.extract(py)?;
+            let edits: Vec<EditOp> = serde_json::from_str(&edits).map_err(|e| {
+                PyRuntimeError::new_err(format!("the proposed edits are malformed: {e}"))
+            })?;
             Ok(CellResult {
                 final_answer: final_answer
                     .map(|s| cap_string(s.to_string_lossy().into_owned(), MAX_VALUE_BYTES)),
@@ -317,6 +328,7 @@ impl Host {
                 restored_helpers: restored,
                 reads,
                 namespace,
+                edits,
             })
         });
         let result = result.unwrap_or_else(|e| CellResult {
@@ -335,6 +347,7 @@ impl Host {
             restored_helpers: result.restored_helpers,
             reads: result.reads,
             namespace: result.namespace,
+            edits: result.edits,
         }
     }
 
