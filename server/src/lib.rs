@@ -3,12 +3,15 @@
 //! The workspace lives as variables in a sandboxable Python REPL worker; the root model writes code
 //! against it and calls sub-models on the pieces it chose. See `docs/architecture.md`.
 
+pub mod acp;
 pub mod config;
 pub mod engine;
 pub mod index;
 pub mod llm;
 pub mod lsp;
+pub mod mcp;
 pub mod repl;
+pub mod session;
 pub mod workspace;
 
 /// The hidden entry points of any binary that runs the engine, which re-executes the current

@@ -5,15 +5,14 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use rlm_lsp::config::{ModelSettings, RunLimits};
-use rlm_lsp::engine::{Engine, Event, LiveIndex, RunReport, StopReason, citations};
+use rlm_lsp::engine::{Event, RunReport, StopReason};
 use rlm_lsp::index::{IndexOptions, WorkspaceIndex};
 use rlm_lsp::llm::scripted;
-use rlm_lsp::repl::ContextBlob;
-use rlm_lsp::workspace::{self, RootSpec, WalkOptions};
+use rlm_lsp::session::{Answer, Roots, RunSettings, Runner, Workspace};
+use rlm_lsp::workspace::{self, WalkOptions};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -35,6 +34,36 @@ enum Command {
     Index(IndexArgs),
     /// Run the language server on stdin/stdout (logs go to stderr; see docs/protocol.md).
     Serve(ServeArgs),
+    /// Run an MCP server on stdin/stdout for coding agents: tools ask, explain, plan_refactor,
+    /// search and definitions (see docs/agents.md).
+    Mcp(Box<AgentArgs>),
+    /// Run an ACP agent on stdin/stdout for Zed, JetBrains and Neovim chat clients: each prompt
+    /// is a run over the session's directory (see docs/agents.md).
+    Acp(Box<AgentArgs>),
+}
+
+/// What the agent servers (`mcp`, `acp`) take: the roots and every setting of `ask`.
+#[derive(clap::Args)]
+struct AgentArgs {
+    #[command(flatten)]
+    walk: WalkArgs,
+    #[command(flatten)]
+    models: ModelSettings,
+    /// Root-model turns before a run must answer
+    #[arg(long, env = "RLM_MAX_ITERATIONS", default_value_t = 20)]
+    max_iterations: u32,
+    #[command(flatten)]
+    limits: RunLimits,
+}
+
+impl AgentArgs {
+    fn settings(&self) -> RunSettings {
+        RunSettings {
+            models: self.models.clone(),
+            limits: self.limits.clone(),
+            max_iterations: self.max_iterations,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -76,48 +105,18 @@ struct WalkArgs {
 impl WalkArgs {
     /// Walks every root: the workspace, the other roots, then the read-only extra roots.
     fn walk(&self) -> anyhow::Result<workspace::Snapshot> {
-        let mut specs: Vec<RootSpec> = std::iter::once(&self.workspace)
-            .chain(&self.roots)
-            .map(|p| RootSpec {
-                path: p.clone(),
-                read_only: false,
-            })
-            .collect();
-        if self.cargo_deps {
-            for spec in specs.clone() {
-                let Some(deps) = workspace::cargo_dependency_roots(&spec.path) else {
-                    anyhow::bail!(
-                        "--cargo-deps: {} has no Cargo.lock (run `cargo generate-lockfile` there)",
-                        spec.path.display()
-                    );
-                };
-                if !deps.missing.is_empty() {
-                    // Often platform-specific crates (windows-*, wasm-*) that cargo never unpacks here.
-                    let shown: Vec<_> = deps.missing.iter().take(5).map(String::as_str).collect();
-                    let more = deps.missing.len() - shown.len();
-                    tracing::info!(
-                        "{} locked crates have no sources on disk (`cargo fetch` in {} unpacks those this platform needs): {}{}",
-                        deps.missing.len(),
-                        spec.path.display(),
-                        shown.join(", "),
-                        if more > 0 {
-                            format!(", and {more} more")
-                        } else {
-                            String::new()
-                        }
-                    );
-                }
-                specs.extend(deps.roots.into_iter().map(|path| RootSpec {
-                    path,
-                    read_only: true,
-                }));
-            }
+        self.roots().walk()
+    }
+
+    /// The roots these flags name, as the library's front ends take them.
+    fn roots(&self) -> Roots {
+        Roots {
+            workspace: self.workspace.clone(),
+            roots: self.roots.clone(),
+            extra_roots: self.extra_roots.clone(),
+            cargo_deps: self.cargo_deps,
+            walk: self.options(),
         }
-        specs.extend(self.extra_roots.iter().map(|p| RootSpec {
-            path: p.clone(),
-            read_only: true,
-        }));
-        Ok(workspace::walk_roots(&specs, &self.options())?)
     }
 
     fn options(&self) -> WalkOptions {
@@ -194,6 +193,16 @@ fn main() {
             .build()
             .context("starting the async runtime")
             .map(|rt| rt.block_on(rlm_lsp::lsp::serve_stdio(Default::default()))),
+        Command::Mcp(a) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|rt| rt.block_on(rlm_lsp::mcp::serve_stdio(a.walk.roots(), a.settings()))),
+        Command::Acp(a) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|rt| rt.block_on(rlm_lsp::acp::serve_stdio(a.walk.roots(), a.settings()))),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -319,18 +328,10 @@ fn index(a: IndexArgs) -> anyhow::Result<()> {
 }
 
 async fn ask(a: AskArgs) -> anyhow::Result<()> {
-    let snap = Arc::new(a.walk.walk()?);
-    if snap.files.is_empty() {
-        anyhow::bail!(
-            "workspace {} has no text files to ask about ({} skipped; see `rlm-lsp index --workspace {}`)",
-            snap.root.display(),
-            snap.stats.skipped.len(),
-            a.walk.workspace.display()
-        );
-    }
-    // Parsed in the background from now on: the model never waits for it, and a small
-    // workspace is done by the time the first prompt is written.
-    let index = LiveIndex::spawn(snap.clone(), IndexOptions::default());
+    // Walked, checked and indexing in the background from now on: the model never waits for
+    // the index, and a small workspace is done by the time the first prompt is written.
+    let ws = Workspace::open(&a.walk.roots())?;
+    let snap = ws.snapshot().clone();
     let mut trajectory = match &a.trajectory {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
@@ -360,19 +361,20 @@ async fn ask(a: AskArgs) -> anyhow::Result<()> {
         settings.response_cache = rlm_lsp::config::CacheMode::Off;
         _replay_server = server;
     }
-    let resolved = settings.resolve().await?;
-    let mut cfg = resolved.engine_config(a.max_iterations);
-    a.limits.apply(&mut cfg)?;
+    let runner = Runner::resolve(&RunSettings {
+        models: settings,
+        limits: a.limits.clone(),
+        max_iterations: a.max_iterations,
+    })
+    .await?;
     if a.limits.unsafe_no_sandbox {
         eprintln!(
             "rlm-lsp: warning: the REPL sandbox is off; model-written code runs with your full rights"
         );
     }
-    let blob = ContextBlob::write(&snap)?;
-    let engine = Engine::new(resolved.models.clone(), cfg).with_index(index);
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let run = engine.run(&snap, blob, &a.question, Some(tx));
+    let run = ws.ask(&runner, &a.question, Some(tx));
     tokio::pin!(run);
     let quiet = a.quiet;
     // Events are written as they happen, so an interrupted run still leaves its trajectory.
@@ -387,7 +389,8 @@ async fn ask(a: AskArgs) -> anyhow::Result<()> {
         }
         Ok(())
     };
-    let report: RunReport = loop {
+    // Citations are checked against what the run read; unverified ones are marked.
+    let answer: Answer = loop {
         tokio::select! {
             Some(e) = rx.recv() => on_event(&e)?,
             r = &mut run => {
@@ -397,47 +400,16 @@ async fn ask(a: AskArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the REPL worker was stopped"),
         }
     };
-    // Citations are checked against what the run read; unverified ones are marked.
-    let cites = citations::check(&report.answer, &snap);
     if a.json {
-        let mut v = serde_json::to_value(&report)?;
+        let mut v = answer.to_json();
         if let Some(p) = &a.trajectory {
             v["trajectory"] = serde_json::Value::String(p.display().to_string());
         }
-        v["citations"] = serde_json::to_value(&cites)?;
         println!("{}", serde_json::to_string(&v)?);
     } else {
-        println!(
-            "{}{}\n\n{}",
-            report.answer.trim_end(),
-            unverified(&cites),
-            summary(&report)
-        );
+        println!("{}\n\n{}", answer.markdown(), summary(&answer.report));
     }
     Ok(())
-}
-
-/// The Markdown list of the citations that could not be verified, after the answer.
-fn unverified(cites: &[citations::Citation]) -> String {
-    let bad: Vec<String> = cites
-        .iter()
-        .filter(|c| !c.verified)
-        .map(|c| {
-            format!(
-                "- `{}:{}`: {}",
-                c.path,
-                c.line,
-                c.reason.as_deref().unwrap_or("not verified")
-            )
-        })
-        .collect();
-    if bad.is_empty() {
-        return String::new();
-    }
-    format!(
-        "\n\n**Unverified citations** (checked against the workspace):\n{}",
-        bad.join("\n")
-    )
 }
 
 fn progress(e: &Event) {

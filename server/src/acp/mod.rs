@@ -1,0 +1,736 @@
+//! `rlm-lsp acp`: an Agent Client Protocol agent over stdio, on the official Rust SDK
+//! (`agent-client-protocol`, protocol v1), for chat clients (Zed, JetBrains, Neovim's
+//! CodeCompanion). Each prompt is a run of the [`session`](crate::session) façade over the
+//! session's working directory (plus its additional directories and the roots of the command
+//! line): the model's turns stream as thoughts, its code cells as tool calls, a plan shows how
+//! far the run is, and the answer comes as the agent's message. `session/cancel` ends the run
+//! and its REPL worker; the prompt then stops with `cancelled`.
+//!
+//! Slash commands (advertised with `available_commands_update`):
+//! - `/refactor INSTRUCTION`: plans a refactor; its checked edits are offered as one `edit`
+//!   tool call with a diff per file, through the client's own permission request, and written
+//!   through the client (`fs/write_text_file`) only when the user allows them;
+//! - `/search QUERY` and `/definitions NAME`: the code index alone, no model.
+
+use crate::engine::Event;
+use crate::session::{self, Answer, RefactorPlan, Roots, RunSettings, Runner, Workspace};
+use agent_client_protocol::v1::ConnectionTo;
+use agent_client_protocol::v1::schema::{
+    AgentCapabilities, AvailableCommand, AvailableCommandInput, AvailableCommandsUpdate,
+    CancelNotification, ClientCapabilities, ContentBlock, ContentChunk, Diff, Implementation,
+    InitializeRequest, InitializeResponse, NewSessionRequest, NewSessionResponse, PermissionOption,
+    PermissionOptionKind, Plan, PlanEntry, PlanEntryPriority, PlanEntryStatus, PromptRequest,
+    PromptResponse, RequestPermissionOutcome, RequestPermissionRequest, SessionNotification,
+    SessionUpdate, StopReason, ToolCall, ToolCallContent, ToolCallLocation, ToolCallStatus,
+    ToolCallUpdate, ToolCallUpdateFields, ToolKind, UnstructuredCommandInput, WriteTextFileRequest,
+};
+use agent_client_protocol::{Agent, Error, ErrorCode, Stdio};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+/// Characters of a model reply or a cell's output shown in one update.
+const SHOWN_CHARS: usize = 4_000;
+
+/// Serves ACP on stdin/stdout until the client closes it.
+pub async fn serve_stdio(roots: Roots, settings: RunSettings) -> anyhow::Result<()> {
+    let st = Arc::new(State {
+        roots,
+        settings,
+        client: Mutex::new(ClientCapabilities::default()),
+        sessions: Mutex::new(HashMap::new()),
+        runner: tokio::sync::Mutex::new(None),
+        next: AtomicU64::new(0),
+    });
+    let (s1, s2, s3, s4) = (st.clone(), st.clone(), st.clone(), st);
+    Agent
+        .v1()
+        .name("rlm-lsp")
+        .on_receive_request(
+            async move |req: InitializeRequest, responder, _cx| {
+                *lock(&s1.client) = req.client_capabilities.clone();
+                responder.respond(
+                    InitializeResponse::new(req.protocol_version)
+                        .agent_capabilities(AgentCapabilities::new())
+                        .agent_info(
+                            Implementation::new("rlm-lsp", env!("CARGO_PKG_VERSION"))
+                                .title("rlm-lsp (Recursive Language Models)".to_string()),
+                        ),
+                )
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |req: NewSessionRequest, responder, cx: ConnectionTo<_>| {
+                let id = s2.new_session(&req);
+                responder.respond(NewSessionResponse::new(id.clone()))?;
+                // After the response, so the client knows the session the commands are for.
+                let _ = cx.send_notification(SessionNotification::new(
+                    id,
+                    SessionUpdate::AvailableCommandsUpdate(
+                        AvailableCommandsUpdate::new(commands()),
+                    ),
+                ));
+                Ok(())
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |req: PromptRequest, responder, cx: ConnectionTo<_>| {
+                // Off the dispatch loop: `session/cancel` must get through while the run goes.
+                let st = s3.clone();
+                let cancellation = responder.cancellation();
+                cx.spawn({
+                    let cx = cx.clone();
+                    async move {
+                        let result = st.prompt(req, &cx, cancellation).await;
+                        responder.respond_with_result(result)
+                    }
+                })
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .on_receive_notification(
+            async move |n: CancelNotification, _cx: ConnectionTo<_>| {
+                s4.cancel(&n.session_id.0);
+                Ok(())
+            },
+            agent_client_protocol::on_receive_notification!(),
+        )
+        .connect_to(Stdio::new())
+        .await
+        .map_err(|e| anyhow::anyhow!("ACP: {e}"))
+}
+
+fn commands() -> Vec<AvailableCommand> {
+    let cmd = |name: &str, description: &str, hint: &str| {
+        AvailableCommand::new(name, description).input(AvailableCommandInput::Unstructured(
+            UnstructuredCommandInput::new(hint),
+        ))
+    };
+    vec![
+        cmd(
+            "refactor",
+            "Plan a refactor; its checked edits are offered for your review",
+            "what to change",
+        ),
+        cmd(
+            "search",
+            "Search the code index (no model, instant)",
+            "words or names",
+        ),
+        cmd(
+            "definitions",
+            "Where a name is defined (no model, instant)",
+            "a name",
+        ),
+    ]
+}
+
+struct Session {
+    roots: Roots,
+    workspace: Option<Arc<Workspace>>,
+    /// The run in flight, cancelled by `session/cancel`.
+    cancel: Option<CancellationToken>,
+}
+
+struct State {
+    roots: Roots,
+    settings: RunSettings,
+    client: Mutex<ClientCapabilities>,
+    sessions: Mutex<HashMap<String, Session>>,
+    runner: tokio::sync::Mutex<Option<Runner>>,
+    next: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::new(ErrorCode::INVALID_PARAMS, msg.into())
+}
+
+fn internal(msg: impl Into<String>) -> Error {
+    Error::new(ErrorCode::INTERNAL_ERROR, msg.into())
+}
+
+/// What a prompt asks for.
+enum Request {
+    Ask(String),
+    Refactor(String),
+    Search(String),
+    Definitions(String),
+}
+
+fn parse_prompt(blocks: &[ContentBlock]) -> Request {
+    let mut text = String::new();
+    for b in blocks {
+        match b {
+            ContentBlock::Text(t) => text.push_str(&t.text),
+            ContentBlock::ResourceLink(l) => text.push_str(&format!(" ({})", l.uri)),
+            ContentBlock::Resource(r) => {
+                if let Ok(v) = serde_json::to_value(&r.resource)
+                    && let Some(uri) = v["uri"].as_str()
+                {
+                    text.push_str(&format!(" ({uri})"));
+                }
+            }
+            _ => {}
+        }
+    }
+    let text = text.trim().to_string();
+    let command = |name: &str| {
+        text.strip_prefix(name)
+            .filter(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
+            .map(|rest| rest.trim().to_string())
+    };
+    if let Some(rest) = command("/refactor") {
+        Request::Refactor(rest)
+    } else if let Some(rest) = command("/search") {
+        Request::Search(rest)
+    } else if let Some(rest) = command("/definitions") {
+        Request::Definitions(rest)
+    } else {
+        Request::Ask(text)
+    }
+}
+
+/// Sends session updates for one session.
+#[derive(Clone)]
+struct Updates {
+    cx: ConnectionTo<agent_client_protocol::Client>,
+    session: String,
+}
+
+impl Updates {
+    fn send(&self, update: SessionUpdate) {
+        let _ = self
+            .cx
+            .send_notification(SessionNotification::new(self.session.clone(), update));
+    }
+
+    fn message(&self, text: impl Into<String>) {
+        self.send(SessionUpdate::AgentMessageChunk(ContentChunk::new(
+            ContentBlock::from(text.into()),
+        )));
+    }
+
+    fn thought(&self, text: impl Into<String>) {
+        self.send(SessionUpdate::AgentThoughtChunk(ContentChunk::new(
+            ContentBlock::from(text.into()),
+        )));
+    }
+
+    fn plan(&self, entries: &[(&str, PlanEntryStatus)]) {
+        let entries = entries
+            .iter()
+            .map(|(text, status)| {
+                PlanEntry::new(text.to_string(), PlanEntryPriority::Medium, status.clone())
+            })
+            .collect();
+        self.send(SessionUpdate::Plan(Plan::new(entries)));
+    }
+}
+
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let head: String = s.chars().take(max).collect();
+    format!("{head}\n[... cut: {} characters in all]", s.chars().count())
+}
+
+impl State {
+    fn new_session(&self, req: &NewSessionRequest) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = format!("rlm-{n}");
+        let mut roots = self.roots.clone();
+        roots.workspace = req.cwd.clone();
+        roots.roots = req
+            .additional_directories
+            .iter()
+            .cloned()
+            .chain(self.roots.roots.iter().cloned())
+            .collect();
+        lock(&self.sessions).insert(
+            id.clone(),
+            Session {
+                roots,
+                workspace: None,
+                cancel: None,
+            },
+        );
+        id
+    }
+
+    fn cancel(&self, session: &str) {
+        if let Some(token) = lock(&self.sessions)
+            .get(session)
+            .and_then(|s| s.cancel.clone())
+        {
+            token.cancel();
+        }
+    }
+
+    /// The session's workspace as it is on disk now: the one it had when no file changed (its
+    /// index stays warm), else a new one.
+    async fn workspace(&self, session: &str) -> Result<Arc<Workspace>, Error> {
+        let (roots, old) = {
+            let sessions = lock(&self.sessions);
+            let s = sessions
+                .get(session)
+                .ok_or_else(|| invalid(format!("no session {session}")))?;
+            (s.roots.clone(), s.workspace.clone())
+        };
+        let ws = tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<Workspace>> {
+            let snap = roots.walk()?;
+            if let Some(old) = old
+                && old.same_files(&snap)
+            {
+                return Ok(old);
+            }
+            if snap.files.is_empty() {
+                anyhow::bail!(
+                    "{} has no text files to ask about ({} skipped)",
+                    roots.workspace.display(),
+                    snap.stats.skipped.len()
+                );
+            }
+            let ws = Workspace::new(Arc::new(snap));
+            ws.warm_search();
+            Ok(Arc::new(ws))
+        })
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| invalid(format!("{e:#}")))?;
+        if let Some(s) = lock(&self.sessions).get_mut(session) {
+            s.workspace = Some(ws.clone());
+        }
+        Ok(ws)
+    }
+
+    async fn runner(&self) -> anyhow::Result<Runner> {
+        let mut slot = self.runner.lock().await;
+        if let Some(r) = slot.as_ref() {
+            return Ok(r.clone());
+        }
+        let r = Runner::resolve(&self.settings).await?;
+        *slot = Some(r.clone());
+        Ok(r)
+    }
+
+    async fn prompt(
+        self: &Arc<Self>,
+        req: PromptRequest,
+        cx: &ConnectionTo<agent_client_protocol::Client>,
+        cancellation: agent_client_protocol::RequestCancellation,
+    ) -> Result<PromptResponse, Error> {
+        let session = req.session_id.0.to_string();
+        let token = CancellationToken::new();
+        {
+            let mut sessions = lock(&self.sessions);
+            let s = sessions
+                .get_mut(&session)
+                .ok_or_else(|| invalid(format!("no session {session}")))?;
+            if s.cancel.as_ref().is_some_and(|t| !t.is_cancelled()) {
+                return Err(invalid(
+                    "a prompt is already running in this session; cancel it first",
+                ));
+            }
+            s.cancel = Some(token.clone());
+        }
+        let up = Updates {
+            cx: cx.clone(),
+            session: session.clone(),
+        };
+        let work = self
+            .clone()
+            .handle(parse_prompt(&req.prompt), session.clone(), up);
+        // The work runs on the runtime's threads; cancelling drops it, which ends the run and
+        // kills its REPL worker.
+        let task = tokio::spawn(work);
+        let abort = task.abort_handle();
+        let outcome = tokio::select! {
+            r = task => r.map_err(|e| internal(e.to_string())).and_then(|r| r),
+            _ = token.cancelled() => { abort.abort(); Ok(StopReason::Cancelled) }
+            _ = cancellation.cancelled() => { abort.abort(); Ok(StopReason::Cancelled) }
+        };
+        if let Some(s) = lock(&self.sessions).get_mut(&session) {
+            s.cancel = None;
+        }
+        outcome.map(PromptResponse::new)
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        request: Request,
+        session: String,
+        up: Updates,
+    ) -> Result<StopReason, Error> {
+        match request {
+            Request::Ask(q) if q.is_empty() => {
+                up.message(
+                    "Ask a question about the code, or use /refactor, /search or /definitions.",
+                );
+                Ok(StopReason::EndTurn)
+            }
+            Request::Search(q) => {
+                let ws = self.workspace(&session).await?;
+                let hits = {
+                    let w = ws.clone();
+                    tokio::task::spawn_blocking(move || {
+                        w.wait_indexed(std::time::Duration::from_secs(20));
+                        w.search(&q, 10)
+                    })
+                    .await
+                    .map_err(|e| internal(e.to_string()))?
+                    .map_err(invalid)?
+                };
+                let mut md = String::new();
+                for h in &hits {
+                    md.push_str(&format!(
+                        "- `{}:{}` {}{} (score {:.2})\n",
+                        h.path,
+                        h.start_line,
+                        h.kind,
+                        h.name
+                            .as_deref()
+                            .map(|n| format!(" `{n}`"))
+                            .unwrap_or_default(),
+                        h.score
+                    ));
+                }
+                if hits.is_empty() {
+                    md.push_str("No chunk matches.");
+                }
+                up.message(md);
+                Ok(StopReason::EndTurn)
+            }
+            Request::Definitions(name) => {
+                let ws = self.workspace(&session).await?;
+                let w = ws.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    w.wait_indexed(std::time::Duration::from_secs(20))
+                })
+                .await;
+                let defs = ws.definitions(&name);
+                let mut md = String::new();
+                for d in &defs {
+                    md.push_str(&format!(
+                        "- `{}:{}` {} `{}`\n",
+                        d.path, d.start_line, d.kind, d.signature
+                    ));
+                }
+                if defs.is_empty() {
+                    md.push_str(&format!("No definition of `{name}` is indexed."));
+                }
+                up.message(md);
+                Ok(StopReason::EndTurn)
+            }
+            Request::Ask(q) => {
+                let (ws, answer) = self.run(&session, &up, &q, false).await?;
+                let _ = ws;
+                up.message(format!(
+                    "{}\n\n---\n{}",
+                    answer.markdown(),
+                    crate::mcp::summary_line(&answer)
+                ));
+                Ok(StopReason::EndTurn)
+            }
+            Request::Refactor(instruction) if instruction.is_empty() => {
+                up.message("Say what to change: /refactor rename parse_config to load_config");
+                Ok(StopReason::EndTurn)
+            }
+            Request::Refactor(instruction) => {
+                let question = Workspace::refactor_question(&instruction, None);
+                let (ws, answer) = self.run(&session, &up, &question, true).await?;
+                let plan = ws.check_plan(answer);
+                self.offer(&session, &up, &ws, plan).await
+            }
+        }
+    }
+
+    /// One RLM run, streamed: the plan, the model's replies as thoughts, its code cells as tool
+    /// calls.
+    async fn run(
+        &self,
+        session: &str,
+        up: &Updates,
+        question: &str,
+        refactor: bool,
+    ) -> Result<(Arc<Workspace>, Answer), Error> {
+        let last = if refactor {
+            "Check the edits and offer them for review"
+        } else {
+            "Check the answer's citations"
+        };
+        up.plan(&[
+            ("Read the workspace", PlanEntryStatus::InProgress),
+            ("Search it with code", PlanEntryStatus::Pending),
+            (last, PlanEntryStatus::Pending),
+        ]);
+        let ws = self.workspace(session).await?;
+        let runner = self
+            .runner()
+            .await
+            .map_err(|e| internal(format!("cannot reach the models: {e:#}")))?;
+        let max = runner.config().max_iterations;
+        up.plan(&[
+            ("Read the workspace", PlanEntryStatus::Completed),
+            ("Search it with code", PlanEntryStatus::InProgress),
+            (last, PlanEntryStatus::Pending),
+        ]);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        let forward = {
+            let up = up.clone();
+            tokio::spawn(async move {
+                while let Some(e) = rx.recv().await {
+                    stream_event(&up, &e, max);
+                }
+            })
+        };
+        let answer = ws.ask(&runner, question, Some(tx)).await;
+        let _ = forward.await;
+        let answer = answer.map_err(|e| internal(format!("the run failed: {e:#}")))?;
+        up.plan(&[
+            ("Read the workspace", PlanEntryStatus::Completed),
+            ("Search it with code", PlanEntryStatus::Completed),
+            (last, PlanEntryStatus::Completed),
+        ]);
+        Ok((ws, answer))
+    }
+
+    /// Offers a checked plan's edits for review: one `edit` tool call with a diff per file,
+    /// and the client's permission request; allowed, the files are written through the client.
+    async fn offer(
+        &self,
+        session: &str,
+        up: &Updates,
+        ws: &Workspace,
+        plan: RefactorPlan,
+    ) -> Result<StopReason, Error> {
+        let summary = crate::mcp::summary_line(&plan.answer);
+        let mut changes = plan.file_changes(ws);
+        let mut text = plan.plan.trim_end().to_string();
+        let renames: Vec<String> = changes
+            .iter()
+            .filter_map(|c| {
+                c.renamed_to
+                    .as_ref()
+                    .map(|to| format!("`{}` to `{to}`", c.path))
+            })
+            .collect();
+        if !renames.is_empty() {
+            text.push_str(&format!(
+                "\n\nThe plan also moves {}; move {} yourself (an ACP client cannot be asked to).",
+                renames.join(", "),
+                if renames.len() == 1 { "it" } else { "them" }
+            ));
+            // Their text edits stay, under the old name.
+            for c in &mut changes {
+                c.renamed_to = None;
+            }
+        }
+        if changes.is_empty() {
+            up.message(format!(
+                "{text}\n\nNo edit passed the checks: nothing to apply.\n\n---\n{summary}"
+            ));
+            return Ok(StopReason::EndTurn);
+        }
+        let can_write = lock(&self.client).fs.write_text_file;
+        if !can_write {
+            up.message(format!(
+                "{text}\n\nThis client does not let agents write files (fs.writeTextFile); the \
+                 checked edits:\n\n```diff\n{}```\n\n---\n{summary}",
+                plan.diff
+            ));
+            return Ok(StopReason::EndTurn);
+        }
+        up.message(format!("{text}\n\n---\n{summary}"));
+        let snap = ws.snapshot();
+        let disk: Vec<PathBuf> = changes.iter().map(|c| snap.disk_path(&c.path)).collect();
+        let content: Vec<ToolCallContent> = changes
+            .iter()
+            .zip(&disk)
+            .map(|(c, path)| {
+                let mut d = Diff::new(path.clone(), c.new.clone());
+                if let Some(old) = &c.old {
+                    d = d.old_text(old.to_string());
+                }
+                ToolCallContent::Diff(d)
+            })
+            .collect();
+        let locations: Vec<ToolCallLocation> = disk
+            .iter()
+            .map(|p| ToolCallLocation::new(p.clone()))
+            .collect();
+        let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let call_id = format!("refactor-{n}");
+        let title = format!(
+            "Apply the refactor plan ({} file{})",
+            changes.len(),
+            if changes.len() == 1 { "" } else { "s" }
+        );
+        up.send(SessionUpdate::ToolCall(
+            ToolCall::new(call_id.clone(), title.clone())
+                .kind(ToolKind::Edit)
+                .status(ToolCallStatus::Pending)
+                .content(content.clone())
+                .locations(locations.clone()),
+        ));
+        let ask = RequestPermissionRequest::new(
+            session.to_string(),
+            ToolCallUpdate::new(
+                call_id.clone(),
+                ToolCallUpdateFields::new()
+                    .title(title)
+                    .kind(ToolKind::Edit)
+                    .content(content)
+                    .locations(locations),
+            ),
+            vec![
+                PermissionOption::new("apply", "Apply the edits", PermissionOptionKind::AllowOnce),
+                PermissionOption::new("reject", "Reject", PermissionOptionKind::RejectOnce),
+            ],
+        );
+        let answer = up.cx.send_request(ask).block_task().await?;
+        let status = |s: ToolCallStatus| {
+            SessionUpdate::ToolCallUpdate(ToolCallUpdate::new(
+                call_id.clone(),
+                ToolCallUpdateFields::new().status(s),
+            ))
+        };
+        let allowed = match answer.outcome {
+            RequestPermissionOutcome::Selected(s) => &*s.option_id.0 == "apply",
+            RequestPermissionOutcome::Cancelled => {
+                up.send(status(ToolCallStatus::Failed));
+                return Ok(StopReason::Cancelled);
+            }
+            _ => false,
+        };
+        if !allowed {
+            up.send(status(ToolCallStatus::Failed));
+            up.message("\n\nThe edits were not applied.");
+            return Ok(StopReason::EndTurn);
+        }
+        up.send(status(ToolCallStatus::InProgress));
+        let mut written = 0;
+        let mut skipped = Vec::new();
+        for (c, path) in changes.iter().zip(&disk) {
+            // A file changed on disk since the run read it is left alone.
+            let now = std::fs::read_to_string(path).ok();
+            if now.as_deref() != c.old.as_deref().map(String::as_str) {
+                skipped.push(format!("`{}` (changed since the plan was made)", c.path));
+                continue;
+            }
+            up.cx
+                .send_request(WriteTextFileRequest::new(
+                    session.to_string(),
+                    path.clone(),
+                    c.new.clone(),
+                ))
+                .block_task()
+                .await?;
+            written += 1;
+        }
+        up.send(status(if skipped.is_empty() {
+            ToolCallStatus::Completed
+        } else {
+            ToolCallStatus::Failed
+        }));
+        let mut done = format!(
+            "\n\nApplied the edits to {written} file{}.",
+            if written == 1 { "" } else { "s" }
+        );
+        if !skipped.is_empty() {
+            done.push_str(&format!(" Not written: {}.", skipped.join(", ")));
+        }
+        up.message(done);
+        // The next prompt walks again and sees the new text.
+        if let Some(s) = lock(&self.sessions).get_mut(session) {
+            s.workspace = None;
+        }
+        Ok(StopReason::EndTurn)
+    }
+}
+
+/// One engine event as session updates: the model's replies as thoughts, code cells and child
+/// runs as completed tool calls, each turn in the plan.
+fn stream_event(up: &Updates, e: &Event, max: u32) {
+    match e {
+        Event::RootMessage {
+            role: crate::llm::Role::Assistant,
+            content,
+            ..
+        } => up.thought(format!("{}\n", cut(content.trim(), SHOWN_CHARS))),
+        Event::CodeCell {
+            iteration,
+            index,
+            code,
+            stdout,
+            stderr,
+            error,
+            ..
+        } => {
+            let mut out = stdout.clone();
+            out.push_str(stderr);
+            if let Some(err) = error {
+                out.push_str(err);
+            }
+            let text = format!(
+                "```python\n{}\n```\n```text\n{}\n```",
+                code.trim_end(),
+                cut(out.trim_end(), SHOWN_CHARS)
+            );
+            up.send(SessionUpdate::ToolCall(
+                ToolCall::new(
+                    format!("cell-{iteration}-{index}-{}", rand_suffix()),
+                    format!(
+                        "Ran code (turn {iteration} of {max}){}",
+                        if error.is_some() { ": it raised" } else { "" }
+                    ),
+                )
+                .kind(ToolKind::Search)
+                .status(if error.is_some() {
+                    ToolCallStatus::Failed
+                } else {
+                    ToolCallStatus::Completed
+                })
+                .content(vec![ToolCallContent::from(text)]),
+            ));
+        }
+        Event::ChildRun {
+            iteration,
+            prompt,
+            answer,
+            ..
+        } => up.send(SessionUpdate::ToolCall(
+            ToolCall::new(
+                format!("child-{iteration}-{}", rand_suffix()),
+                format!("Child run: {}", cut(prompt, 80)),
+            )
+            .kind(ToolKind::Think)
+            .status(ToolCallStatus::Completed)
+            .content(vec![ToolCallContent::from(cut(
+                answer.as_deref().unwrap_or("(no answer)"),
+                SHOWN_CHARS,
+            ))]),
+        )),
+        _ => {
+            if let Some(line) = session::progress_message(e, max)
+                && matches!(e, Event::RunStart { .. })
+            {
+                up.thought(format!("{line}\n"));
+            }
+        }
+    }
+}
+
+/// Tool call ids must be unique in a session; runs restart their turn numbers.
+fn rand_suffix() -> u64 {
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}

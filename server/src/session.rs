@@ -1,0 +1,692 @@
+//! The one way to run a question: a [`Workspace`] (a walked snapshot, its live index and its
+//! context blob) and a [`Runner`] (resolved models and the engine configuration). The command
+//! line (`rlm-lsp ask`), the MCP server (`mcp/`) and the ACP agent (`acp/`) call this, so the
+//! same question and model give the same answer and citations through every one of them.
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use rlm_lsp::session::{Roots, RunSettings, Runner, Workspace};
+//! let ws = Workspace::open(&Roots::new("."))?; // walks; the index fills in the background
+//! let runner = Runner::resolve(&RunSettings::default()).await?; // may start the local model
+//! let answer = ws.ask(&runner, "Where are retries configured?", None).await?;
+//! println!("{}", answer.report.answer);
+//! for c in answer.citations.iter().filter(|c| !c.verified) {
+//!     println!("unverified: {}:{}", c.path, c.line);
+//! }
+//! let hits = ws.search("retry backoff", 10)?; // the index alone: no model
+//! # let _ = hits;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What each front end adds is only its transport: how it reports [`Event`]s as progress, how
+//! it cancels (dropping the future of [`Workspace::ask`] cancels the run and kills its REPL
+//! worker), and how it shows a [`RefactorPlan`] (the façade never writes a file).
+
+use crate::config::{ModelSettings, ResolvedModels, RunLimits};
+use crate::engine::citations::{self, Citation};
+use crate::engine::refactor::{self, CheckedPlan};
+use crate::engine::{Engine, EngineConfig, EngineError, Event, LiveIndex, Models, RunReport};
+use crate::index::{Definition, IndexOptions};
+use crate::repl::{ContextBlob, IndexQueries, SearchHit};
+use crate::workspace::{self, RootSpec, Snapshot, WalkOptions};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// The roots of a workspace, as `rlm-lsp ask` takes them: the workspace, other writable roots,
+/// read-only extra roots, and optionally the sources of every crate the roots' `Cargo.lock`
+/// files name.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    /// The first root (`--workspace`).
+    pub workspace: PathBuf,
+    /// More writable roots (`--root`).
+    pub roots: Vec<PathBuf>,
+    /// Read-only roots (`--extra-root`): a dependency's sources, a `site-packages`.
+    pub extra_roots: Vec<PathBuf>,
+    /// Add the crates each writable root's `Cargo.lock` names (`--cargo-deps`).
+    pub cargo_deps: bool,
+    pub walk: WalkOptions,
+}
+
+impl PartialEq for Roots {
+    fn eq(&self, other: &Roots) -> bool {
+        let (a, b) = (&self.walk, &other.walk);
+        self.workspace == other.workspace
+            && self.roots == other.roots
+            && self.extra_roots == other.extra_roots
+            && self.cargo_deps == other.cargo_deps
+            && (
+                a.max_file_bytes,
+                a.max_total_bytes,
+                a.include_hidden,
+                a.respect_gitignore,
+            ) == (
+                b.max_file_bytes,
+                b.max_total_bytes,
+                b.include_hidden,
+                b.respect_gitignore,
+            )
+    }
+}
+
+impl Roots {
+    /// One root with the default walk options.
+    pub fn new(workspace: impl Into<PathBuf>) -> Roots {
+        Roots {
+            workspace: workspace.into(),
+            roots: Vec::new(),
+            extra_roots: Vec::new(),
+            cargo_deps: false,
+            walk: WalkOptions::default(),
+        }
+    }
+
+    /// Every root to walk: the workspace, the other roots, the crates of `--cargo-deps`, then
+    /// the extra roots (read-only).
+    pub fn specs(&self) -> anyhow::Result<Vec<RootSpec>> {
+        let mut specs: Vec<RootSpec> = std::iter::once(&self.workspace)
+            .chain(&self.roots)
+            .map(|p| RootSpec {
+                path: p.clone(),
+                read_only: false,
+            })
+            .collect();
+        if self.cargo_deps {
+            for spec in specs.clone() {
+                let Some(deps) = workspace::cargo_dependency_roots(&spec.path) else {
+                    anyhow::bail!(
+                        "--cargo-deps: {} has no Cargo.lock (run `cargo generate-lockfile` there)",
+                        spec.path.display()
+                    );
+                };
+                if !deps.missing.is_empty() {
+                    // Often platform-specific crates (windows-*, wasm-*) that cargo never unpacks here.
+                    let shown: Vec<_> = deps.missing.iter().take(5).map(String::as_str).collect();
+                    let more = deps.missing.len() - shown.len();
+                    tracing::info!(
+                        "{} locked crates have no sources on disk (`cargo fetch` in {} unpacks those this platform needs): {}{}",
+                        deps.missing.len(),
+                        spec.path.display(),
+                        shown.join(", "),
+                        if more > 0 {
+                            format!(", and {more} more")
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+                specs.extend(deps.roots.into_iter().map(|path| RootSpec {
+                    path,
+                    read_only: true,
+                }));
+            }
+        }
+        specs.extend(self.extra_roots.iter().map(|p| RootSpec {
+            path: p.clone(),
+            read_only: true,
+        }));
+        Ok(specs)
+    }
+
+    /// Walks every root (see [`workspace::walk_roots`]).
+    pub fn walk(&self) -> anyhow::Result<Snapshot> {
+        Ok(workspace::walk_roots(&self.specs()?, &self.walk)?)
+    }
+}
+
+/// Model settings and run limits: the command line's flags and `RLM_*` variables, which every
+/// front end takes the same way.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub models: ModelSettings,
+    pub limits: RunLimits,
+    /// Root-model turns before the run must answer.
+    pub max_iterations: u32,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        RunSettings {
+            models: ModelSettings {
+                timeout_secs: 600,
+                max_retries: 3,
+                ..ModelSettings::default()
+            },
+            limits: RunLimits::default(),
+            max_iterations: DEFAULT_MAX_ITERATIONS,
+        }
+    }
+}
+
+/// Root-model turns of a run unless told otherwise (`--max-iterations`).
+pub const DEFAULT_MAX_ITERATIONS: u32 = 20;
+
+/// Resolved models and the engine configuration every run of a front end uses. Cheap to clone;
+/// the shared local model stays up while any clone lives.
+#[derive(Clone)]
+pub struct Runner {
+    models: Models,
+    cfg: EngineConfig,
+    _resolved: Option<Arc<ResolvedModels>>,
+}
+
+impl Runner {
+    /// Resolves the endpoints (starting the shared local model when none is configured) and
+    /// sizes the engine for them, with `settings.limits` applied.
+    pub async fn resolve(settings: &RunSettings) -> anyhow::Result<Runner> {
+        let resolved = settings.models.resolve().await?;
+        let mut cfg = resolved.engine_config(settings.max_iterations);
+        settings.limits.apply(&mut cfg)?;
+        Ok(Runner {
+            models: resolved.models.clone(),
+            cfg,
+            _resolved: Some(Arc::new(resolved)),
+        })
+    }
+
+    /// Models given directly (tests, the language server's injected models).
+    pub fn from_models(models: Models, cfg: EngineConfig) -> Runner {
+        Runner {
+            models,
+            cfg,
+            _resolved: None,
+        }
+    }
+
+    /// The same models with other limits and turns (a tool call's own budgets).
+    pub fn with_limits(&self, limits: &RunLimits, max_iterations: u32) -> anyhow::Result<Runner> {
+        let mut next = self.clone();
+        next.cfg.max_iterations = max_iterations;
+        limits.apply(&mut next.cfg)?;
+        Ok(next)
+    }
+
+    pub fn models(&self) -> &Models {
+        &self.models
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// For settings a front end owns (the REPL worker's executable in tests).
+    pub fn config_mut(&mut self) -> &mut EngineConfig {
+        &mut self.cfg
+    }
+
+    fn engine(&self, index: Arc<LiveIndex>) -> Engine {
+        Engine::new(self.models.clone(), self.cfg.clone()).with_index(index)
+    }
+}
+
+/// A run's report and the `path:line` citations of its answer, checked against the snapshot
+/// the run read (an unverified one carries its `reason`).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub report: RunReport,
+    pub citations: Vec<Citation>,
+}
+
+impl Answer {
+    /// The report as `rlm-lsp ask --json` prints it: `answer`, `stop_reason`, `usage`, ...,
+    /// and `citations`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.report).unwrap_or_default();
+        v["citations"] = serde_json::to_value(&self.citations).unwrap_or_default();
+        v
+    }
+
+    /// The answer's Markdown, followed by the list of the citations that could not be verified
+    /// (as `rlm-lsp ask` prints it).
+    pub fn markdown(&self) -> String {
+        format!(
+            "{}{}",
+            self.report.answer.trim_end(),
+            unverified_citations(&self.citations)
+        )
+    }
+}
+
+/// The Markdown list of the citations that could not be verified, to put after an answer (empty
+/// when every citation checked out).
+pub fn unverified_citations(cites: &[Citation]) -> String {
+    let bad: Vec<String> = cites
+        .iter()
+        .filter(|c| !c.verified)
+        .map(|c| {
+            format!(
+                "- `{}:{}`: {}",
+                c.path,
+                c.line,
+                c.reason.as_deref().unwrap_or("not verified")
+            )
+        })
+        .collect();
+    if bad.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\n\n**Unverified citations** (checked against the workspace):\n{}",
+        bad.join("\n")
+    )
+}
+
+/// An explanation of the symbol at a position: its name, what the index knows of its
+/// definitions, and the run's answer.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub symbol: String,
+    pub definitions: Vec<Definition>,
+    pub answer: Answer,
+}
+
+/// A refactor plan, checked against the snapshot (see [`refactor::check`]); nothing is written.
+#[derive(Debug, Clone)]
+pub struct RefactorPlan {
+    pub answer: Answer,
+    pub checked: CheckedPlan,
+    /// The plan's Markdown (the answer without its edit blocks), followed by the edits the
+    /// checks dropped and why.
+    pub plan: String,
+    /// The checked edits as a unified diff (paths as in the snapshot).
+    pub diff: String,
+}
+
+impl RefactorPlan {
+    /// Whether the plan changes anything once checked.
+    pub fn is_empty(&self) -> bool {
+        self.checked.edits.is_empty() && self.checked.files.is_empty()
+    }
+
+    /// Every file the plan changes, with its text before and after (see
+    /// [`refactor::file_changes`]).
+    pub fn file_changes(&self, ws: &Workspace) -> Vec<refactor::FileChange> {
+        refactor::file_changes(&self.checked, ws.snapshot())
+    }
+}
+
+/// A search result as the agent servers return it: where the chunk is, what it is, its score
+/// and its first lines.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResult {
+    pub path: String,
+    pub start_line: u32,
+    pub end_line: u32,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub score: f64,
+    /// The chunk's first lines (at most [`PREVIEW_LINES`]).
+    pub preview: String,
+}
+
+/// Lines of a chunk a search result shows.
+pub const PREVIEW_LINES: usize = 8;
+
+/// A walked workspace: the snapshot every run of it reads, the code index filled in the
+/// background, and the context blob the REPL worker maps (written on the first run).
+pub struct Workspace {
+    snapshot: Arc<Snapshot>,
+    index: Arc<LiveIndex>,
+    blob: Mutex<Option<Arc<ContextBlob>>>,
+}
+
+impl Workspace {
+    /// Walks `roots` and starts indexing. A workspace without a single text file is an error
+    /// that says how to see why.
+    pub fn open(roots: &Roots) -> anyhow::Result<Workspace> {
+        let snap = roots.walk()?;
+        if snap.files.is_empty() {
+            anyhow::bail!(
+                "workspace {} has no text files to ask about ({} skipped; see `rlm-lsp index --workspace {}`)",
+                snap.root.display(),
+                snap.stats.skipped.len(),
+                roots.workspace.display()
+            );
+        }
+        Ok(Workspace::new(Arc::new(snap)))
+    }
+
+    /// A workspace over a snapshot already walked; indexing starts now, in the background (the
+    /// model never waits for it).
+    pub fn new(snapshot: Arc<Snapshot>) -> Workspace {
+        let index = LiveIndex::spawn(snapshot.clone(), IndexOptions::default());
+        Workspace::with_index(snapshot, index)
+    }
+
+    /// A workspace over a snapshot and an index of it that the caller already has.
+    pub fn with_index(snapshot: Arc<Snapshot>, index: Arc<LiveIndex>) -> Workspace {
+        Workspace {
+            snapshot,
+            index,
+            blob: Mutex::new(None),
+        }
+    }
+
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    pub fn index(&self) -> &Arc<LiveIndex> {
+        &self.index
+    }
+
+    /// Whether `other` holds exactly the same files (paths and text) as this workspace, so that
+    /// a new walk can keep this one and its warm index.
+    pub fn same_files(&self, other: &Snapshot) -> bool {
+        self.snapshot.files == other.files && self.snapshot.stats.roots == other.stats.roots
+    }
+
+    /// Builds the search index (BM25 over the chunks) as soon as the code index is complete, on a
+    /// background thread, so that the first [`search`](Self::search) does not pay for it.
+    pub fn warm_search(&self) {
+        let index = self.index.clone();
+        let spawned = std::thread::Builder::new()
+            .name("rlm-warm-search".into())
+            .spawn(move || {
+                while !index.wait(Duration::from_secs(3600)) {}
+                let _ = index.search("", 1);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the search warm-up thread: {e}");
+        }
+    }
+
+    /// Waits (blocking) until the index covers every file, at most `timeout`; whether it does.
+    pub fn wait_indexed(&self, timeout: Duration) -> bool {
+        self.index.wait(timeout)
+    }
+
+    /// Files indexed so far, and in all.
+    pub fn index_progress(&self) -> (usize, usize) {
+        self.index.progress()
+    }
+
+    /// The context blob of the snapshot, written once.
+    pub fn blob(&self) -> anyhow::Result<Arc<ContextBlob>> {
+        let mut slot = self.blob.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = slot.as_ref() {
+            return Ok(b.clone());
+        }
+        let blob = ContextBlob::write(&self.snapshot)
+            .map_err(|e| anyhow::anyhow!("writing the context: {e}"))?;
+        *slot = Some(blob.clone());
+        Ok(blob)
+    }
+
+    /// Answers `question` with an RLM run, sending its events to `events` as they happen, and
+    /// checks the answer's citations. Dropping the future cancels the run and kills its worker.
+    pub async fn ask(
+        &self,
+        runner: &Runner,
+        question: &str,
+        events: Option<UnboundedSender<Event>>,
+    ) -> anyhow::Result<Answer> {
+        let blob = self.blob()?;
+        let engine = runner.engine(self.index.clone());
+        let report = engine
+            .run(&self.snapshot, blob, question, events)
+            .await
+            .map_err(|e: EngineError| anyhow::Error::new(e))?;
+        let citations = citations::check(&report.answer, &self.snapshot);
+        Ok(Answer { report, citations })
+    }
+
+    /// The identifier at `line` and `column` (both 1-based; the column counts characters) of
+    /// `path`, a file of the snapshot.
+    pub fn symbol_at(&self, path: &str, line: u32, column: u32) -> anyhow::Result<String> {
+        let file = self.snapshot.get(path).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{path} is not a file of the workspace (hidden and ignored files are not indexed)"
+            )
+        })?;
+        identifier_at(&file.text, line, column)
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("no identifier at {path}:{line}:{column}"))
+    }
+
+    /// The question an explanation of `name` asks, with what the index knows of its definitions
+    /// (the language server's `rlm.explain` asks the same).
+    pub fn explain_question(name: &str, definitions: &[Definition]) -> String {
+        let defined = if definitions.is_empty() {
+            "The index knows no definition of it; find where it comes from.".to_string()
+        } else {
+            let sites: Vec<String> = definitions
+                .iter()
+                .map(|d| format!("{}:{}", d.path, d.start_line))
+                .collect();
+            format!("The index says it is defined at {}.", sites.join(", "))
+        };
+        format!(
+            "Explain the symbol `{name}`: what it is for, where it is defined, and which code uses \
+             it (search every root with grep). {defined} Cite path:line for each fact."
+        )
+    }
+
+    /// What the symbol `name` is for, where it is defined and who uses it: an RLM run.
+    pub async fn explain_symbol(
+        &self,
+        runner: &Runner,
+        name: &str,
+        events: Option<UnboundedSender<Event>>,
+    ) -> anyhow::Result<Explanation> {
+        // A moment for the index, so the question can say where the symbol is defined.
+        let index = self.index.clone();
+        let _ = tokio::task::spawn_blocking(move || index.wait(Duration::from_secs(2))).await;
+        let definitions = self.definitions(name);
+        let question = Self::explain_question(name, &definitions);
+        let answer = self.ask(runner, &question, events).await?;
+        Ok(Explanation {
+            symbol: name.to_string(),
+            definitions,
+            answer,
+        })
+    }
+
+    /// [`explain_symbol`](Self::explain_symbol) for the identifier at a position (see
+    /// [`symbol_at`](Self::symbol_at)).
+    pub async fn explain(
+        &self,
+        runner: &Runner,
+        path: &str,
+        line: u32,
+        column: u32,
+        events: Option<UnboundedSender<Event>>,
+    ) -> anyhow::Result<Explanation> {
+        let name = self.symbol_at(path, line, column)?;
+        self.explain_symbol(runner, &name, events).await
+    }
+
+    /// The question a refactor plan asks: the instruction, where the user is (`path` and a
+    /// 1-based line), and the edit format the checks read.
+    pub fn refactor_question(instruction: &str, at: Option<(&str, Option<u32>)>) -> String {
+        let mut question = format!("Plan this refactor: {instruction}");
+        match at {
+            Some((path, Some(line))) => {
+                question.push_str(&format!(" The user is at {path}:{line}."));
+            }
+            Some((path, None)) => question.push_str(&format!(" The user is in {path}.")),
+            None => {}
+        }
+        question.push_str("\n\n");
+        question.push_str(refactor::EDIT_FORMAT);
+        question
+    }
+
+    /// An RLM run that plans the change `instruction` asks for; its edits are checked against
+    /// the snapshot (they apply, files still parse, no read-only root) and returned with a
+    /// unified diff. Nothing is written.
+    pub async fn plan_refactor(
+        &self,
+        runner: &Runner,
+        instruction: &str,
+        at: Option<(&str, Option<u32>)>,
+        events: Option<UnboundedSender<Event>>,
+    ) -> anyhow::Result<RefactorPlan> {
+        let question = Self::refactor_question(instruction, at);
+        let answer = self.ask(runner, &question, events).await?;
+        Ok(self.check_plan(answer))
+    }
+
+    /// Checks the edits of a refactor run's answer against the snapshot.
+    pub fn check_plan(&self, answer: Answer) -> RefactorPlan {
+        let checked = refactor::check(&answer.report.answer, &self.snapshot);
+        let mut plan = checked.plan.clone();
+        if !checked.dropped.is_empty() {
+            plan.push_str("\n\n**Edits dropped by the checks:**\n");
+            for d in &checked.dropped {
+                plan.push_str(&format!("- `{}`: {}\n", d.path, d.reason));
+            }
+        }
+        let diff = refactor::unified_diff(&checked, &self.snapshot);
+        RefactorPlan {
+            answer,
+            checked,
+            plan,
+            diff,
+        }
+    }
+
+    /// The `k` chunks BM25 ranks best for `query`, best first, from what is indexed now: no
+    /// model. (The first query of an index version builds the BM25; see
+    /// [`warm_search`](Self::warm_search).)
+    pub fn search(&self, query: &str, k: usize) -> Result<Vec<SearchResult>, String> {
+        let hits: Vec<SearchHit> = self.index.search(query, k)?;
+        Ok(hits
+            .into_iter()
+            .map(|h| {
+                let preview = self
+                    .snapshot
+                    .get(&h.chunk.path)
+                    .and_then(|f| f.text.get(h.chunk.start_byte..h.chunk.end_byte))
+                    .map(|t| t.lines().take(PREVIEW_LINES).collect::<Vec<_>>().join("\n"))
+                    .unwrap_or_default();
+                SearchResult {
+                    path: h.chunk.path,
+                    start_line: h.chunk.start_line,
+                    end_line: h.chunk.end_line,
+                    kind: h.chunk.kind,
+                    name: h.chunk.name,
+                    score: h.score,
+                    preview,
+                }
+            })
+            .collect())
+    }
+
+    /// The definitions named exactly `name` (else ignoring case; `Parent::name` filters on the
+    /// parent), from what is indexed now: no model.
+    pub fn definitions(&self, name: &str) -> Vec<Definition> {
+        self.index.definitions(name)
+    }
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// The identifier under (or just before) a 1-based line and column (in characters).
+pub fn identifier_at(text: &str, line: u32, column: u32) -> Option<&str> {
+    let line_text = text.lines().nth(line.checked_sub(1)? as usize)?;
+    let line_start = line_text.as_ptr() as usize - text.as_ptr() as usize;
+    let col = column.saturating_sub(1) as usize;
+    let at = line_text
+        .char_indices()
+        .nth(col)
+        .map_or(line_text.len(), |(i, _)| i);
+    let start = line_text[..at]
+        .char_indices()
+        .rev()
+        .take_while(|&(_, c)| is_ident(c))
+        .last()
+        .map_or(at, |(i, _)| i);
+    let end = line_text[at..]
+        .char_indices()
+        .find(|&(_, c)| !is_ident(c))
+        .map_or(line_text.len(), |(i, _)| at + i);
+    let word = &text[line_start + start..line_start + end];
+    (!word.is_empty() && !word.starts_with(|c: char| c.is_ascii_digit())).then_some(word)
+}
+
+/// A one-line description of a run event for progress reports ("turn 2 of 20: ran code, 312
+/// bytes of output"); `None` for events that say nothing new.
+pub fn progress_message(e: &Event, max_iterations: u32) -> Option<String> {
+    let (what, iteration) = match e {
+        Event::RunStart { files, bytes, .. } => {
+            return Some(format!("reading {files} files ({bytes} bytes)"));
+        }
+        Event::RootMessage {
+            iteration,
+            role: crate::llm::Role::Assistant,
+            latency_ms,
+            ..
+        } => (
+            match latency_ms {
+                Some(ms) => format!("the root model replied in {:.1} s", *ms as f64 / 1000.0),
+                None => "the root model replied".to_string(),
+            },
+            *iteration,
+        ),
+        Event::CodeCell {
+            iteration,
+            output_bytes,
+            error,
+            ..
+        } => (
+            format!(
+                "ran code, {output_bytes} bytes of output{}",
+                if error.is_some() { " (it raised)" } else { "" }
+            ),
+            *iteration,
+        ),
+        Event::SubCall { iteration, .. } => ("a sub-call returned".to_string(), *iteration),
+        Event::ChildRun { iteration, .. } => ("a child run finished".to_string(), *iteration),
+        Event::RunEnd { stop_reason, .. } => return Some(format!("done ({stop_reason})")),
+        _ => return None,
+    };
+    Some(format!("turn {iteration} of {max_iterations}: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifier_at_finds_the_word_under_or_before_the_column() {
+        let text = "fn alpha() {\n    beta_2(x);\n}\n";
+        assert_eq!(identifier_at(text, 1, 4), Some("alpha"));
+        assert_eq!(identifier_at(text, 1, 9), Some("alpha")); // just after it
+        assert_eq!(identifier_at(text, 2, 5), Some("beta_2"));
+        assert_eq!(identifier_at(text, 2, 2), None);
+        assert_eq!(identifier_at(text, 9, 1), None);
+    }
+
+    #[test]
+    fn refactor_question_names_where_the_user_is() {
+        let q = Workspace::refactor_question("rename a to b", Some(("src/a.rs", Some(3))));
+        assert!(q.starts_with("Plan this refactor: rename a to b The user is at src/a.rs:3.\n\n"));
+        assert!(q.ends_with(refactor::EDIT_FORMAT));
+    }
+
+    #[test]
+    fn search_and_definitions_answer_from_the_index_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.rs"),
+            "/// Retries with backoff.\nfn retry_with_backoff() {}\nfn other() {}\n",
+        )
+        .unwrap();
+        let ws = Workspace::open(&Roots::new(dir.path())).unwrap();
+        assert!(ws.wait_indexed(Duration::from_secs(30)));
+        let defs = ws.definitions("retry_with_backoff");
+        assert_eq!(defs.len(), 1);
+        assert_eq!((defs[0].path.as_str(), defs[0].start_line), ("a.rs", 2));
+        let hits = ws.search("backoff retries", 5).unwrap();
+        assert_eq!(hits[0].path, "a.rs");
+        assert!(hits[0].preview.contains("retry_with_backoff"), "{hits:?}");
+    }
+}
