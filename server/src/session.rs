@@ -24,9 +24,12 @@
 //! worker), and how it shows a [`RefactorPlan`] (the façade never writes a file).
 
 use crate::config::{ModelSettings, ResolvedModels, RunLimits};
+use crate::engine::check_command::CheckCommand;
 use crate::engine::citations::{self, Citation};
 use crate::engine::refactor::{self, CheckedPlan};
-use crate::engine::{Engine, EngineConfig, EngineError, Event, LiveIndex, Models, RunReport};
+use crate::engine::{
+    Engine, EngineConfig, EngineError, Event, FinalCheck, LiveIndex, Models, PlanCheck, RunReport,
+};
 use crate::index::{Definition, IndexOptions};
 use crate::repl::{ContextBlob, IndexQueries, SearchHit};
 use crate::workspace::{self, RootSpec, Snapshot, WalkOptions};
@@ -171,8 +174,15 @@ pub const DEFAULT_MAX_ITERATIONS: u32 = 20;
 pub struct Runner {
     models: Models,
     cfg: EngineConfig,
+    /// The project's own check a refactor plan must pass on a scratch copy (see
+    /// [`PlanCheck`]).
+    check_command: Option<CheckCommand>,
     _resolved: Option<Arc<ResolvedModels>>,
 }
+
+/// Times a refactor run is sent back to repair a plan that has no edit that applies, or that
+/// fails the check command.
+pub const PLAN_REPAIRS: u32 = 2;
 
 impl Runner {
     /// Resolves the endpoints (starting the shared local model when none is configured) and
@@ -184,6 +194,7 @@ impl Runner {
         Ok(Runner {
             models: resolved.models.clone(),
             cfg,
+            check_command: None,
             _resolved: Some(Arc::new(resolved)),
         })
     }
@@ -193,6 +204,7 @@ impl Runner {
         Runner {
             models,
             cfg,
+            check_command: None,
             _resolved: None,
         }
     }
@@ -203,6 +215,12 @@ impl Runner {
         next.cfg.max_iterations = max_iterations;
         limits.apply(&mut next.cfg)?;
         Ok(next)
+    }
+
+    /// The command a refactor plan must pass, run in a scratch copy with the plan applied.
+    pub fn with_check_command(mut self, command: Option<CheckCommand>) -> Runner {
+        self.check_command = command;
+        self
     }
 
     pub fn models(&self) -> &Models {
@@ -426,8 +444,21 @@ impl Workspace {
         question: &str,
         events: Option<UnboundedSender<Event>>,
     ) -> anyhow::Result<Answer> {
+        self.run(runner, question, events, None).await
+    }
+
+    async fn run(
+        &self,
+        runner: &Runner,
+        question: &str,
+        events: Option<UnboundedSender<Event>>,
+        check: Option<Arc<dyn FinalCheck>>,
+    ) -> anyhow::Result<Answer> {
         let blob = self.blob()?;
-        let engine = runner.engine(self.index.clone());
+        let mut engine = runner.engine(self.index.clone());
+        if let Some(check) = check {
+            engine = engine.with_final_check(check);
+        }
         let report = engine
             .run(&self.snapshot, blob, question, events)
             .await
@@ -517,9 +548,11 @@ impl Workspace {
         question
     }
 
-    /// An RLM run that plans the change `instruction` asks for; its edits are checked against
-    /// the snapshot (they apply, files still parse, no read-only root) and returned with a
-    /// unified diff. Nothing is written.
+    /// An RLM run that plans the change `instruction` asks for; its edits (the answer's edit
+    /// blocks and those its code recorded) are checked against the snapshot (they apply, files
+    /// still parse, no read-only root) and returned with a unified diff. A plan with nothing that
+    /// applies, or failing the runner's check command, is sent back to the model to repair (at
+    /// most [`PLAN_REPAIRS`] times). Nothing is written.
     pub async fn plan_refactor(
         &self,
         runner: &Runner,
@@ -528,13 +561,20 @@ impl Workspace {
         events: Option<UnboundedSender<Event>>,
     ) -> anyhow::Result<RefactorPlan> {
         let question = Self::refactor_question(instruction, at);
-        let answer = self.ask(runner, &question, events).await?;
+        let check = Arc::new(PlanCheck::new(
+            self.snapshot.clone(),
+            runner.check_command.clone(),
+            PLAN_REPAIRS,
+        ));
+        let answer = self.run(runner, &question, events, Some(check)).await?;
         Ok(self.check_plan(answer))
     }
 
-    /// Checks the edits of a refactor run's answer against the snapshot.
+    /// Checks the edits of a refactor run (its answer's edit blocks and the edits its code
+    /// recorded) against the snapshot.
     pub fn check_plan(&self, answer: Answer) -> RefactorPlan {
-        let checked = refactor::check(&answer.report.answer, &self.snapshot);
+        let checked =
+            refactor::check_plan(&answer.report.answer, &answer.report.edits, &self.snapshot);
         let mut plan = checked.plan.clone();
         if !checked.dropped.is_empty() {
             plan.push_str("\n\n**Edits dropped by the checks:**\n");

@@ -198,6 +198,18 @@ fn parse_prompt(blocks: &[ContentBlock]) -> Request {
     }
 }
 
+/// A run to make.
+enum Job {
+    Ask(String),
+    Refactor(String),
+}
+
+/// What a run gave.
+enum Done {
+    Answer(Answer),
+    Plan(RefactorPlan),
+}
+
 /// Sends session updates for one session.
 #[derive(Clone)]
 struct Updates {
@@ -431,13 +443,14 @@ impl State {
                 Ok(StopReason::EndTurn)
             }
             Request::Ask(q) => {
-                let (ws, answer) = self.run(&session, &up, &q, false).await?;
-                let _ = ws;
-                up.message(format!(
-                    "{}\n\n---\n{}",
-                    answer.markdown(),
-                    crate::mcp::summary_line(&answer)
-                ));
+                let (_, done) = self.run(&session, &up, Job::Ask(q)).await?;
+                if let Done::Answer(answer) = done {
+                    up.message(format!(
+                        "{}\n\n---\n{}",
+                        answer.markdown(),
+                        crate::mcp::summary_line(&answer)
+                    ));
+                }
                 Ok(StopReason::EndTurn)
             }
             Request::Refactor(instruction) if instruction.is_empty() => {
@@ -445,10 +458,11 @@ impl State {
                 Ok(StopReason::EndTurn)
             }
             Request::Refactor(instruction) => {
-                let question = Workspace::refactor_question(&instruction, None);
-                let (ws, answer) = self.run(&session, &up, &question, true).await?;
-                let plan = ws.check_plan(answer);
-                self.offer(&session, &up, &ws, plan).await
+                let (ws, done) = self.run(&session, &up, Job::Refactor(instruction)).await?;
+                match done {
+                    Done::Plan(plan) => self.offer(&session, &up, &ws, plan).await,
+                    Done::Answer(_) => Ok(StopReason::EndTurn),
+                }
             }
         }
     }
@@ -459,10 +473,9 @@ impl State {
         &self,
         session: &str,
         up: &Updates,
-        question: &str,
-        refactor: bool,
-    ) -> Result<(Arc<Workspace>, Answer), Error> {
-        let last = if refactor {
+        job: Job,
+    ) -> Result<(Arc<Workspace>, Done), Error> {
+        let last = if matches!(job, Job::Refactor(_)) {
             "Check the edits and offer them for review"
         } else {
             "Check the answer's citations"
@@ -492,15 +505,21 @@ impl State {
                 }
             })
         };
-        let answer = ws.ask(&runner, question, Some(tx)).await;
+        let done = match job {
+            Job::Ask(q) => ws.ask(&runner, &q, Some(tx)).await.map(Done::Answer),
+            Job::Refactor(instruction) => ws
+                .plan_refactor(&runner, &instruction, None, Some(tx))
+                .await
+                .map(Done::Plan),
+        };
         let _ = forward.await;
-        let answer = answer.map_err(|e| internal(format!("the run failed: {e:#}")))?;
+        let done = done.map_err(|e| internal(format!("the run failed: {e:#}")))?;
         up.plan(&[
             ("Read the workspace", PlanEntryStatus::Completed),
             ("Search it with code", PlanEntryStatus::Completed),
             (last, PlanEntryStatus::Completed),
         ]);
-        Ok((ws, answer))
+        Ok((ws, done))
     }
 
     /// Offers a checked plan's edits for review: one `edit` tool call with a diff per file,
@@ -688,10 +707,13 @@ fn stream_event(up: &Updates, e: &Event, max: u32) {
             up.send(SessionUpdate::ToolCall(
                 ToolCall::new(
                     format!("cell-{iteration}-{index}-{}", rand_suffix()),
-                    format!(
-                        "Ran code (turn {iteration} of {max}){}",
-                        if error.is_some() { ": it raised" } else { "" }
-                    ),
+                    match iteration {
+                        0 => "Searched the workspace for the question's words".to_string(),
+                        _ => format!(
+                            "Ran code (turn {iteration} of {max}){}",
+                            if error.is_some() { ": it raised" } else { "" }
+                        ),
+                    },
                 )
                 .kind(ToolKind::Search)
                 .status(if error.is_some() {
