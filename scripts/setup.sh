@@ -145,6 +145,7 @@ setup_editors() {
   # Chromium (apt), and the VS Code extension's build.
   bash "$ROOT/scripts/setup-nvim.sh"
   bash "$ROOT/scripts/setup-vscode.sh"
+  bash "$ROOT/scripts/setup-agents.sh"  # the MCP and ACP client SDKs (tests/e2e_mcp.rs, e2e_acp.rs)
 }
 
 case "${1:-all}" in
