@@ -176,6 +176,8 @@ fn py_word(name: &str) -> String {
 /// The cell the engine runs before the first turn, for a question whose closest recipe is
 /// `recipe` (a name from `recipes.rs`).
 pub fn cell(question: &str, recipe: Option<&str>) -> String {
+    // The first paragraph is the question; what follows is format (a refactor's edit rules).
+    let question = question.split("\n\n").next().unwrap_or(question);
     let names = names_in(question);
     let q = py_str(question);
     let mut code =

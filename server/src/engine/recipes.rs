@@ -56,6 +56,17 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../../../prompts/recipes/explain.md"),
     ),
     ("impact", include_str!("../../../prompts/recipes/impact.md")),
+    // Edit shapes, for refactor plans.
+    ("rename", include_str!("../../../prompts/recipes/rename.md")),
+    (
+        "change_signature",
+        include_str!("../../../prompts/recipes/change_signature.md"),
+    ),
+    (
+        "default_parameter",
+        include_str!("../../../prompts/recipes/default_parameter.md"),
+    ),
+    ("move_item", include_str!("../../../prompts/recipes/move_item.md")),
 ];
 
 /// The recipe shown when no recipe matches, or when recipes are switched off: a plain search.
@@ -136,7 +147,10 @@ fn phrase_at(phrase: &[String], q: &[String]) -> Option<usize> {
 /// states what it asks first, then qualifies it ("... Definitions do not count"). Empty when
 /// nothing matches.
 pub fn select(question: &str, n: usize) -> Vec<&'static Recipe> {
-    let q = words(question);
+    // The first paragraph says what is asked; what follows is format and detail (a refactor
+    // question carries the edit instructions).
+    let first = question.split("\n\n").next().unwrap_or(question);
+    let q = words(first);
     let recipes = all();
     let spread = |phrase: &[String]| {
         recipes
@@ -293,6 +307,24 @@ mod tests {
         ("If I rename `parse_item`, what breaks?", "impact"),
         ("What depends on the `Token` enum?", "impact"),
         ("What would changing the signature of open touch?", "impact"),
+        ("Plan this refactor: rename `parse_item` to `parse_entry`", "rename"),
+        ("Plan this refactor: rename the struct Config to Settings everywhere", "rename"),
+        (
+            "Plan this refactor: add a parameter `depth: u32` to `walk` and pass 0 at every call",
+            "change_signature",
+        ),
+        (
+            "Plan this refactor: remove the unused parameter `ctx` from `render` and its callers",
+            "change_signature",
+        ),
+        (
+            "Plan this refactor: add an optional parameter verbose=False to load_config",
+            "default_parameter",
+        ),
+        (
+            "Plan this refactor: move `Retry` from net.rs into a new file retry.rs",
+            "move_item",
+        ),
     ];
 
     /// Written after the selection was tuned on `LABELLED`, and never tuned on: the honest
@@ -412,7 +444,7 @@ mod tests {
             ok  Who calls `flush`? -> callers
             ok  Which functions call parse_expr? -> callers
             ok  Where is `Visitor::visit_item` used? -> callers
-            ok  Find every call site of spawn_blocking -> callers
+            ok  Find every call site of spawn_blocking -> callers, change_signature
             ok  Which files use the helper `to_tokens`? -> callers
             ok  Which types implement the `Serialize` trait? -> implementations
             ok  What implements Display in this crate? -> implementations
@@ -439,7 +471,13 @@ mod tests {
             ok  If I rename `parse_item`, what breaks? -> impact
             ok  What depends on the `Token` enum? -> impact
             ok  What would changing the signature of open touch? -> impact
-            38 of 38 first choices right
+            ok  Plan this refactor: rename `parse_item` to `parse_entry` -> rename
+            ok  Plan this refactor: rename the struct Config to Settings everywhere -> rename
+            ok  Plan this refactor: add a parameter `depth: u32` to `walk` and pass 0 at every call -> change_signature
+            ok  Plan this refactor: remove the unused parameter `ctx` from `render` and its callers -> change_signature
+            ok  Plan this refactor: add an optional parameter verbose=False to load_config -> default_parameter
+            ok  Plan this refactor: move `Retry` from net.rs into a new file retry.rs -> move_item
+            44 of 44 first choices right
         "#]].assert_eq(&table);
     }
 

@@ -11,9 +11,14 @@ use crate::workspace::Snapshot;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The instructions appended to the user's request: the edit format the checks understand.
-pub const EDIT_FORMAT: &str = "Find every place to change with the REPL first. Then end with \
-FINAL(plan), where plan is a short Markdown explanation followed by one block per edit, exactly:
+/// The instructions appended to the user's request: the edits the checks understand.
+pub const EDIT_FORMAT: &str = "Find every place to change with the REPL first, then record the \
+edits with code: rename_symbol(old, new), edit_replace(path, old_text, new_text), \
+edit_regex(pattern, replacement, paths), create_file(path, text), rename_file(old, new); \
+print(proposed_edits()) shows them. Nothing is written: the edits become the plan. Then reply \
+with FINAL( then a short summary of the change then ).
+You may instead end with FINAL(plan), where plan is a short Markdown explanation followed by one \
+block per edit, exactly:
 ```edit path/to/file
 <<<<<<< SEARCH
 the exact current lines
