@@ -176,21 +176,89 @@ impl RunLimits {
         value: &serde_json::Value,
         fallback: &RunLimits,
     ) -> Result<bool, String> {
-        let mut obj = serde_json::to_value(&*self).map_err(|e| e.to_string())?;
-        let Some(map) = obj.as_object_mut() else {
-            return Ok(false);
-        };
-        if !map.contains_key(key) {
-            return Ok(false);
+        set_by_name(self, key, value, fallback)
+    }
+}
+
+/// Sets the field of `target` whose serialized (camelCase) name is `key` from a settings value;
+/// `null` puts back `fallback`'s. `Ok(false)` when no field has that name; a value of the wrong
+/// type changes nothing.
+fn set_by_name<T: serde::Serialize + serde::de::DeserializeOwned>(
+    target: &mut T,
+    key: &str,
+    value: &serde_json::Value,
+    fallback: &T,
+) -> Result<bool, String> {
+    let mut obj = serde_json::to_value(&*target).map_err(|e| e.to_string())?;
+    let Some(map) = obj.as_object_mut() else {
+        return Ok(false);
+    };
+    if !map.contains_key(key) {
+        return Ok(false);
+    }
+    let value = if value.is_null() {
+        serde_json::to_value(fallback).map_err(|e| e.to_string())?[key].clone()
+    } else {
+        value.clone()
+    };
+    map.insert(key.to_string(), value);
+    *target = serde_json::from_value(obj).map_err(|e| format!("{key}: {e}"))?;
+    Ok(true)
+}
+
+/// How refactor plans are checked: the user's own command (never the model's), run on a
+/// scratch copy with the plan applied, and how many times the model may repair a plan.
+#[derive(Debug, Clone, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckSettings {
+    /// A command that checks a plan, run with `sh -c` in a scratch copy of the first writable
+    /// root with the plan applied (e.g. `cargo check --offline`, `tsc --noEmit`,
+    /// `python -m pyflakes .`); none by default
+    #[arg(long, env = "RLM_CHECK_COMMAND")]
+    pub check_command: Option<String>,
+    /// Seconds the check command may run
+    #[arg(long, env = "RLM_CHECK_TIMEOUT_SECS", default_value_t = 300)]
+    pub check_timeout_secs: u64,
+    /// Times a plan that has no edit that applies, or fails the check, goes back to the model
+    #[arg(long, env = "RLM_CHECK_REPAIRS", default_value_t = 2)]
+    pub check_repairs: u32,
+}
+
+impl Default for CheckSettings {
+    fn default() -> Self {
+        CheckSettings {
+            check_command: None,
+            check_timeout_secs: 300,
+            check_repairs: 2,
         }
-        let value = if value.is_null() {
-            serde_json::to_value(fallback).map_err(|e| e.to_string())?[key].clone()
-        } else {
-            value.clone()
-        };
-        map.insert(key.to_string(), value);
-        *self = serde_json::from_value(obj).map_err(|e| format!("{key}: {e}"))?;
-        Ok(true)
+    }
+}
+
+impl CheckSettings {
+    /// As [`RunLimits::set`].
+    pub fn set(
+        &mut self,
+        key: &str,
+        value: &serde_json::Value,
+        fallback: &CheckSettings,
+    ) -> Result<bool, String> {
+        set_by_name(self, key, value, fallback)
+    }
+
+    /// The check of a refactor run over `snapshot`.
+    pub fn plan_check(
+        &self,
+        snapshot: Arc<crate::workspace::Snapshot>,
+    ) -> crate::engine::PlanCheck {
+        let command = self
+            .check_command
+            .as_ref()
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| crate::engine::check_command::CheckCommand {
+                command: c.clone(),
+                timeout: Duration::from_secs(self.check_timeout_secs.max(1)),
+            });
+        crate::engine::PlanCheck::new(snapshot, command, self.check_repairs)
     }
 }
 

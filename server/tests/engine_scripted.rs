@@ -137,6 +137,7 @@ async fn multi_turn_run_with_a_nudge_for_final() {
             Event::CodeCell { .. } => "cell",
             Event::SubCall { .. } => "sub",
             Event::ChildRun { .. } => "child",
+            Event::Check { .. } => "check",
             Event::RunEnd { .. } => "end",
         })
         .collect();

@@ -874,6 +874,94 @@ async fn the_refactor_code_action_previews_and_applies_only_when_asked() {
     );
 }
 
+/// A refactor as a small model does it: it first answers without edits (sent back), then
+/// records one edit with code (the user's check command fails on it: sent back with the error),
+/// then starts over with `rename_symbol`, which passes. The plan is the recorded edits; the
+/// workspace is never written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refactor_records_edits_in_code_and_is_repaired_until_the_check_passes() {
+    let (mut c, _server) = TestClient::start(
+        vec![
+            code("print(callers('alpha'))"),
+            Step::Reply("I found the call.\nFINAL(I will rename alpha to first.)".into()),
+            code("edit_replace('a.rs', 'fn alpha() -> u32 {', 'fn first() -> u32 {')\nprint(proposed_edits())"),
+            Step::Reply("FINAL(Renamed the definition.)".into()),
+            code("discard_edits()\nprint(rename_symbol('alpha', 'first'))"),
+            Step::Reply("FINAL(Renamed `alpha` to `first` in a.rs.)".into()),
+        ],
+        FILES,
+    )
+    .await;
+    c.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"rlm": {"maxIterations": 10, "checkCommand":
+            "if grep -n alpha a.rs; then echo 'error: alpha is still used' >&2; exit 1; fi"}}}),
+    )
+    .await;
+    let r = c
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "rlm.planRefactor",
+                   "arguments": [{"instruction": "rename alpha to first"}]}),
+        )
+        .await;
+    let result = &r["result"];
+    assert_eq!(result["stopReason"], "final", "{r}");
+    assert_eq!(result["check"]["passed"], true, "{r}");
+    let checks: Vec<&Value> = result["trajectory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "check")
+        .collect();
+    assert_eq!(checks.len(), 3, "{checks:?}");
+    assert!(
+        checks[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no edit that applies")
+    );
+    let failed = checks[1]["message"].as_str().unwrap();
+    assert!(failed.contains("error: alpha is still used"), "{failed}");
+    assert_eq!(checks[2]["passed"], true);
+    let changes = result["edit"]["changes"].as_object().unwrap();
+    let edits = changes.values().next().unwrap().as_array().unwrap();
+    assert_eq!(edits.len(), 2, "the definition and the call: {edits:?}");
+    assert!(edits.iter().all(|e| e["newText"] == "first"));
+    assert!(result["diff"].as_str().unwrap().contains("+    first();"));
+    assert_eq!(
+        std::fs::read_to_string(c.root.join("a.rs")).unwrap(),
+        FILES[0].1
+    );
+}
+
+/// A plan written as the edit format asks, in plain text: FINAL( then prose and an ```edit
+/// block, then ) on its own line (the shape a model writes; no escaping).
+#[tokio::test]
+async fn a_plan_with_edit_blocks_in_plain_text_keeps_its_edits() {
+    let reply = "Here is the plan.\nFINAL(Rename `alpha` to `first`.\n\n```edit a.rs\n<<<<<<< SEARCH\nfn alpha() -> u32 {\n=======\nfn first() -> u32 {\n>>>>>>> REPLACE\n```\n\n```edit a.rs\n<<<<<<< SEARCH\n    alpha();\n=======\n    first();\n>>>>>>> REPLACE\n```\n)\n";
+    let (mut c, _server) = TestClient::start(
+        vec![code("print(callers('alpha'))"), Step::Reply(reply.into())],
+        FILES,
+    )
+    .await;
+    let r = c
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "rlm.planRefactor",
+                   "arguments": [{"instruction": "rename alpha to first"}]}),
+        )
+        .await;
+    let result = &r["result"];
+    assert_eq!(result["plan"], "Rename `alpha` to `first`.", "{r}");
+    let changes = result["edit"]["changes"].as_object().unwrap();
+    assert_eq!(
+        changes.values().next().unwrap().as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(result["check"], Value::Null, "no check command is set");
+}
+
 #[tokio::test]
 async fn plan_refactor_creates_and_renames_files_after_its_text_edits() {
     let plan = "Move beta out.\n\

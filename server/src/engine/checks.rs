@@ -32,6 +32,25 @@ impl Run<'_> {
         None
     }
 
+    /// Runs the caller's check on an answer that stands whatever it says (no turn is left).
+    pub(super) async fn final_verdict(&mut self, answer: &str, iteration: u32) {
+        let Some(check) = self.engine.final_check.clone().filter(|_| self.depth == 0) else {
+            return;
+        };
+        let message = check.check(answer, &self.edits).await;
+        self.rec.record(Event::Check {
+            iteration,
+            passed: message.is_none(),
+            message,
+        });
+    }
+
+    /// The question as repeated to the model each turn: its first paragraph (what follows is
+    /// format, such as a refactor's edit rules, shown once).
+    pub(super) fn asked(&self) -> &str {
+        self.question.split("\n\n").next().unwrap_or(&self.question)
+    }
+
     /// Adds the edits a cell proposed to the run's (`Clear` starts again).
     pub(super) fn take_edits(&mut self, out: &CellOutput) {
         for op in &out.edits {

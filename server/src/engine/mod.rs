@@ -667,7 +667,7 @@ impl Run<'_> {
             if parsed.kept.len() < reply.trim_end().len() {
                 text.push_str(&format!("\n{}", prompt::AFTER_CODE_IGNORED));
             }
-            let steer = prompt::turn_steer(&self.question, max - iteration);
+            let steer = prompt::turn_steer(self.asked(), max - iteration);
             if !steer.is_empty() {
                 text.push_str(&format!("\n\n{steer}"));
             }
@@ -685,7 +685,7 @@ impl Run<'_> {
         reason: StopReason,
         why: &str,
     ) -> Result<(String, StopReason, u32), EngineError> {
-        let ask = prompt::last_call(why, &self.question);
+        let ask = prompt::last_call(why, self.asked());
         self.push(iteration, ChatMessage::user(ask));
         let Some(reply) = self.ask_root(iteration + 1).await? else {
             return Ok(self.partial(iteration));
@@ -716,6 +716,8 @@ impl Run<'_> {
                 iteration,
             ));
         }
+        // No turn is left to repair it: the check only says how it stands.
+        self.final_verdict(&answer, iteration).await;
         Ok((answer, reason, iteration))
     }
 

@@ -66,7 +66,10 @@ const SOURCES: &[(&str, &str)] = &[
         "default_parameter",
         include_str!("../../../prompts/recipes/default_parameter.md"),
     ),
-    ("move_item", include_str!("../../../prompts/recipes/move_item.md")),
+    (
+        "move_item",
+        include_str!("../../../prompts/recipes/move_item.md"),
+    ),
 ];
 
 /// The recipe shown when no recipe matches, or when recipes are switched off: a plain search.
@@ -307,8 +310,14 @@ mod tests {
         ("If I rename `parse_item`, what breaks?", "impact"),
         ("What depends on the `Token` enum?", "impact"),
         ("What would changing the signature of open touch?", "impact"),
-        ("Plan this refactor: rename `parse_item` to `parse_entry`", "rename"),
-        ("Plan this refactor: rename the struct Config to Settings everywhere", "rename"),
+        (
+            "Plan this refactor: rename `parse_item` to `parse_entry`",
+            "rename",
+        ),
+        (
+            "Plan this refactor: rename the struct Config to Settings everywhere",
+            "rename",
+        ),
         (
             "Plan this refactor: add a parameter `depth: u32` to `walk` and pass 0 at every call",
             "change_signature",

@@ -739,6 +739,16 @@ impl Backend {
         arg: Option<&Value>,
         token: Option<ProgressToken>,
     ) -> jsonrpc::Result<Value> {
+        self.ask_checked(arg, token, None).await
+    }
+
+    /// `ask`, with a check of the final answer (a refactor plan's).
+    async fn ask_checked(
+        &self,
+        arg: Option<&Value>,
+        token: Option<ProgressToken>,
+        final_check: Option<Arc<dyn crate::engine::FinalCheck>>,
+    ) -> jsonrpc::Result<Value> {
         // Everything the run needs is taken before the first await: the snapshot as of now.
         let question = arg
             .and_then(|a| a.get("question"))
@@ -843,6 +853,9 @@ impl Backend {
             let mut engine = Engine::new(ready.models.clone(), ready.cfg.clone());
             if let Some(index) = index {
                 engine = engine.with_index(index);
+            }
+            if let Some(check) = final_check {
+                engine = engine.with_final_check(check);
             }
             engine.run(&run_snap, blob, &question, Some(tx)).await
         });
@@ -952,6 +965,7 @@ impl Backend {
             "subCalls": report.sub_calls,
             "wallMs": report.wall.as_millis() as u64,
             "sandbox": report.sandbox,
+            "edits": serde_json::to_value(&report.edits).unwrap_or(Value::Null),
             "trajectory": serde_json::to_value(&report.events).unwrap_or(Value::Null),
         }))
     }
@@ -1178,14 +1192,24 @@ impl Backend {
         }
         question.push_str("\n\n");
         question.push_str(refactor::EDIT_FORMAT);
-        let mut result = self
-            .ask(Some(&json!({"question": question, "id": arg["id"]})), token)
-            .await?;
-        let answer = result["answer"].as_str().unwrap_or_default().to_string();
         let snap = self
             .snapshot()
             .ok_or_else(|| error(ErrorCode::InvalidRequest, "the server is not initialized"))?;
-        let mut checked = refactor::check(&answer, &snap);
+        // The run's plans are checked as it goes: no edit that applies, or the user's check
+        // command failing, sends the model back to repair them.
+        let plan_check = Arc::new(self.settings().check.plan_check(snap.clone()));
+        let mut result = self
+            .ask_checked(
+                Some(&json!({"question": question, "id": arg["id"]})),
+                token,
+                Some(plan_check.clone()),
+            )
+            .await?;
+        let answer = result["answer"].as_str().unwrap_or_default().to_string();
+        let edits: Vec<crate::repl::EditOp> =
+            serde_json::from_value(result["edits"].clone()).unwrap_or_default();
+        let mut checked = refactor::check_plan(&answer, &edits, &snap);
+        result["check"] = serde_json::to_value(plan_check.last_outcome()).unwrap_or(Value::Null);
         if !checked.files.is_empty() && !self.state.file_ops_supported.load(Ordering::Relaxed) {
             for op in checked.files.drain(..) {
                 let path = match op {

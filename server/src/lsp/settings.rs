@@ -1,7 +1,7 @@
 //! Model and run settings: `initializationOptions` (camelCase names of the `RLM_*` variables),
 //! else the environment, else the defaults (the shared local model).
 
-use crate::config::{CacheMode, ModelSettings, RunLimits};
+use crate::config::{CacheMode, CheckSettings, ModelSettings, RunLimits};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -15,6 +15,8 @@ pub struct Settings {
     pub max_iterations: u32,
     #[command(flatten)]
     pub limits: RunLimits,
+    #[command(flatten)]
+    pub check: CheckSettings,
     /// Read-only roots walked with the workspace folders: dependency sources, a site-packages.
     #[arg(long, env = "RLM_EXTRA_ROOTS", value_delimiter = ':')]
     pub extra_roots: Vec<PathBuf>,
@@ -48,6 +50,7 @@ impl Settings {
             },
             max_iterations: 20,
             limits: RunLimits::default(),
+            check: CheckSettings::default(),
             extra_roots: Vec::new(),
             answer_document: false,
         }
@@ -67,7 +70,7 @@ impl Settings {
         // `null` puts a setting back to what the environment (or the default) says.
         let env = Settings::from_env().0;
         for (key, v) in obj {
-            if s.limits.set(key, v, &env.limits)? {
+            if s.limits.set(key, v, &env.limits)? || s.check.set(key, v, &env.check)? {
                 continue;
             }
             let m = &mut s.models;
@@ -143,10 +146,15 @@ impl Settings {
             "extraRoots": self.extra_roots,
             "answerDocument": self.answer_document,
         });
-        if let (Some(obj), Ok(serde_json::Value::Object(limits))) =
-            (v.as_object_mut(), serde_json::to_value(&self.limits))
-        {
-            obj.extend(limits);
+        if let Some(obj) = v.as_object_mut() {
+            for part in [
+                serde_json::to_value(&self.limits),
+                serde_json::to_value(&self.check),
+            ] {
+                if let Ok(serde_json::Value::Object(fields)) = part {
+                    obj.extend(fields);
+                }
+            }
         }
         v
     }
