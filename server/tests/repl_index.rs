@@ -817,14 +817,14 @@ print(search("zebra"), len(search("area", k=0)))
     )
     .await;
     expect_test::expect![[r#"
-        4 types implement Shape:
-        go/shapes.go:7: type Tri struct{ b, h float64 }
-        py/geometry.py:10: class Square(Shape):
-        src/shapes.rs:11: impl Shape for Circle {
-        web/shapes.ts:5: export class Rect implements Shape {
+        4 types implement Shape: Circle, Rect, Square, Tri
+        go/shapes.go:7: Tri: type Tri struct{ b, h float64 }
+        py/geometry.py:10: Square: class Square(Shape):
+        src/shapes.rs:11: Circle: impl Shape for Circle {
+        web/shapes.ts:5: Rect: export class Rect implements Shape {
         ['Circle', 'Rect', 'Square', 'Tri'] Tri struct go 7
-        1 types implement fmt::Display:
-        src/shapes.rs:17: impl fmt::Display for Circle {
+        1 types implement fmt::Display: Circle
+        src/shapes.rs:17: Circle: impl fmt::Display for Circle {
         [] (nothing implements or extends Nothing)
         --- files_matching
         5 files match 'area' (17 matching lines):

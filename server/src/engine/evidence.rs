@@ -210,7 +210,9 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
             let w = py_word(&names[0]);
             code.push_str(&format!("print(count_by_dir({w}, depth=1))\n"));
         }
-        (Some("behaviour"), _) => {}
+        // What to count is in words ("public functions returning a Result"): the model writes
+        // the filter (the recipe shows one); the names of such a question mislead.
+        (Some("behaviour" | "count_definitions"), _) => {}
         _ => {
             for n in &names {
                 let n = py_str(n);

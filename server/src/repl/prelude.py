@@ -548,16 +548,28 @@ class _Implementations(list):
 
     @property
     def types(self):
-        """The implementing types' names, sorted, once each."""
-        return sorted({i.type_name for i in self})
+        """The implementing types' names (not the traits or interfaces that extend it), sorted,
+        once each."""
+        return sorted({i.type_name for i in self if i.kind != "interface"})
+
+    @property
+    def extending(self):
+        """The traits or interfaces that extend it (a supertrait, `interface B extends A`)."""
+        return sorted({i.type_name for i in self if i.kind == "interface"})
 
     def __repr__(self):
         if not self:
             return f"[] (nothing implements or extends {self.name})"
         try:
-            return "\n".join(
-                [f"{len(self)} types implement {self.name}:"] + [repr(i) for i in self]
-            )
+            types = [i for i in self if i.kind != "interface"]
+            traits = [i for i in self if i.kind == "interface"]
+            # The names first: the answer is usually that list.
+            rows = [f"{len(self.types)} types implement {self.name}: {', '.join(self.types)}"]
+            rows += [f"{i.path}:{i.start_line}: {i.type_name}: {i.signature}" for i in types]
+            if traits:
+                rows.append(f"{len(self.extending)} traits or interfaces extend {self.name}: {', '.join(self.extending)}")
+                rows += [f"{i.path}:{i.start_line}: {i.type_name}: {i.signature}" for i in traits]
+            return "\n".join(rows)
         except AttributeError:
             return list.__repr__(self)
 

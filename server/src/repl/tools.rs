@@ -223,10 +223,9 @@ impl Tools {
         let blob = &*self.blob;
         let definer = definition_regex(name);
         let out = py.detach(|| grep::grep(blob, &files, &pattern, &opts));
-        let calls = out
-            .matches
-            .into_iter()
-            .filter(|m| !definer.as_ref().is_some_and(|re| re.is_match(&m.text)));
+        let calls = out.matches.into_iter().filter(|m| {
+            !definer.as_ref().is_some_and(|re| re.is_match(&m.text)) && !commented(&m.text, name)
+        });
         self.hit_list(py, calls)
     }
 
@@ -498,6 +497,19 @@ fn definition_regex(name: &str) -> Option<regex_automata::meta::Regex> {
         word(name)
     );
     regex_automata::meta::Regex::new(&pattern).ok()
+}
+
+/// Whether the first mention of `name` on `line` is in a comment: after `//`, or on a line
+/// that is a comment (`#` not opening a Rust attribute, `*` or `/*` of a block comment, `--`).
+/// A call shown in a doc comment is not a call.
+fn commented(line: &str, name: &str) -> bool {
+    let before = line.find(name).map_or(line, |i| &line[..i]);
+    let head = before.trim_start();
+    before.contains("//")
+        || head.starts_with("/*")
+        || head.starts_with('*')
+        || head.starts_with("--")
+        || (head.starts_with('#') && !head.starts_with("#[") && !head.starts_with("#!["))
 }
 
 /// Whether `line` defines `name` with a keyword (see [`definition_regex`]).
@@ -993,6 +1005,11 @@ mod tests {
             "Parser.parse(text)",
             "fun parse(s: String): Int {",
             "let f = parse;",
+            "///        let mid = parse(v);",
+            "    let a = 1; // then parse(a)",
+            "   * parse(x) in a block comment",
+            "    # parse(x) in a Python comment",
+            "#[cfg(test)] fn t() { parse(1); }",
         ];
         let pattern = Pattern::new(&call_pattern("parse"), false).unwrap();
         let text = lines.join("\n");
@@ -1005,6 +1022,8 @@ mod tests {
             .map(|m| {
                 let tag = if defines(&m.text, "parse") {
                     "def "
+                } else if commented(&m.text, "parse") {
+                    "cmt "
                 } else {
                     "call"
                 };
@@ -1026,7 +1045,12 @@ mod tests {
             def  #define parse(x) ((x) + 1)
             def    def self.parse(text)
             call Parser.parse(text)
-            def  fun parse(s: String): Int {"#]]
+            def  fun parse(s: String): Int {
+            cmt  ///        let mid = parse(v);
+            cmt      let a = 1; // then parse(a)
+            cmt     * parse(x) in a block comment
+            cmt      # parse(x) in a Python comment
+            call #[cfg(test)] fn t() { parse(1); }"#]]
         .assert_eq(&shown.join("\n"));
         assert!(
             defines("pub fn parse<T>(a: T) {", "parse"),
