@@ -47,9 +47,19 @@ pub struct Driven {
     pub stderr: String,
 }
 
-/// Runs `tests/agents/SCRIPT ARGS` with the real `rlm-lsp` and the given environment (every
-/// other `RLM_*` variable removed, so the server takes its settings from `env` only); fails the
-/// test, with the script's output, if it fails or takes longer than `timeout`.
+/// Variables about this machine rather than the run's settings, passed on to the servers (with
+/// every `RLM_LOCAL_*`: where the local model is and how it runs).
+const KEPT: [&str; 4] = [
+    "RLM_CACHE_DIR",
+    "RLM_LLAMA_SERVER",
+    "RLM_LOG",
+    "RLM_UNSAFE_NO_SANDBOX",
+];
+
+/// Runs `tests/agents/SCRIPT ARGS` with the real `rlm-lsp` and the given environment (the other
+/// `RLM_*` variables removed, so the server takes its settings from `env` only); fails the
+/// test, with the script's output, if it fails or takes longer than `timeout`. Variables about
+/// the machine ([`KEPT`], `RLM_LOCAL_*`) are kept.
 pub fn drive(script: &str, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Driven {
     let node = node();
     let dir = tempfile::tempdir().unwrap();
@@ -63,7 +73,10 @@ pub fn drive(script: &str, args: &[&str], env: &[(&str, &str)], timeout: Duratio
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(std::fs::File::create(&err_path).unwrap());
     for (var, _) in std::env::vars() {
-        if var.starts_with("RLM_") {
+        if var.starts_with("RLM_")
+            && !KEPT.contains(&var.as_str())
+            && !var.starts_with("RLM_LOCAL_")
+        {
             cmd.env_remove(&var);
         }
     }

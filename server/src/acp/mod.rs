@@ -428,7 +428,9 @@ impl State {
                     w.wait_indexed(std::time::Duration::from_secs(20))
                 })
                 .await;
-                let defs = ws.definitions(&name);
+                let mut defs = ws.definitions(&name);
+                let total = defs.len();
+                defs.truncate(50);
                 let mut md = String::new();
                 for d in &defs {
                     md.push_str(&format!(
@@ -438,6 +440,8 @@ impl State {
                 }
                 if defs.is_empty() {
                     md.push_str(&format!("No definition of `{name}` is indexed."));
+                } else if total > defs.len() {
+                    md.push_str(&format!("... and {} more.", total - defs.len()));
                 }
                 up.message(md);
                 Ok(StopReason::EndTurn)

@@ -160,6 +160,9 @@ pub struct DefinitionsParams {
     /// A name, matched exactly (else ignoring case); `Parent::name` or `Parent.name` also
     /// filters on the enclosing type
     pub name: String,
+    /// How many definitions to return (default 50, at most 1000); `total` says how many there are
+    #[serde(default)]
+    pub limit: Option<usize>,
     #[serde(flatten)]
     pub roots: RootsParam,
 }
@@ -565,7 +568,9 @@ definitions of 12 languages). Instant: no model. Returns path, lines, kind, pare
     ) -> Result<CallToolResult, ErrorData> {
         let ws = self.workspace(&p.roots).await?;
         let index = index_state(&ws).await;
-        let defs = ws.definitions(&p.name);
+        let mut defs = ws.definitions(&p.name);
+        let total = defs.len();
+        defs.truncate(p.limit.unwrap_or(50).clamp(1, 1000));
         let mut md = String::new();
         for d in &defs {
             md.push_str(&format!(
@@ -584,8 +589,17 @@ definitions of 12 languages). Instant: no model. Returns path, lines, kind, pare
         }
         if defs.is_empty() {
             md.push_str(&format!("No definition of `{}` is indexed.\n", p.name));
+        } else if total > defs.len() {
+            md.push_str(&format!(
+                "... and {} more (raise `limit`, or name the parent: `Parent::{}`)\n",
+                total - defs.len(),
+                p.name
+            ));
         }
-        Ok(result(md, json!({"definitions": defs, "index": index})))
+        Ok(result(
+            md,
+            json!({"definitions": defs, "total": total, "index": index}),
+        ))
     }
 }
 
