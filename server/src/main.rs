@@ -4,7 +4,7 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use rlm_lsp::config::{ModelSettings, RunLimits};
+use rlm_lsp::config::{CheckSettings, ModelSettings, RunLimits};
 use rlm_lsp::engine::{Event, RunReport, StopReason};
 use rlm_lsp::index::{IndexOptions, WorkspaceIndex};
 use rlm_lsp::llm::scripted;
@@ -54,6 +54,8 @@ struct AgentArgs {
     max_iterations: u32,
     #[command(flatten)]
     limits: RunLimits,
+    #[command(flatten)]
+    check: CheckSettings,
 }
 
 impl AgentArgs {
@@ -62,6 +64,7 @@ impl AgentArgs {
             models: self.models.clone(),
             limits: self.limits.clone(),
             max_iterations: self.max_iterations,
+            check: self.check.clone(),
         }
     }
 }
@@ -365,6 +368,7 @@ async fn ask(a: AskArgs) -> anyhow::Result<()> {
         models: settings,
         limits: a.limits.clone(),
         max_iterations: a.max_iterations,
+        check: Default::default(),
     })
     .await?;
     if a.limits.unsafe_no_sandbox {

@@ -23,12 +23,12 @@
 //! it cancels (dropping the future of [`Workspace::ask`] cancels the run and kills its REPL
 //! worker), and how it shows a [`RefactorPlan`] (the façade never writes a file).
 
-use crate::config::{ModelSettings, ResolvedModels, RunLimits};
-use crate::engine::check_command::CheckCommand;
+use crate::config::{CheckSettings, ModelSettings, ResolvedModels, RunLimits};
+use crate::engine::check_command::CheckOutcome;
 use crate::engine::citations::{self, Citation};
 use crate::engine::refactor::{self, CheckedPlan};
 use crate::engine::{
-    Engine, EngineConfig, EngineError, Event, FinalCheck, LiveIndex, Models, PlanCheck, RunReport,
+    Engine, EngineConfig, EngineError, Event, FinalCheck, LiveIndex, Models, RunReport,
 };
 use crate::index::{Definition, IndexOptions};
 use crate::repl::{ContextBlob, IndexQueries, SearchHit};
@@ -149,6 +149,8 @@ pub struct RunSettings {
     pub limits: RunLimits,
     /// Root-model turns before the run must answer.
     pub max_iterations: u32,
+    /// How refactor plans are checked (`--check-command`, `RLM_CHECK_COMMAND`, repairs).
+    pub check: CheckSettings,
 }
 
 impl Default for RunSettings {
@@ -161,6 +163,7 @@ impl Default for RunSettings {
             },
             limits: RunLimits::default(),
             max_iterations: DEFAULT_MAX_ITERATIONS,
+            check: CheckSettings::default(),
         }
     }
 }
@@ -174,15 +177,11 @@ pub const DEFAULT_MAX_ITERATIONS: u32 = 20;
 pub struct Runner {
     models: Models,
     cfg: EngineConfig,
-    /// The project's own check a refactor plan must pass on a scratch copy (see
-    /// [`PlanCheck`]).
-    check_command: Option<CheckCommand>,
+    /// How refactor plans are checked: the project's own command on a scratch copy, and how
+    /// often a plan goes back to the model (see [`crate::engine::PlanCheck`]).
+    check: CheckSettings,
     _resolved: Option<Arc<ResolvedModels>>,
 }
-
-/// Times a refactor run is sent back to repair a plan that has no edit that applies, or that
-/// fails the check command.
-pub const PLAN_REPAIRS: u32 = 2;
 
 impl Runner {
     /// Resolves the endpoints (starting the shared local model when none is configured) and
@@ -194,7 +193,7 @@ impl Runner {
         Ok(Runner {
             models: resolved.models.clone(),
             cfg,
-            check_command: None,
+            check: settings.check.clone(),
             _resolved: Some(Arc::new(resolved)),
         })
     }
@@ -204,7 +203,7 @@ impl Runner {
         Runner {
             models,
             cfg,
-            check_command: None,
+            check: CheckSettings::default(),
             _resolved: None,
         }
     }
@@ -217,9 +216,10 @@ impl Runner {
         Ok(next)
     }
 
-    /// The command a refactor plan must pass, run in a scratch copy with the plan applied.
-    pub fn with_check_command(mut self, command: Option<CheckCommand>) -> Runner {
-        self.check_command = command;
+    /// How refactor plans are checked (the command a plan must pass in a scratch copy with the
+    /// plan applied, and the repairs allowed).
+    pub fn with_check(mut self, check: CheckSettings) -> Runner {
+        self.check = check;
         self
     }
 
@@ -312,12 +312,33 @@ pub struct RefactorPlan {
     pub plan: String,
     /// The checked edits as a unified diff (paths as in the snapshot).
     pub diff: String,
+    /// What the check command said about the last plan it checked, when one is set.
+    pub check: Option<CheckOutcome>,
 }
 
 impl RefactorPlan {
     /// Whether the plan changes anything once checked.
     pub fn is_empty(&self) -> bool {
         self.checked.edits.is_empty() && self.checked.files.is_empty()
+    }
+
+    /// One line on the check command's verdict, when one ran ("The check `cargo check` passes
+    /// with these edits applied.").
+    pub fn check_line(&self) -> Option<String> {
+        let c = self.check.as_ref()?;
+        Some(if c.passed {
+            format!("The check `{}` passes with these edits applied.", c.command)
+        } else {
+            format!(
+                "The check `{}` fails with these edits applied{}.",
+                c.command,
+                if c.timed_out {
+                    " (it ran out of time)"
+                } else {
+                    ""
+                }
+            )
+        })
     }
 
     /// Every file the plan changes, with its text before and after (see
@@ -551,8 +572,8 @@ impl Workspace {
     /// An RLM run that plans the change `instruction` asks for; its edits (the answer's edit
     /// blocks and those its code recorded) are checked against the snapshot (they apply, files
     /// still parse, no read-only root) and returned with a unified diff. A plan with nothing that
-    /// applies, or failing the runner's check command, is sent back to the model to repair (at
-    /// most [`PLAN_REPAIRS`] times). Nothing is written.
+    /// applies, or failing the runner's check command, is sent back to the model to repair (see
+    /// [`CheckSettings`]). Nothing is written.
     pub async fn plan_refactor(
         &self,
         runner: &Runner,
@@ -561,13 +582,13 @@ impl Workspace {
         events: Option<UnboundedSender<Event>>,
     ) -> anyhow::Result<RefactorPlan> {
         let question = Self::refactor_question(instruction, at);
-        let check = Arc::new(PlanCheck::new(
-            self.snapshot.clone(),
-            runner.check_command.clone(),
-            PLAN_REPAIRS,
-        ));
-        let answer = self.run(runner, &question, events, Some(check)).await?;
-        Ok(self.check_plan(answer))
+        let check = Arc::new(runner.check.plan_check(self.snapshot.clone()));
+        let answer = self
+            .run(runner, &question, events, Some(check.clone()))
+            .await?;
+        let mut plan = self.check_plan(answer);
+        plan.check = check.last_outcome();
+        Ok(plan)
     }
 
     /// Checks the edits of a refactor run (its answer's edit blocks and the edits its code
@@ -588,6 +609,7 @@ impl Workspace {
             checked,
             plan,
             diff,
+            check: None,
         }
     }
 

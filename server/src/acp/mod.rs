@@ -207,7 +207,7 @@ enum Job {
 /// What a run gave.
 enum Done {
     Answer(Answer),
-    Plan(RefactorPlan),
+    Plan(Box<RefactorPlan>),
 }
 
 /// Sends session updates for one session.
@@ -464,7 +464,7 @@ impl State {
             Request::Refactor(instruction) => {
                 let (ws, done) = self.run(&session, &up, Job::Refactor(instruction)).await?;
                 match done {
-                    Done::Plan(plan) => self.offer(&session, &up, &ws, plan).await,
+                    Done::Plan(plan) => self.offer(&session, &up, &ws, *plan).await,
                     Done::Answer(_) => Ok(StopReason::EndTurn),
                 }
             }
@@ -514,7 +514,7 @@ impl State {
             Job::Refactor(instruction) => ws
                 .plan_refactor(&runner, &instruction, None, Some(tx))
                 .await
-                .map(Done::Plan),
+                .map(|p| Done::Plan(Box::new(p))),
         };
         let _ = forward.await;
         let done = done.map_err(|e| internal(format!("the run failed: {e:#}")))?;
@@ -538,6 +538,9 @@ impl State {
         let summary = crate::mcp::summary_line(&plan.answer);
         let mut changes = plan.file_changes(ws);
         let mut text = plan.plan.trim_end().to_string();
+        if let Some(line) = plan.check_line() {
+            text.push_str(&format!("\n\n{line}"));
+        }
         let renames: Vec<String> = changes
             .iter()
             .filter_map(|c| {

@@ -408,6 +408,7 @@ fn plan_result(p: RefactorPlan, ws: &Workspace) -> CallToolResult {
             .collect::<Vec<_>>()
     );
     v["applies"] = json!(!p.is_empty());
+    v["check"] = json!(p.check);
     let mut md = p.plan.trim_end().to_string();
     if p.is_empty() {
         md.push_str("\n\nNo edit passed the checks: nothing to apply.");
@@ -417,6 +418,9 @@ fn plan_result(p: RefactorPlan, ws: &Workspace) -> CallToolResult {
              files still parse); nothing was written.",
             p.diff
         ));
+    }
+    if let Some(line) = p.check_line() {
+        md.push_str(&format!("\n\n{line}"));
     }
     md.push_str(&format!("\n\n---\n{}", summary_line(&p.answer)));
     result(md, v)
