@@ -2,8 +2,8 @@
 //! (`tests/agents/mcp_client.mjs`, `@modelcontextprotocol/sdk` from npm): the tools and their
 //! schemas; `search` and `definitions` from the index; `ask` with progress notifications, which
 //! must answer exactly as `rlm-lsp ask` does for the same question and scripted model;
-//! `explain`; `plan_refactor`, whose checked diff leaves the files untouched; a cancelled `ask`
-//! whose REPL worker must be killed; and one `ask` on the real local model.
+//! `explain`; `plan_refactor`, whose checked diff leaves the files untouched; `extra_roots`; a
+//! cancelled `ask` whose REPL worker must be killed; and one `ask` on the real local model.
 //!
 //! Needs `scripts/setup-agents.sh` (Node 24 and the pinned SDKs); without it the tests fail and
 //! say so. The local-model test needs `scripts/setup.sh` too.
@@ -82,13 +82,25 @@ fn mcp_server_with_the_official_client() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let by_cli: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
 
+    let dep = workspace(&[("gamma.rs", "pub fn gamma() {}\n")]);
     let run = drive(
         "mcp_client.mjs",
         &["scripted"],
-        &[("RLM_WORKSPACE", ws_path), ("RLM_BASE_URL", &url)],
+        &[
+            ("RLM_WORKSPACE", ws_path),
+            ("RLM_BASE_URL", &url),
+            ("RLM_EXTRA_ROOT", dep.path().to_str().unwrap()),
+        ],
         Duration::from_secs(300),
     );
     let r = &run.result;
+
+    // extra_roots: a workspace with the read-only root added, its paths under the root's name.
+    let root_name = dep.path().file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        r["extra_root"]["definitions"][0]["path"],
+        format!("{root_name}/gamma.rs")
+    );
 
     // ask: the answer and citations of `rlm-lsp ask`, to the byte.
     assert_eq!(r["ask"]["answer"], ANSWER);

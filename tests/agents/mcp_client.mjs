@@ -92,6 +92,16 @@ if (mode === "scripted") {
   assert.equal(out.definitions.definitions.length, 1);
   assert.ok(text(defs).startsWith("a.rs:1-3 function alpha"), text(defs));
 
+  // A call may add read-only roots: their paths start with the root's name.
+  if (process.env.RLM_EXTRA_ROOT) {
+    const extra = await client.callTool({
+      name: "definitions",
+      arguments: { name: "gamma", extra_roots: [process.env.RLM_EXTRA_ROOT] },
+    });
+    out.extra_root = extra.structuredContent;
+    assert.equal(out.extra_root.definitions.length, 1, text(extra));
+  }
+
   const progress = [];
   const asked = await client.callTool(
     { name: "ask", arguments: { question: "What does alpha give back?" } },
