@@ -284,3 +284,203 @@ fn ask_prints_markdown_then_a_summary_and_writes_a_trajectory() {
     assert_eq!(v["iterations"], 1);
     assert_eq!(v["usage"][0]["role"], "root");
 }
+
+/// A copy of a real crate this project depends on (memchr, unpacked by cargo when the project
+/// was built; its version from Cargo.lock), to refactor.
+fn memchr_copy() -> tempfile::TempDir {
+    let lock =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).unwrap();
+    let version = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"memchr\""))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let home = std::env::var("CARGO_HOME")
+        .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));
+    let src = std::fs::read_dir(format!("{home}/registry/src"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join(format!("memchr-{version}")))
+        .find(|p| p.is_dir())
+        .expect("memchr's sources, unpacked by cargo");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |from: &std::path::Path| {
+        for entry in walk(from) {
+            let rel = entry.strip_prefix(&src).unwrap();
+            let to = dir.path().join(rel);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&entry, &to).unwrap();
+        }
+    };
+    copy(&src);
+    dir
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// `rlm-lsp refactor` on a real crate: `--diff` prints the plan's diff and writes nothing;
+/// `--apply` writes it; `--apply` refuses, naming the file, when a file changed on disk while
+/// the model was planning.
+#[test]
+fn refactor_prints_a_diff_applies_it_and_refuses_a_changed_file() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let script = |final_delay_ms: u64| {
+        rt.block_on(ScriptedServer::start(
+            vec![
+                Step::Reply(
+                    "I will rename it everywhere.\n```repl\nprint(rename_symbol(\"memrchr3\", \"memrchr3_rev\"))\n```\n".into(),
+                ),
+                Step::Delayed(
+                    std::time::Duration::from_millis(final_delay_ms),
+                    "FINAL(Renamed `memrchr3` to `memrchr3_rev`.)".into(),
+                ),
+            ],
+            SubRule::Echo,
+        ))
+        .unwrap()
+    };
+    let dir = memchr_copy();
+    let lib = dir.path().join("src/memchr.rs");
+    let before = std::fs::read_to_string(&lib).unwrap();
+    let refactor = |server: &ScriptedServer, flag: &str| {
+        rlm()
+            .args([
+                "refactor",
+                "-q",
+                flag,
+                "--base-url",
+                &server.base_url(),
+                "--workspace",
+            ])
+            .arg(dir.path())
+            .arg("rename memrchr3 to memrchr3_rev")
+            .spawn_output()
+    };
+
+    let server = script(0);
+    let o = refactor(&server, "--diff").wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let diff = stdout(&o);
+    assert!(
+        diff.contains("--- a/src/memchr.rs\n+++ b/src/memchr.rs"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("-pub fn memrchr3(") && diff.contains("+pub fn memrchr3_rev("),
+        "{diff}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&lib).unwrap(),
+        before,
+        "--diff writes nothing"
+    );
+
+    // A file changed while the model plans: --apply refuses and names it.
+    let server = script(3000);
+    let child = refactor(&server, "--apply");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server.requests().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the model was never asked twice"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::fs::write(&lib, format!("{before}// edited meanwhile\n")).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("not applied: src/memchr.rs changed on disk"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&lib, &before).unwrap();
+
+    let server = script(0);
+    let o = refactor(&server, "--apply").wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let after = std::fs::read_to_string(&lib).unwrap();
+    assert!(after.contains("pub fn memrchr3_rev(") && !after.contains("pub fn memrchr3("));
+    let naive = std::fs::read_to_string(dir.path().join("src/tests/memchr/naive.rs")).unwrap();
+    assert!(naive.contains("fn memrchr3_rev("), "every file was written");
+}
+
+trait SpawnOutput {
+    fn spawn_output(&mut self) -> std::process::Child;
+}
+
+impl SpawnOutput for Command {
+    /// Spawns with stdout and stderr captured, to read with `wait_with_output`.
+    fn spawn_output(&mut self) -> std::process::Child {
+        self.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// `rlm-lsp explain PATH:LINE[:COL]`: the symbol the line defines (or the one under the
+/// column), explained by a run that is told where the index says it is defined.
+#[test]
+fn explain_takes_a_path_and_line() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt
+        .block_on(ScriptedServer::start(
+            vec![Step::Reply(
+                "FINAL(`alpha` returns 42; `main` calls it at a.rs:5.)".into(),
+            )],
+            SubRule::Echo,
+        ))
+        .unwrap();
+    let dir = workspace(&[(
+        "a.rs",
+        b"pub fn alpha() -> u32 {\n    42\n}\nfn main() {\n    alpha();\n}\n",
+    )]);
+    let o = rlm()
+        .args([
+            "explain",
+            "-q",
+            "--json",
+            "--base-url",
+            &server.base_url(),
+            "--workspace",
+        ])
+        .arg(dir.path())
+        .arg("a.rs:1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["symbol"], "alpha");
+    assert_eq!(v["citations"][0]["verified"], true, "{v}");
+    let asked = &server.requests()[0]["messages"][1]["content"];
+    assert!(
+        asked.as_str().unwrap().contains("defined at a.rs:1"),
+        "{asked}"
+    );
+    let o = rlm()
+        .args(["explain", "-q", "--workspace"])
+        .arg(dir.path())
+        .arg("a.rs")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("expected PATH:LINE or PATH:LINE:COL"),
+        "{}",
+        stderr(&o)
+    );
+}

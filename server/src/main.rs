@@ -2,6 +2,8 @@
 //! Hidden subcommands run the REPL worker and the local-model keeper (the same binary, re-executed).
 #![allow(clippy::print_stdout, clippy::print_stderr)] // the edge: this is where output goes
 
+mod edit_commands;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use rlm_lsp::config::{CheckSettings, ModelSettings, RunLimits};
@@ -30,6 +32,11 @@ struct Cli {
 enum Command {
     /// Answer a question about a workspace; prints Markdown, then a one-line summary.
     Ask(Box<AskArgs>),
+    /// Plan a refactor: prints the plan and a unified diff (`--diff`: the diff alone), or
+    /// writes the files (`--apply`) when none changed since they were read.
+    Refactor(Box<edit_commands::RefactorArgs>),
+    /// Explain the symbol at PATH:LINE[:COL], as hover's "Explain with RLM" does.
+    Explain(Box<edit_commands::ExplainArgs>),
     /// Walk a workspace and print what would be indexed and what is skipped, with reasons.
     Index(IndexArgs),
     /// Run the language server on stdin/stdout (logs go to stderr; see docs/protocol.md).
@@ -137,6 +144,18 @@ struct AskArgs {
     /// The question
     question: String,
     #[command(flatten)]
+    run: RunFlags,
+    /// Re-run a recorded trajectory (JSONL) without any model: its root replies and sub-call
+    /// answers are played back, the code runs again for real
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["base_url", "sub_base_url"])]
+    replay: Option<PathBuf>,
+}
+
+/// What every command that runs the model takes: the roots, the models, the limits, and how
+/// the run is shown.
+#[derive(clap::Args)]
+struct RunFlags {
+    #[command(flatten)]
     walk: WalkArgs,
     #[command(flatten)]
     models: ModelSettings,
@@ -145,7 +164,7 @@ struct AskArgs {
     max_iterations: u32,
     #[command(flatten)]
     limits: RunLimits,
-    /// Print one JSON object (the answer in `answer`) instead of Markdown and a summary
+    /// Print one JSON object instead of Markdown and a summary
     #[arg(long)]
     json: bool,
     /// Write the run as JSONL: root messages, code cells with full output, sub-calls
@@ -154,10 +173,61 @@ struct AskArgs {
     /// Do not print progress to stderr
     #[arg(long, short = 'q')]
     quiet: bool,
-    /// Re-run a recorded trajectory (JSONL) without any model: its root replies and sub-call
-    /// answers are played back, the code runs again for real
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["base_url", "sub_base_url"])]
-    replay: Option<PathBuf>,
+}
+
+impl RunFlags {
+    fn settings(&self, check: CheckSettings) -> RunSettings {
+        RunSettings {
+            models: self.models.clone(),
+            limits: self.limits.clone(),
+            max_iterations: self.max_iterations,
+            check,
+        }
+    }
+
+    /// Runs `work` (given the channel its events go to), writing the trajectory and the
+    /// progress as events arrive; Ctrl-C stops it (dropping the run kills its worker).
+    async fn drive<'a, T>(
+        &self,
+        work: impl FnOnce(
+            tokio::sync::mpsc::UnboundedSender<Event>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = anyhow::Result<T>> + 'a>,
+        >,
+    ) -> anyhow::Result<T> {
+        let mut trajectory = match &self.trajectory {
+            Some(p) => Some(std::io::BufWriter::new(
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+            )),
+            None => None,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        let run = work(tx);
+        tokio::pin!(run);
+        let quiet = self.quiet;
+        // Events are written as they happen, so an interrupted run still leaves its trajectory.
+        let mut on_event = |e: &Event| -> anyhow::Result<()> {
+            if let Some(w) = trajectory.as_mut() {
+                serde_json::to_writer(&mut *w, e)?;
+                w.write_all(b"\n")?;
+                w.flush()?;
+            }
+            if !quiet {
+                progress(e);
+            }
+            Ok(())
+        };
+        loop {
+            tokio::select! {
+                Some(e) = rx.recv() => on_event(&e)?,
+                r = &mut run => {
+                    while let Ok(e) = rx.try_recv() { on_event(&e)?; }
+                    return r;
+                }
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the REPL worker was stopped"),
+            }
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -191,6 +261,16 @@ fn main() {
             .build()
             .context("starting the async runtime")
             .and_then(|rt| rt.block_on(ask(*a))),
+        Command::Refactor(a) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|rt| rt.block_on(edit_commands::refactor(*a))),
+        Command::Explain(a) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|rt| rt.block_on(edit_commands::explain(*a))),
         Command::Serve(ServeArgs { stdio: _ }) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -331,82 +411,35 @@ fn index(a: IndexArgs) -> anyhow::Result<()> {
 }
 
 async fn ask(a: AskArgs) -> anyhow::Result<()> {
+    let f = &a.run;
     // Walked, checked and indexing in the background from now on: the model never waits for
     // the index, and a small workspace is done by the time the first prompt is written.
-    let ws = Workspace::open(&a.walk.roots())?;
-    let snap = ws.snapshot().clone();
-    let mut trajectory = match &a.trajectory {
-        Some(p) => Some(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-        )),
-        None => None,
-    };
-    if !a.quiet {
-        eprintln!(
-            "rlm-lsp: {} files, {} bytes; starting the model...",
-            snap.files.len(),
-            snap.total_bytes()
-        );
-    }
+    let ws = opened(f)?;
     // A replay serves the recording from a scripted server on loopback; the engine is unchanged.
     let _replay_server;
-    let mut settings = a.models.clone();
+    let mut settings = f.settings(CheckSettings::default());
     if let Some(path) = &a.replay {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the trajectory {}", path.display()))?;
         let (steps, sub) = scripted::replay_script(&text)
             .map_err(|e| anyhow::anyhow!("cannot replay {}: {e}", path.display()))?;
         let server = scripted::ScriptedServer::start(steps, sub).await?;
-        settings.base_url = Some(server.base_url());
-        settings.model = Some("replay".into());
-        settings.sub_model = Some("replay".into());
-        settings.backend = Some(rlm_lsp::llm::Provider::OpenAi);
-        settings.response_cache = rlm_lsp::config::CacheMode::Off;
+        let m = &mut settings.models;
+        m.base_url = Some(server.base_url());
+        m.model = Some("replay".into());
+        m.sub_model = Some("replay".into());
+        m.backend = Some(rlm_lsp::llm::Provider::OpenAi);
+        m.response_cache = rlm_lsp::config::CacheMode::Off;
         _replay_server = server;
     }
-    let runner = Runner::resolve(&RunSettings {
-        models: settings,
-        limits: a.limits.clone(),
-        max_iterations: a.max_iterations,
-        check: Default::default(),
-    })
-    .await?;
-    if a.limits.unsafe_no_sandbox {
-        eprintln!(
-            "rlm-lsp: warning: the REPL sandbox is off; model-written code runs with your full rights"
-        );
-    }
-
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let run = ws.ask(&runner, &a.question, Some(tx));
-    tokio::pin!(run);
-    let quiet = a.quiet;
-    // Events are written as they happen, so an interrupted run still leaves its trajectory.
-    let mut on_event = |e: &Event| -> anyhow::Result<()> {
-        if let Some(w) = trajectory.as_mut() {
-            serde_json::to_writer(&mut *w, e)?;
-            w.write_all(b"\n")?;
-            w.flush()?;
-        }
-        if !quiet {
-            progress(e);
-        }
-        Ok(())
-    };
+    let runner = runner(f, &settings).await?;
     // Citations are checked against what the run read; unverified ones are marked.
-    let answer: Answer = loop {
-        tokio::select! {
-            Some(e) = rx.recv() => on_event(&e)?,
-            r = &mut run => {
-                while let Ok(e) = rx.try_recv() { on_event(&e)?; }
-                break r?;
-            }
-            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the REPL worker was stopped"),
-        }
-    };
-    if a.json {
+    let answer: Answer = f
+        .drive(|tx| Box::pin(ws.ask(&runner, &a.question, Some(tx))))
+        .await?;
+    if f.json {
         let mut v = answer.to_json();
-        if let Some(p) = &a.trajectory {
+        if let Some(p) = &f.trajectory {
             v["trajectory"] = serde_json::Value::String(p.display().to_string());
         }
         println!("{}", serde_json::to_string(&v)?);
@@ -414,6 +447,31 @@ async fn ask(a: AskArgs) -> anyhow::Result<()> {
         println!("{}\n\n{}", answer.markdown(), summary(&answer.report));
     }
     Ok(())
+}
+
+/// The workspace the flags name, walked and indexing in the background.
+fn opened(f: &RunFlags) -> anyhow::Result<Workspace> {
+    let ws = Workspace::open(&f.walk.roots())?;
+    if !f.quiet {
+        let snap = ws.snapshot();
+        eprintln!(
+            "rlm-lsp: {} files, {} bytes; starting the model...",
+            snap.files.len(),
+            snap.total_bytes()
+        );
+    }
+    Ok(ws)
+}
+
+/// The models resolved (the local one started if it is the one), with the sandbox warning.
+async fn runner(f: &RunFlags, settings: &RunSettings) -> anyhow::Result<Runner> {
+    let runner = Runner::resolve(settings).await?;
+    if f.limits.unsafe_no_sandbox {
+        eprintln!(
+            "rlm-lsp: warning: the REPL sandbox is off; model-written code runs with your full rights"
+        );
+    }
+    Ok(runner)
 }
 
 fn progress(e: &Event) {

@@ -505,6 +505,7 @@ mod tests {
 
     #[test]
     #[ignore = "prints the choice for questions in a file: RECIPE_QUESTIONS=path cargo test -- --ignored"]
+    #[allow(clippy::print_stderr)] // its output is the point
     fn print_choices() {
         let Ok(path) = std::env::var("RECIPE_QUESTIONS") else {
             return;
