@@ -177,7 +177,12 @@ fn write_trajectory(
     method: Method,
     events: &[rlm_lsp::engine::Event],
 ) {
-    let path = dir.join(format!("{task}-{}.jsonl", method.as_str()));
+    write_events(dir, &format!("{task}-{}", method.as_str()), events);
+}
+
+/// `DIR/NAME.jsonl`, one event a line; a failure to write costs only the file.
+pub fn write_events(dir: &std::path::Path, name: &str, events: &[rlm_lsp::engine::Event]) {
+    let path = dir.join(format!("{name}.jsonl"));
     let mut text = String::new();
     for e in events {
         if let Ok(line) = serde_json::to_string(e) {

@@ -4,11 +4,15 @@
 
 pub mod answer;
 pub mod behaviours;
+pub mod crate_check;
 pub mod facts;
 pub mod generate;
 pub mod harness;
 pub mod methods;
 pub mod plant;
+pub mod refactor;
+pub mod refactor_run;
+pub mod refs;
 pub mod report;
 pub mod score;
 pub mod task;

@@ -36,6 +36,110 @@ enum Command {
     /// Score stored answers again (after a change to the scorers or the answer parsing), without
     /// calling any model, and rewrite the report.
     Rescore(RescoreArgs),
+    /// Generate refactor tasks (renames, a signature change) from crates, checked with builds.
+    GenRefactor(GenRefactorArgs),
+    /// Plan refactor tasks with the engine (with and without the check-and-repair loop), score
+    /// the plans with the crate's build, and write refactor-report.{md,json}.
+    RunRefactor(Box<RunRefactorArgs>),
+    /// Re-render refactor-report.{md,json} from refactor rows files.
+    ReportRefactor(ReportArgs),
+    /// The check command of the refactor tasks: strip the manifest of the crate copy in the
+    /// current directory and run `cargo check --offline` there.
+    #[command(hide = true)]
+    CheckCrate(CheckCrateArgs),
+}
+
+#[derive(clap::Args)]
+struct GenRefactorArgs {
+    /// `[SIZE=]` then comma-separated crates `name@version` (or directories); each crate in turn
+    /// is the one edited, the others are read-only roots of its workspace (repeatable)
+    #[arg(long = "workspace", required = true)]
+    workspaces: Vec<String>,
+    /// Tasks of each kind per crate
+    #[arg(long, default_value_t = 1)]
+    per_kind: usize,
+    /// Rename tasks per crate whose name is also a field (a whole-word replace over-edits)
+    #[arg(long, default_value_t = 1)]
+    over_edit: usize,
+    /// Kinds (comma-separated)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "rename-fn,rename-type,rename-const,signature"
+    )]
+    kinds: Vec<String>,
+    /// Skip the builds that check each task (the unedited crate, the ideal edit, the
+    /// definition alone)
+    #[arg(long)]
+    no_verify: bool,
+    /// Seconds one check may run
+    #[arg(long, default_value_t = 600)]
+    check_timeout: u64,
+    #[arg(long, short = 'o')]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct RunRefactorArgs {
+    /// Refactor task file (JSONL, from `rlm-eval gen-refactor`)
+    #[arg(long)]
+    tasks: PathBuf,
+    /// Methods (comma-separated): refactor, refactor-no-check
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "refactor,refactor-no-check"
+    )]
+    methods: Vec<String>,
+    #[arg(long, value_delimiter = ',')]
+    kinds: Vec<String>,
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<String>,
+    #[arg(long, value_delimiter = ',')]
+    ids: Vec<String>,
+    /// Write each run's trajectory to DIR/TASK-METHOD.jsonl
+    #[arg(long)]
+    trajectories: Option<PathBuf>,
+    /// Where refactor-report.{md,json} go
+    #[arg(long, default_value = "eval-out")]
+    out_dir: PathBuf,
+    /// The rows file [default: OUT_DIR/refactor-rows.jsonl]
+    #[arg(long)]
+    rows: Option<PathBuf>,
+    #[arg(long)]
+    resume: bool,
+    #[arg(long)]
+    no_report: bool,
+    #[command(flatten)]
+    models: ModelSettings,
+    #[arg(long, default_value_t = 8)]
+    max_iterations: u32,
+    #[arg(long, default_value_t = 1024)]
+    rlm_max_tokens: u32,
+    #[arg(long, default_value_t = 600)]
+    max_wall_secs: u64,
+    #[arg(long, default_value_t = 60)]
+    cell_timeout: u64,
+    #[arg(long)]
+    max_sub_calls: Option<u32>,
+    /// Seconds one `cargo check` may run (the engine's and the scorer's)
+    #[arg(long, default_value_t = 300)]
+    check_timeout: u64,
+    /// Times a plan may go back to the model
+    #[arg(long, default_value_t = 2)]
+    repairs: u32,
+    #[arg(long, env = rlm_lsp::repl::UNSAFE_NO_SANDBOX_ENV, value_parser = clap::builder::BoolishValueParser::new())]
+    unsafe_no_sandbox: bool,
+}
+
+#[derive(clap::Args)]
+struct CheckCrateArgs {
+    /// CARGO_TARGET_DIR of the check
+    #[arg(long)]
+    target_dir: PathBuf,
+    /// Check with the default features (else with every feature the stripped manifest keeps)
+    #[arg(long)]
+    default_features: bool,
 }
 
 #[derive(clap::Args)]
@@ -173,6 +277,28 @@ fn main() {
             .and_then(|rt| rt.block_on(run(*a))),
         Command::Report(a) => rerender(&a.json, &a.out_dir, None),
         Command::Rescore(a) => rescore(a),
+        Command::GenRefactor(a) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|rt| rt.block_on(gen_refactor(a))),
+        Command::RunRefactor(a) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|rt| rt.block_on(run_refactor(*a))),
+        Command::ReportRefactor(a) => report_refactor(&a.json, &a.out_dir),
+        Command::CheckCrate(a) => {
+            let s = rlm_eval::crate_check::CheckSettings {
+                target_dir: a.target_dir,
+                all_features: !a.default_features,
+                timeout: std::time::Duration::from_secs(3600),
+            };
+            match rlm_eval::crate_check::check_here(&s) {
+                Ok(code) => std::process::exit(code),
+                Err(e) => Err(e),
+            }
+        }
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -550,6 +676,276 @@ fn rerender(
     Report::new(meta, rows).write(out_dir)?;
     println!("report re-rendered in {}", out_dir.display());
     Ok(())
+}
+
+async fn gen_refactor(a: GenRefactorArgs) -> anyhow::Result<()> {
+    use rlm_eval::refactor::{self, GenOptions};
+    let kinds: Vec<&str> = a.kinds.iter().map(String::as_str).collect();
+    for k in &kinds {
+        anyhow::ensure!(
+            refactor::KINDS.contains(k),
+            "unknown refactor kind {k}: use {}",
+            refactor::KINDS.join(", ")
+        );
+    }
+    let opts = GenOptions {
+        per_kind: a.per_kind,
+        over_edit: a.over_edit,
+        verify: !a.no_verify,
+        check_timeout: std::time::Duration::from_secs(a.check_timeout),
+        ..GenOptions::default()
+    };
+    let mut all = Vec::new();
+    let mut lines = Vec::new();
+    for w in &a.workspaces {
+        let (size, w) = match w.split_once('=') {
+            Some((s, w)) => (s.trim(), w),
+            None => ("", w.as_str()),
+        };
+        let spec = WorkspaceSpec::parse(w);
+        for i in 0..spec.roots.len() {
+            // Crate i is edited; the others are read-only.
+            let mut roots = vec![spec.roots[i].clone()];
+            roots.extend(
+                spec.roots
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, r)| r.clone()),
+            );
+            let one = WorkspaceSpec::new(roots);
+            let started = Instant::now();
+            let (tasks, report) = refactor::generate(&one, size, &kinds, &opts).await?;
+            let checks = &report.check_ms;
+            eprintln!(
+                "rlm-eval: {}: {} tasks ({:.0} s); candidates {:?}; unedited check {}; edited checks {}{}{}",
+                report.crate_label,
+                tasks.len(),
+                started.elapsed().as_secs_f64(),
+                report.candidates,
+                report.unedited_ms.map_or("not run".into(), |ms| format!(
+                    "{:.1} s",
+                    ms as f64 / 1000.0
+                )),
+                if checks.is_empty() {
+                    "none".to_string()
+                } else {
+                    format!(
+                        "{} x {:.1} s mean",
+                        checks.len(),
+                        checks.iter().sum::<u64>() as f64 / checks.len() as f64 / 1000.0
+                    )
+                },
+                if report.all_features {
+                    ""
+                } else {
+                    " (default features)"
+                },
+                report
+                    .error
+                    .as_deref()
+                    .map(|e| format!("; error: {e}"))
+                    .unwrap_or_default()
+            );
+            for r in &report.rejected {
+                eprintln!("rlm-eval:   rejected {r}");
+            }
+            for t in &tasks {
+                lines.push(format!(
+                    "{:<40} {:>3} sites in {:>2} files{}  {}",
+                    t.id,
+                    t.truth.sites.len(),
+                    t.truth.files,
+                    if t.over_edit() {
+                        format!(", {} other occurrences (over-edit)", t.truth.others.len())
+                    } else {
+                        String::new()
+                    },
+                    t.instruction
+                ));
+            }
+            all.extend(tasks);
+        }
+    }
+    refactor::write_tasks(&a.out, &all)?;
+    for l in &lines {
+        println!("{l}");
+    }
+    for k in &kinds {
+        println!(
+            "{k:<14} {:>3} tasks",
+            all.iter().filter(|t| t.kind == *k).count()
+        );
+    }
+    println!(
+        "{} refactor tasks written to {}",
+        all.len(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+async fn run_refactor(a: RunRefactorArgs) -> anyhow::Result<()> {
+    use rlm_eval::refactor_run::{self, RefactorMethod, RefactorOptions, RefactorRow};
+    let methods: Vec<RefactorMethod> = a
+        .methods
+        .iter()
+        .map(|m| m.parse().map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<_>>()?;
+    let mut tasks = rlm_eval::refactor::read_tasks(&a.tasks)?;
+    if !a.kinds.is_empty() {
+        tasks.retain(|t| a.kinds.contains(&t.kind));
+    }
+    if !a.sizes.is_empty() {
+        tasks.retain(|t| a.sizes.contains(&t.size));
+    }
+    if !a.ids.is_empty() {
+        tasks.retain(|t| a.ids.contains(&t.id));
+    }
+    anyhow::ensure!(
+        !tasks.is_empty(),
+        "no tasks to run in {}",
+        a.tasks.display()
+    );
+    eprintln!(
+        "rlm-eval: {} refactor tasks × {} methods; resolving the model...",
+        tasks.len(),
+        methods.len()
+    );
+    let resolved = a.models.resolve().await?;
+    let mut cfg = resolved.engine_config(a.max_iterations);
+    RunLimits {
+        cell_timeout_secs: a.cell_timeout,
+        max_depth: 1,
+        max_sub_calls: a.max_sub_calls.unwrap_or(0),
+        max_tokens: 0,
+        max_cost: 0.0,
+        max_wall_secs: a.max_wall_secs,
+        unsafe_no_sandbox: a.unsafe_no_sandbox,
+        ..RunLimits::default()
+    }
+    .apply(&mut cfg)?;
+    let models = rlm_lsp::engine::Models {
+        root: rlm_eval::methods::with_max_tokens(
+            &resolved.models.root,
+            a.rlm_max_tokens,
+            a.models.max_retries,
+        ),
+        sub: rlm_eval::methods::with_max_tokens(
+            &resolved.models.sub,
+            a.rlm_max_tokens,
+            a.models.max_retries,
+        ),
+        child_root: None,
+    };
+    let runner = rlm_lsp::session::Runner::from_models(models, cfg);
+    let opts = RefactorOptions {
+        check_exe: std::env::current_exe().context("finding this executable")?,
+        check_timeout: std::time::Duration::from_secs(a.check_timeout),
+        repairs: a.repairs,
+        target_root: rlm_eval::crate_check::default_target_root(),
+        trajectories: a.trajectories.clone(),
+    };
+    std::fs::create_dir_all(&a.out_dir)
+        .with_context(|| format!("creating {}", a.out_dir.display()))?;
+    let rows_path = a
+        .rows
+        .clone()
+        .unwrap_or_else(|| a.out_dir.join("refactor-rows.jsonl"));
+    if let Some(dir) = rows_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let kept: Vec<RefactorRow> = if a.resume && rows_path.exists() {
+        read_jsonl(&rows_path)?
+    } else {
+        Vec::new()
+    };
+    let hashes: std::collections::HashMap<&str, String> = tasks
+        .iter()
+        .map(|t| (t.id.as_str(), refactor_run::question_hash(t)))
+        .collect();
+    let done: std::collections::BTreeSet<(String, RefactorMethod)> = kept
+        .iter()
+        .filter(|r| hashes.get(r.task_id.as_str()) == Some(&r.question_hash))
+        .map(|r| (r.task_id.clone(), r.method))
+        .collect();
+    let mut live = std::fs::OpenOptions::new()
+        .create(true)
+        .append(a.resume)
+        .write(true)
+        .truncate(!a.resume)
+        .open(&rows_path)
+        .with_context(|| format!("creating {}", rows_path.display()))?;
+    let total = tasks.len() * methods.len() - done.len().min(tasks.len() * methods.len());
+    let mut n = 0;
+    let rows = refactor_run::run(&tasks, &methods, &runner, &opts, &done, |r: &RefactorRow| {
+        n += 1;
+        let _ = serde_json::to_writer(&mut live, r);
+        let _ = live.write_all(b"\n");
+        let _ = live.flush();
+        eprintln!(
+            "rlm-eval: [{n}/{total}] {} {} score {:.1} ({}), {} checks, {} repairs, {}+{} tokens, {:.1} s{}",
+            r.task_id,
+            r.method.as_str(),
+            r.score,
+            r.score_detail,
+            r.checks,
+            r.repairs,
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.wall_ms as f64 / 1000.0,
+            r.error
+                .as_deref()
+                .map(|e| format!(", error: {e}"))
+                .unwrap_or_default()
+        );
+    })
+    .await?;
+    drop(resolved);
+    if a.no_report {
+        println!("{} rows written to {}", rows.len(), rows_path.display());
+        return Ok(());
+    }
+    let (rows, _) = refactor_run::merge_rows(vec![kept, rows]);
+    refactor_run::write_report(&rows, &a.out_dir, "")?;
+    println!(
+        "report written to {} (refactor-report.md, refactor-report.json)",
+        a.out_dir.display()
+    );
+    Ok(())
+}
+
+fn report_refactor(files: &[PathBuf], out_dir: &std::path::Path) -> anyhow::Result<()> {
+    use rlm_eval::refactor_run;
+    let mut parts = Vec::new();
+    for f in files {
+        parts.push(read_jsonl(f)?);
+    }
+    let (rows, replaced) = refactor_run::merge_rows(parts);
+    if replaced > 0 {
+        eprintln!("rlm-eval: {replaced} rows replaced by later rows for the same task and method");
+    }
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    refactor_run::write_report(
+        &rows,
+        out_dir,
+        &format!("Rebuilt from {}.", names.join(", ")),
+    )?;
+    println!("refactor report written to {}", out_dir.display());
+    Ok(())
+}
+
+/// Rows of a JSONL file (blank lines skipped).
+fn read_jsonl<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> anyhow::Result<Vec<T>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1))
+        })
+        .collect()
 }
 
 /// `YYYY-MM-DD HH:MM UTC`, without a date crate.
