@@ -90,6 +90,15 @@ fn script() -> Vec<KeyedStep> {
                  and src/nowhere.rs:3 does not exist",
             ),
         ),
+        // Told that src/nowhere.rs is not in the workspace, the model insists: the answer
+        // stands and the citation is marked unverified.
+        step(
+            "What number does alpha return",
+            &final_in_code(
+                "alpha returns 42, see src/lib.rs:1; caller adds one at src/lib.rs:6, \
+                 and src/nowhere.rs:3 does not exist",
+            ),
+        ),
         step(
             "Explain the symbol `alpha`",
             "Let me look.\n```repl\nprint(grep('alpha'))\n```\n",

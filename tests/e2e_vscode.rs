@@ -102,6 +102,11 @@ fn script() -> Vec<(Option<String>, Step)> {
             key("alpha give back"),
             cell_final("alpha returns 42, see a.rs:2; not nowhere.rs:3"),
         ),
+        // Sent back once (nowhere.rs is not in the workspace), the model insists.
+        (
+            key("alpha give back"),
+            cell_final("alpha returns 42, see a.rs:2; not nowhere.rs:3"),
+        ),
         (
             key("Explain the symbol `alpha`"),
             cell_final(

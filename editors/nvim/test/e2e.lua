@@ -290,6 +290,16 @@ step(':RlmExplain on a symbol explains it, and :RlmTrajectory shows the run', fu
   end
 end)
 
+step("the refactor plan shows the check command's verdict", function()
+  local lines = require('rlm.refactor').check_lines({ command = 'cargo check', passed = false, exitCode = 101, outputTail = 'error[E0425]: x\n' })
+  local text = table.concat(lines, '\n')
+  check(contains(text, '**Check failed**: `cargo check` (exit code 101)'), 'no verdict:\n%s', text)
+  check(contains(text, 'error[E0425]: x'), 'no output:\n%s', text)
+  local ok = table.concat(require('rlm.refactor').check_lines({ command = 'make', passed = true }), '\n')
+  check(contains(ok, '**Check passed**: `make`'), 'no pass line:\n%s', ok)
+  check(#require('rlm.refactor').check_lines(nil) == 0, 'a line without a check')
+end)
+
 step(':RlmRefactor previews a diff; discard with `q` leaves the buffer alone', function()
   vim.api.nvim_set_current_buf(lib_buf)
   local before = buf_text(lib_buf)

@@ -492,6 +492,14 @@ class Rlm implements vscode.Disposable {
       void vscode.window.showInformationMessage('RLM: the plan has no edit that passed the checks.');
       return;
     }
+    if (r.check && !r.check.passed) {
+      const go = await vscode.window.showWarningMessage(
+        `RLM: the check \`${r.check.command}\` fails with this plan applied (see the plan). Preview the edits anyway?`,
+        'Preview',
+        'Discard',
+      );
+      if (go !== 'Preview') return;
+    }
     const applied = await vscode.workspace.applyEdit(edit, { isRefactoring: true });
     void vscode.window.showInformationMessage(
       applied ? `RLM: refactor applied (${count} edits).` : 'RLM: refactor not applied.',

@@ -119,6 +119,31 @@ export interface RunResult {
   edit?: unknown;
   dropped?: { path: string; reason: string }[];
   applied?: { applied: boolean; failureReason?: string } | null;
+  /** The user's check command on the plan (`checkCommand`), when one is set. */
+  check?: CheckOutcome | null;
+  diff?: string;
+}
+
+export interface CheckOutcome {
+  command: string;
+  passed: boolean;
+  exitCode?: number | null;
+  timedOut?: boolean;
+  outputTail?: string;
+}
+
+/** The check's verdict as Markdown: a line, and the end of its output when it failed. */
+export function checkMarkdown(c: CheckOutcome): string[] {
+  if (c.passed) return [`**Check passed**: \`${c.command}\` succeeds with these edits applied.`, ''];
+  const why = c.timedOut ? 'ran out of time' : `exit code ${c.exitCode ?? '?'}`;
+  return [
+    `**Check failed**: \`${c.command}\` (${why}) with these edits applied.`,
+    '',
+    '```text',
+    (c.outputTail ?? '').trimEnd(),
+    '```',
+    '',
+  ];
 }
 
 export type TrajectoryEvent = { type: string; [k: string]: unknown };
@@ -235,6 +260,7 @@ export function answerMarkdown(title: string, r: RunResult, linkFor: LinkFor): s
     }
     lines.push('');
   }
+  if (r.check) lines.push(...checkMarkdown(r.check));
   // A plan already lists its dropped edits (the server writes them into it).
   if (r.plan === undefined && r.dropped && r.dropped.length > 0) {
     lines.push('## Edits dropped by the checks', '');

@@ -129,3 +129,17 @@ test('the trajectory is a tree of turns, escaped', () => {
     assert.ok(html.includes(s), s);
   }
 });
+
+test('a refactor plan shows the check command and its verdict', () => {
+  const base = { id: 'run-1', answer: 'Renamed.', plan: 'Renamed alpha.', stopReason: 'final' };
+  const passed = pure.answerMarkdown('Refactor', { ...base, check: { command: 'cargo check', passed: true } }, () => undefined);
+  assert.match(passed, /\*\*Check passed\*\*: `cargo check` succeeds/);
+  const failed = pure.answerMarkdown(
+    'Refactor',
+    { ...base, check: { command: 'cargo check', passed: false, exitCode: 101, outputTail: 'error[E0425]: x\n' } },
+    () => undefined,
+  );
+  assert.match(failed, /\*\*Check failed\*\*: `cargo check` \(exit code 101\)/);
+  assert.match(failed, /```text\nerror\[E0425\]: x\n```/);
+  assert.doesNotMatch(pure.answerMarkdown('Refactor', base, () => undefined), /Check/);
+});

@@ -630,10 +630,14 @@ impl Run<'_> {
                         .flatten()
                 });
                 let mut view = self.describe_cell(&out, numbered, index);
+                // A cell whose answer was sent back may be run again as it is: the check that
+                // sent it back may not again (the model insists, or repaired what it checks).
+                let mut answered = false;
                 match answer {
                     Some(a) if !is_placeholder(&a) => match self.check_final(&a, iteration).await {
                         None => return Ok((a, StopReason::Final, iteration)),
                         Some(complaint) => {
+                            answered = true;
                             view.push_str(&complaint);
                             view.push('\n');
                         }
@@ -649,7 +653,9 @@ impl Run<'_> {
                     view.push_str(prompt::SUB_CALL_NEEDS_TEXT);
                     view.push('\n');
                 }
-                self.seen.record(code, iteration, view.clone(), &out);
+                if !answered {
+                    self.seen.record(code, iteration, view.clone(), &out);
+                }
                 self.last_view = view.clone();
                 sections.push(view);
             }

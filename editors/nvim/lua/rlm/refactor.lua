@@ -159,6 +159,21 @@ local function set_keys(buf)
   end, opts('rlm: discard the refactor'))
 end
 
+--- The verdict of the user's check command (`checkCommand`) on the plan, as Markdown lines.
+function M.check_lines(check)
+  if type(check) ~= 'table' then
+    return {}
+  end
+  if check.passed then
+    return { '', ('**Check passed**: `%s` succeeds with these edits applied.'):format(check.command) }
+  end
+  local why = check.timedOut and 'ran out of time' or ('exit code %s'):format(tostring(check.exitCode or '?'))
+  local lines = { '', ('**Check failed**: `%s` (%s) with these edits applied.'):format(check.command, why), '', '```text' }
+  vim.list_extend(lines, vim.split(vim.trim(check.outputTail or ''), '\n', { plain = true }))
+  table.insert(lines, '```')
+  return lines
+end
+
 --- Shows the plan and the preview in a new tab: the plan above, the diff below.
 function M.show(result, run)
   local ui = require('rlm.ui')
@@ -172,6 +187,7 @@ function M.show(result, run)
   end
   local plan = { '# ' .. run.title:gsub('\n', ' '), '' }
   vim.list_extend(plan, vim.split(result.plan or result.answer or '', '\n', { plain = true }))
+  vim.list_extend(plan, M.check_lines(result.check))
   vim.list_extend(plan, { '', '---', ('%s · %s'):format(run.id, ui.summary(result)) })
   if n_edits > 0 then
     table.insert(plan, ('%d edit%s in %d file%s: `a` applies (:RlmRefactorApply), `d` or `q` discards (:RlmRefactorDiscard)'):format(
