@@ -10,6 +10,14 @@
 #   bench/eval.sh all                  gen (unless the task file exists), every part, report
 #   bench/eval.sh                      the same as `all`
 #
+# Refactor tasks (docs/eval.md, "Refactor tasks"), apart from the questions above:
+#
+#   bench/eval.sh refactor-gen         docs/eval/refactor-tasks.jsonl from the crates of the 100k and
+#                                      1m workspaces (each task checked with `cargo check --offline`)
+#   bench/eval.sh refactor-run METHOD  every refactor task with METHOD (refactor, refactor-no-check)
+#                                      into docs/eval/refactor-rows-METHOD.jsonl (resumed if present)
+#   bench/eval.sh refactor-report      docs/eval/refactor-report.{md,json} from the refactor rows
+#
 # The model is the shared local one unless RLM_BASE_URL / RLM_MODEL / RLM_API_KEY_ENV /
 # RLM_BACKEND name another. Every setting below can be overridden from the environment.
 set -euo pipefail
@@ -33,6 +41,12 @@ MAX_WALL_SECS="${MAX_WALL_SECS:-180}"
 # Prefill runs at ~50-100 tokens/s on a 2-core CPU: the direct window is what sizes its cost.
 DIRECT_WINDOW_TOKENS="${DIRECT_WINDOW_TOKENS:-5500}"
 RETRIEVAL_TOKENS="${RETRIEVAL_TOKENS:-1000}"
+# Refactor tasks: their own task file and rows files (never docs/eval/rows-*.jsonl).
+REFACTOR_TASKS="${REFACTOR_TASKS:-$OUT/refactor-tasks.jsonl}"
+REFACTOR_SIZES="${REFACTOR_SIZES:-100k 1m}"
+REFACTOR_PER_KIND="${REFACTOR_PER_KIND:-1}"
+REFACTOR_MAX_ITERATIONS="${REFACTOR_MAX_ITERATIONS:-8}"
+REFACTOR_MAX_WALL_SECS="${REFACTOR_MAX_WALL_SECS:-420}"
 
 # A copy: a concurrent rebuild must not delete the binary under a running evaluation (it is also
 # the REPL worker and the local model's keeper). RLM_EVAL_BIN skips the build.
@@ -85,6 +99,33 @@ do_report() {
   echo "report: $OUT/report.md"
 }
 
+do_refactor_gen() {
+  (cd fixtures/eval/crates && cargo fetch --locked)
+  mkdir -p "$OUT"
+  local args=()
+  for s in $REFACTOR_SIZES; do args+=(--workspace "$s=$(workspace_of "$s")"); done
+  "$BIN" gen-refactor "${args[@]}" --per-kind "$REFACTOR_PER_KIND" --out "$REFACTOR_TASKS"
+}
+
+do_refactor_run() {
+  local method="$1"
+  shift
+  [ -f "$REFACTOR_TASKS" ] || { echo "no $REFACTOR_TASKS: run \`bench/eval.sh refactor-gen\` first" >&2; exit 2; }
+  echo "== refactor $method -> $OUT/refactor-rows-$method.jsonl"
+  "$BIN" run-refactor --tasks "$REFACTOR_TASKS" --methods "$method" \
+    --rows "$OUT/refactor-rows-$method.jsonl" --resume --no-report --out-dir "$OUT" \
+    --max-iterations "$REFACTOR_MAX_ITERATIONS" --max-wall-secs "$REFACTOR_MAX_WALL_SECS" \
+    --trajectories "${TRAJECTORIES:-${XDG_CACHE_HOME:-$HOME/.cache}/rlm-lsp/eval-trajectories}" "$@"
+}
+
+do_refactor_report() {
+  shopt -s nullglob
+  local rows=("$OUT"/refactor-rows-*.jsonl)
+  [ ${#rows[@]} -gt 0 ] || { echo "no $OUT/refactor-rows-*.jsonl yet" >&2; exit 2; }
+  "$BIN" report-refactor --json "${rows[@]}" --out-dir "$OUT"
+  echo "report: $OUT/refactor-report.md"
+}
+
 cmd="${1:-all}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -112,8 +153,21 @@ case "$cmd" in
     done
     do_report
     ;;
+  refactor-gen)
+    binary
+    do_refactor_gen
+    ;;
+  refactor-run)
+    [ $# -ge 1 ] || { echo "usage: bench/eval.sh refactor-run METHOD [rlm-eval run-refactor arguments]" >&2; exit 2; }
+    binary
+    do_refactor_run "$@"
+    ;;
+  refactor-report)
+    binary
+    do_refactor_report
+    ;;
   *)
-    echo "usage: bench/eval.sh [gen | run SIZE METHOD [args] | report | all [args]]" >&2
+    echo "usage: bench/eval.sh [gen | run SIZE METHOD [args] | report | all [args] | refactor-gen | refactor-run METHOD [args] | refactor-report]" >&2
     exit 2
     ;;
 esac
