@@ -1083,6 +1083,88 @@ async fn runs_past_the_limit_wait_in_line() {
     assert_eq!(rb["result"]["answer"], "second", "{rb}");
 }
 
+/// No number of runs starves the transport (issue 15): with more asks in flight than the server
+/// runs at once, and a message whose body is not JSON, a hover, a `didChange` seen by the next
+/// hover, an `rlm.cancel` and `shutdown` are all answered promptly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_runs_and_a_malformed_message_never_block_the_server() {
+    let slow = || Step::Delayed(Duration::from_secs(30), "FINAL(late)".into());
+    let (mut c, _server) = TestClient::start_with((0..8).map(|_| slow()).collect(), FILES, |o| {
+        o.max_runs = Some(2)
+    })
+    .await;
+    let uri = c.uri("a.rs");
+    let mut asks = Vec::new();
+    for i in 0..6 {
+        let id = c
+            .start_request(
+                "workspace/executeCommand",
+                json!({"command": "rlm.ask", "arguments": [{"question": format!("q{i}?"), "id": format!("r{i}")}]}),
+            )
+            .await;
+        asks.push(id);
+    }
+    // A frame whose body is not JSON: a parse error, and the server keeps reading.
+    let body = b"{this is not json";
+    let head = format!("Content-Length: {}\r\n\r\n", body.len());
+    c.writer.write_all(head.as_bytes()).await.unwrap();
+    c.writer.write_all(body).await.unwrap();
+    c.writer.flush().await.unwrap();
+    let prompt = |what: &'static str| {
+        move |started: Instant| {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{what} took {:?}",
+                started.elapsed()
+            )
+        }
+    };
+
+    let started = Instant::now();
+    let text = hover_text(&mut c, &uri, 0, 4).await;
+    assert!(text.contains("fn alpha() -> u32"), "{text}");
+    prompt("the first hover")(started);
+
+    let started = Instant::now();
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "rust", "version": 1, "text": FILES[0].1}}),
+    )
+    .await;
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2},
+               "contentChanges": [{"range": {"start": {"line": 0, "character": 3},
+                                             "end": {"line": 0, "character": 8}},
+                                   "text": "gamma"}]}),
+    )
+    .await;
+    let text = hover_text(&mut c, &uri, 0, 4).await;
+    assert!(text.contains("fn gamma() -> u32"), "{text}");
+    prompt("the hover after didChange")(started);
+
+    let started = Instant::now();
+    let r = c
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "rlm.cancel", "arguments": [{"id": "r5"}]}),
+        )
+        .await;
+    assert_eq!(r["result"]["cancelled"], true, "{r}");
+    prompt("rlm.cancel")(started);
+
+    let started = Instant::now();
+    let r = c.request("shutdown", Value::Null).await;
+    assert!(r.get("error").is_none(), "{r}");
+    prompt("shutdown")(started);
+    // The parse error was answered (with a null id), among the messages read on the way.
+    let parse_error = c
+        .responses
+        .iter()
+        .any(|m| m["id"].is_null() && m["error"]["code"] == -32700);
+    assert!(parse_error, "no parse error response: {:?}", c.responses);
+}
+
 #[tokio::test]
 async fn configuration_changes_apply_to_the_next_run_and_bad_ones_are_refused() {
     let (mut c, _server) =

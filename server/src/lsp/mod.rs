@@ -9,6 +9,7 @@
 mod answer_doc;
 mod settings;
 mod text;
+mod transport;
 
 pub use settings::Settings;
 
@@ -61,14 +62,38 @@ pub async fn serve_stdio(opts: ServerOptions) {
 /// Serves LSP over any byte streams (stdio, or a duplex pipe in tests).
 pub async fn serve<I, O>(input: I, output: O, opts: ServerOptions)
 where
-    I: AsyncRead + Unpin,
-    O: AsyncWrite,
+    I: AsyncRead + Unpin + Send + 'static,
+    O: AsyncWrite + Unpin + Send + 'static,
 {
+    // Malformed messages are answered before they reach the protocol layer (see transport.rs).
+    let (input, output) = transport::checked(input, output);
+    let runs = max_runs(&opts);
     let (service, socket) = LspService::build(|client| Backend::new(client, opts))
         .custom_method("window/workDoneProgress/cancel", Backend::cancel_progress)
         .finish();
-    Server::new(input, output, socket).serve(service).await;
+    // Every run holds its request until it ends, so the transport must take more requests at
+    // once than runs may hold: runs past `runs + MAX_QUEUED_RUNS` are refused at once, and the
+    // rest (hover, text sync, cancel, shutdown) always find a place.
+    Server::new(input, output, socket)
+        .concurrency_level(runs + MAX_QUEUED_RUNS + FREE_REQUESTS)
+        .serve(service)
+        .await;
 }
+
+/// Runs at once: `ServerOptions::max_runs`, else `RLM_MAX_RUNS`, else [`MAX_RUNS`].
+fn max_runs(opts: &ServerOptions) -> usize {
+    opts.max_runs
+        .or_else(|| std::env::var("RLM_MAX_RUNS").ok()?.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(MAX_RUNS)
+}
+
+/// Runs that may wait for a place besides those running; more are refused with an error.
+const MAX_QUEUED_RUNS: usize = 16;
+
+/// Requests served at once beyond the runs': hover, code actions, commands that do not run a
+/// model, `shutdown`.
+const FREE_REQUESTS: usize = 32;
 
 /// Models resolved once, on the first run, with the engine configuration built from settings.
 struct Ready {
@@ -181,6 +206,7 @@ pub struct Backend {
     /// Runs that may execute at once; the rest wait in line (each holds a REPL worker and
     /// model calls; the local model serves one conversation well at a time).
     slots: Arc<tokio::sync::Semaphore>,
+    max_runs: usize,
 }
 
 /// Default for `RLM_MAX_RUNS`.
@@ -487,16 +513,13 @@ fn workspace_edit(checked: &refactor::CheckedPlan, snap: &Snapshot) -> Workspace
 
 impl Backend {
     fn new(client: Client, opts: ServerOptions) -> Backend {
-        let runs = opts
-            .max_runs
-            .or_else(|| std::env::var("RLM_MAX_RUNS").ok()?.parse().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(MAX_RUNS);
+        let runs = max_runs(&opts);
         Backend {
             client,
             opts,
             state: Arc::new(State::default()),
             slots: Arc::new(tokio::sync::Semaphore::new(runs)),
+            max_runs: runs,
         }
     }
 
@@ -787,6 +810,16 @@ impl Backend {
                 return Err(error(
                     ErrorCode::InvalidParams,
                     format!("a run with id {id:?} is already in flight"),
+                ));
+            }
+            if runs.len() >= self.max_runs + MAX_QUEUED_RUNS {
+                return Err(error(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "{} runs are in flight or waiting, the most the server takes; wait for \
+                         one to end or cancel one (rlm.cancel)",
+                        runs.len()
+                    ),
                 ));
             }
             runs.insert(
