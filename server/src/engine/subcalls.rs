@@ -122,6 +122,10 @@ impl<'a> SubCaller<'a> {
             self.account
                 .charge(self.depth, "sub", model, usage, latency);
         }
+        self.rec.record(Event::Spent {
+            iteration: self.iteration.load(Ordering::Relaxed),
+            spent: self.account.spent(),
+        });
         self.rec.record(Event::SubCall {
             iteration: self.iteration.load(Ordering::Relaxed),
             model: self.client.endpoint().model.clone(),
@@ -205,6 +209,10 @@ impl SubCaller<'_> {
             Ok(r) => super::trajectory::spend(&r.events, &engine.cfg.prices),
             Err(_) => (0, Some(0.0)),
         };
+        self.rec.record(Event::Spent {
+            iteration: self.iteration.load(Ordering::Relaxed),
+            spent: self.account.spent(),
+        });
         self.rec.record(Event::ChildRun {
             iteration: self.iteration.load(Ordering::Relaxed),
             depth,
