@@ -3,7 +3,7 @@
 
 use crate::llm::Usage;
 use crate::llm::pricing::PriceTable;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -60,6 +60,20 @@ impl BudgetKind {
             ),
         }
     }
+}
+
+/// What a run tree has spent so far: the engine reports it after every model call
+/// (`Event::Spent`), and progress reports read it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Spent {
+    /// Sub-calls answered (`llm_query`, and `rlm_query` past the last depth).
+    pub sub_calls: u32,
+    /// Child runs started (`rlm_query`).
+    pub child_runs: u32,
+    /// Prompt plus completion tokens of every call.
+    pub tokens: u64,
+    /// Dollars; `None` once a model the price table does not know was used.
+    pub cost_usd: Option<f64>,
 }
 
 /// Usage of one model at one depth in one role.
@@ -197,6 +211,25 @@ impl Account {
         self.budget
             .max_wall
             .map(|w| w.saturating_sub(self.started.elapsed()))
+    }
+
+    /// What the run tree has spent so far, for progress reports.
+    pub(crate) fn spent(&self) -> Spent {
+        let ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = Spent {
+            sub_calls: 0,
+            child_runs: self.child_runs.load(Ordering::Relaxed),
+            tokens: 0,
+            cost_usd: Some(0.0),
+        };
+        for u in ledger.values() {
+            if u.role == "sub" {
+                s.sub_calls += u.calls;
+            }
+            s.tokens += u.usage.prompt_tokens + u.usage.completion_tokens;
+            s.cost_usd = s.cost_usd.zip(u.cost_usd).map(|(a, b)| a + b);
+        }
+        s
     }
 
     /// Tokens and dollars spent so far (unpriced models count as free).

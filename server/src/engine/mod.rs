@@ -17,7 +17,7 @@ mod subcalls;
 mod trajectory;
 mod truncate;
 
-pub use budget::{Budget, BudgetKind, ModelUsage};
+pub use budget::{Budget, BudgetKind, ModelUsage, Spent};
 pub use live_index::LiveIndex;
 pub use parse::{FinalAnswer, ParsedReply, final_call_text, is_placeholder, parse_reply};
 pub use plan_check::PlanCheck;
@@ -484,6 +484,10 @@ impl Run<'_> {
             c.latency,
         );
         self.model_wait += c.latency;
+        self.rec.record(Event::Spent {
+            iteration,
+            spent: self.account.spent(),
+        });
         self.rec.record(Event::RootMessage {
             iteration,
             role: Role::Assistant,

@@ -77,6 +77,13 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         cost_usd: Option<f64>,
     },
+    /// What the run tree has spent so far, after a model call (the root's, a sub-call, a child
+    /// run): progress reports read it instead of pricing events themselves.
+    Spent {
+        iteration: u32,
+        #[serde(flatten)]
+        spent: super::budget::Spent,
+    },
     /// A final answer checked by the caller's check (a refactor plan: its edits and the user's
     /// build); a failed check sends the model back to work with `message`.
     Check {
