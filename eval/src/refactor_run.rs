@@ -865,12 +865,12 @@ pub fn markdown(rows: &[RefactorRow], title_note: &str) -> String {
         }
         md.push('\n');
     }
-    md.push_str("\n## Every row\n\n| task | method | score | build | sites | over-edited | edits | files | checks / repairs | wall s | tokens | detail |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("\n## Every row\n\n| task | method | score | build | sites | over-edited | edits | files | checks / repairs | stop | wall s | tokens | detail |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut sorted: Vec<&RefactorRow> = rows.iter().collect();
     sorted.sort_by(|a, b| (&a.task_id, a.method).cmp(&(&b.task_id, b.method)));
     for r in sorted {
         md.push_str(&format!(
-            "| {}{} | {} | {:.1} | {} | {}/{} | {} | {} | {} | {} / {} | {:.1} | {} | {} |\n",
+            "| {}{} | {} | {:.1} | {} | {}/{} | {} | {} | {} | {} / {} | {} | {:.1} | {} | {} |\n",
             r.task_id,
             if r.over_edit_task { " (over-edit)" } else { "" },
             r.method.as_str(),
@@ -888,6 +888,7 @@ pub fn markdown(rows: &[RefactorRow], title_note: &str) -> String {
             r.files_touched,
             r.checks,
             r.repairs,
+            r.stop_reason.as_deref().unwrap_or("-"),
             r.wall_ms as f64 / 1000.0,
             r.prompt_tokens + r.completion_tokens,
             r.error
