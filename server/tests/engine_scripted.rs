@@ -131,6 +131,7 @@ async fn multi_turn_run_with_a_nudge_for_final() {
     let kinds: Vec<&str> = report
         .events
         .iter()
+        .filter(|e| !matches!(e, Event::Spent { .. }))
         .map(|e| match e {
             Event::RunStart { .. } => "start",
             Event::RootMessage { .. } => "msg",
@@ -138,6 +139,7 @@ async fn multi_turn_run_with_a_nudge_for_final() {
             Event::SubCall { .. } => "sub",
             Event::ChildRun { .. } => "child",
             Event::Check { .. } => "check",
+            Event::Spent { .. } => "spent",
             Event::RunEnd { .. } => "end",
         })
         .collect();

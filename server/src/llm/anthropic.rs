@@ -119,53 +119,53 @@ mod tests {
         );
         expect![[r#"
             {
+              "model": "claude-sonnet-4-5",
               "max_tokens": 256,
+              "temperature": 0.0,
               "messages": [
                 {
+                  "role": "user",
                   "content": [
                     {
-                      "text": "Question",
-                      "type": "text"
+                      "type": "text",
+                      "text": "Question"
                     }
-                  ],
-                  "role": "user"
+                  ]
                 },
                 {
+                  "role": "assistant",
                   "content": [
                     {
-                      "text": "```repl\nprint(1)\n```",
-                      "type": "text"
+                      "type": "text",
+                      "text": "```repl\nprint(1)\n```"
                     }
-                  ],
-                  "role": "assistant"
+                  ]
                 },
                 {
+                  "role": "user",
                   "content": [
                     {
+                      "type": "text",
+                      "text": "Output: 1\n\nNow answer.",
                       "cache_control": {
                         "type": "ephemeral"
-                      },
-                      "text": "Output: 1\n\nNow answer.",
-                      "type": "text"
+                      }
                     }
-                  ],
-                  "role": "user"
+                  ]
                 }
-              ],
-              "model": "claude-sonnet-4-5",
-              "stop_sequences": [
-                "\nOutput:"
               ],
               "system": [
                 {
+                  "type": "text",
+                  "text": "You write code.",
                   "cache_control": {
                     "type": "ephemeral"
-                  },
-                  "text": "You write code.",
-                  "type": "text"
+                  }
                 }
               ],
-              "temperature": 0.0
+              "stop_sequences": [
+                "\nOutput:"
+              ]
             }"#]]
         .assert_eq(&serde_json::to_string_pretty(&body).unwrap());
     }

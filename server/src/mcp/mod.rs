@@ -313,10 +313,15 @@ impl McpServer {
         let peer = ctx.peer.clone();
         let forward = tokio::spawn(async move {
             let mut n = 0u32;
+            let mut progress = session::RunProgress::new(max_iterations);
             while let Some(e) = rx.recv().await {
-                let (Some(token), Some(message)) =
-                    (&token, session::progress_message(&e, max_iterations))
-                else {
+                let message = match &e {
+                    Event::RunStart { .. } | Event::RunEnd { .. } => {
+                        session::progress_message(&e, max_iterations)
+                    }
+                    e => progress.update(e).map(|u| u.message),
+                };
+                let (Some(token), Some(message)) = (&token, message) else {
                     continue;
                 };
                 n += 1;
