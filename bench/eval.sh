@@ -46,7 +46,7 @@ REFACTOR_TASKS="${REFACTOR_TASKS:-$OUT/refactor-tasks.jsonl}"
 REFACTOR_SIZES="${REFACTOR_SIZES:-100k 1m}"
 REFACTOR_PER_KIND="${REFACTOR_PER_KIND:-1}"
 REFACTOR_MAX_ITERATIONS="${REFACTOR_MAX_ITERATIONS:-8}"
-REFACTOR_MAX_WALL_SECS="${REFACTOR_MAX_WALL_SECS:-420}"
+REFACTOR_MAX_WALL_SECS="${REFACTOR_MAX_WALL_SECS:-600}"
 
 # A copy: a concurrent rebuild must not delete the binary under a running evaluation (it is also
 # the REPL worker and the local model's keeper). RLM_EVAL_BIN skips the build.
