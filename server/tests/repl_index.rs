@@ -984,3 +984,89 @@ async fn cells_report_what_they_read_and_the_namespace() {
     assert!(out.error.is_some() && out.reads.is_empty());
     repl.shutdown().await;
 }
+
+/// Answers as a sub model would: a signature guess for the guessing prompt, and "yes" for the
+/// code that holds `%` (the planted gcd), "no" for the rest. Records the prompts.
+#[derive(Default)]
+struct Reader {
+    prompts: Mutex<Vec<String>>,
+}
+
+impl SubCalls for Reader {
+    fn batch(&self, prompts: Vec<String>) -> BoxFuture<'_, Vec<Result<String, String>>> {
+        Box::pin(async move {
+            self.prompts.lock().unwrap().extend(prompts.iter().cloned());
+            prompts
+                .iter()
+                .map(|p| {
+                    Ok(if p.contains("most likely signature") {
+                        "`fn f(a: u64, b: u64) -> u64`".to_string()
+                    } else if p.contains(" % ") {
+                        "Yes, it repeats remainders until one is zero.".to_string()
+                    } else {
+                        "No. It does something else.".to_string()
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+/// A function whose name and comments say nothing of what it does: find_function narrows by
+/// the signature the sub model guesses (two u64 in, one out) and asks it about each candidate.
+#[tokio::test]
+async fn find_function_reads_candidates_chosen_by_their_signature() {
+    let lib = "\
+pub fn step_7(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        let t = a % b;
+        a = b;
+        b = t;
+    }
+    a
+}
+
+pub fn parse_port(s: &str) -> u16 {
+    s.parse().unwrap_or(8080)
+}
+
+pub fn widen(x: u32, y: u32) -> u64 {
+    (x as u64) << 32 | y as u64
+}
+";
+    let snapshot = Arc::new(Snapshot {
+        root: "/ws".into(),
+        files: vec![SourceFile {
+            path: "src/lib.rs".into(),
+            text: lib.to_string().into(),
+        }],
+        stats: IndexStats::default(),
+    });
+    let blob = ContextBlob::write(&snapshot).unwrap();
+    let live = rlm_lsp::engine::LiveIndex::spawn(snapshot, Default::default());
+    assert!(live.wait(Duration::from_secs(60)));
+    let mut repl = Repl::start(cfg(), blob).await.unwrap();
+    let sub = Reader::default();
+    let out = repl
+        .exec(
+            "found = find_function('computes the greatest common divisor of two integers', k=2)\nprint(found)\nprint(found.best.name)",
+            &sub,
+            Some(&*live),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.error, None, "{out:?}");
+    expect_test::expect![[r#"
+        1 of 2 candidates do it: step_7
+        src/lib.rs:1: step_7: Yes, it repeats remainders until one is zero.
+        src/lib.rs:14: widen: No. It does something else.
+        step_7
+    "#]]
+    .assert_eq(&out.stdout);
+    let prompts = sub.prompts.lock().unwrap();
+    assert!(
+        prompts[0].contains("A rust function does this"),
+        "{prompts:?}"
+    );
+    repl.shutdown().await;
+}

@@ -59,6 +59,13 @@ const MAX_NAMES: usize = 2;
 /// Words that start a sentence or are common in questions, never taken for code names when
 /// merely capitalized.
 const PLAIN: &[&str] = &[
+    "answer",
+    "consider",
+    "return",
+    "returns",
+    "count",
+    "use",
+    "names",
     "what",
     "which",
     "where",
@@ -183,37 +190,49 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
     let mut code =
         String::from("# The engine's first search for the names and words of the question.\n");
     let first = names.first().map(|n| py_str(n));
+    // Whether the structural helpers answered its shape; else a word search follows.
+    let mut structural = true;
     match (recipe, &first) {
         (Some("callers" | "impact"), Some(n)) => {
             code.push_str(&format!(
-                "calls = callers({n})\nprint(calls)\nprint(\"files:\", calls.files)\n"
+                "calls = callers({n})\nprint(\"files:\", calls.files)\nprint(calls)\n"
             ));
         }
         (Some("implementations"), Some(n)) => {
-            code.push_str(&format!("impls = implementations({n})\nprint(impls)\n"));
-            // "Which types implement both A and B?"
+            // "Which types implement both A and B?": the answer line first, then the lists.
             let both = question.to_lowercase().contains("both");
-            if let Some(other) = names.get(1).filter(|_| both).map(|n| py_str(n)) {
-                code.push_str(&format!(
-                    "impls2 = implementations({other})\nprint(impls2)\n\
-                     print(\"types in both:\", sorted(set(impls.types) & set(impls2.types)))\n"
-                ));
+            match names.get(1).filter(|_| both).map(|n| py_str(n)) {
+                Some(other) => code.push_str(&format!(
+                    "impls = implementations({n})\nimpls2 = implementations({other})\n\
+                     print(\"types that implement both:\", sorted(set(impls.types) & set(impls2.types)))\n\
+                     print(impls)\nprint(impls2)\n"
+                )),
+                None => code.push_str(&format!("impls = implementations({n})\nprint(impls)\n")),
             }
         }
         (Some("count"), Some(_)) => {
             let w = py_word(&names[0]);
             code.push_str(&format!(
-                "files = files_matching({w})\nprint(files)\nprint(len(files), \"files\")\n"
+                "files = files_matching({w})\nprint(len(files), \"files\")\nprint(files)\n"
             ));
         }
-        (Some("most_by_dir"), Some(_)) => {
-            let w = py_word(&names[0]);
-            code.push_str(&format!("print(count_by_dir({w}, depth=1))\n"));
+        (Some("most_by_dir"), _) => match counted(question, &names) {
+            Some(items) => code.push_str(&format!(
+                "per_dir = count_by_dir({items}, depth={})\nprint(per_dir)\n",
+                depth(question)
+            )),
+            None => structural = false,
+        },
+        (Some("count_definitions"), _) => match definitions_counted(question) {
+            Some(filter) => code.push_str(&filter),
+            None => structural = false,
+        },
+        (Some("behaviour"), _) => {
+            // Candidates by structure and words, each read by the sub model.
+            code.push_str(&format!("found = find_function({q}, k=6)\nprint(found)\n"));
         }
-        // What to count is in words ("public functions returning a Result"): the model writes
-        // the filter (the recipe shows one); the names of such a question mislead.
-        (Some("behaviour" | "count_definitions"), _) => {}
         _ => {
+            structural = false;
             for n in &names {
                 let n = py_str(n);
                 code.push_str(&format!(
@@ -222,10 +241,16 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
             }
         }
     }
-    let k = if recipe == Some("behaviour") { 8 } else { 5 };
-    code.push_str(&format!("found = search({q}, k={k})\n"));
-    // First the lines of the best pieces that hold most of the question's words (often the
-    // answer itself), then the pieces.
+    if !structural {
+        word_search(&mut code, question);
+    }
+    code
+}
+
+/// A word search for the question: the lines of the best pieces that hold most of its words
+/// (often the answer itself), each with the definition it is in, then the pieces.
+fn word_search(code: &mut String, question: &str) {
+    code.push_str(&format!("found = search({}, k=5)\n", py_str(question)));
     let words = key_words(question);
     if !words.is_empty() {
         let list = words
@@ -239,7 +264,6 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
         code.push_str("    for n, l in enumerate(c.text.splitlines(), c.start_line):\n");
         code.push_str("        hits = sum(w in l.lower() for w in words)\n");
         code.push_str("        if hits:\n");
-        // Each line says which definition it is in: "in which function" is then on screen.
         code.push_str("            where = f\" (in {c.kind} {c.name})\" if c.name else \"\"\n");
         code.push_str("            lines.append((-hits, c.path, n, where, l.strip()[:160]))\n");
         // Only the lines with (nearly) the most of the words: one clear hit, not a list of noise.
@@ -249,7 +273,172 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
         code.push_str("        print(f\"{path}:{n}{where}: {l}\")\n");
     }
     code.push_str("print(found)\n");
-    code
+}
+
+/// Kinds of definition as questions name them, and the index's kinds.
+const KINDS: &[(&[&str], &[&str])] = &[
+    (&["struct", "structs"], &["struct"]),
+    (
+        &["function", "functions", "fn", "fns"],
+        &["function", "method"],
+    ),
+    (&["method", "methods"], &["method"]),
+    (&["class", "classes"], &["class"]),
+    (
+        &["trait", "traits", "interface", "interfaces"],
+        &["interface"],
+    ),
+    (&["enum", "enums"], &["enum"]),
+    (&["constant", "constants", "const"], &["constant"]),
+];
+
+/// The index's kinds a question counts ("how many public functions", "the most structs").
+fn kinds_in(question: &str) -> Option<&'static [&'static str]> {
+    let words: Vec<String> = question
+        .split(|c: char| !c.is_alphanumeric())
+        .map(str::to_lowercase)
+        .collect();
+    KINDS
+        .iter()
+        .find(|(said, _)| words.iter().any(|w| said.contains(&w.as_str())))
+        .map(|(_, kinds)| *kinds)
+}
+
+/// A Python expression of what a "which directory has the most X" question counts: a code span
+/// (`unsafe { ... }` as a regex), test functions, definitions of a kind, or the question's name.
+fn counted(question: &str, names: &[String]) -> Option<String> {
+    let lower = question.to_lowercase();
+    // A code span after "most" says what is counted (one before it is more often a form, as
+    // in "directories of the form `a/b`").
+    let after_most = lower.find("most").map_or(question, |at| &question[at..]);
+    if let Some(span) = code_spans(after_most)
+        .into_iter()
+        .find(|s| !is_identifier(s))
+    {
+        return Some(py_str(&literal_regex(&span)));
+    }
+    if lower.contains("unsafe") {
+        return Some(py_str(r"\bunsafe\s*\{"));
+    }
+    if lower.contains("test") {
+        return Some(py_str(
+            r"#\[test\]|\bdef test_|\bfunc Test|@Test\b|\bit\(|\btest\(",
+        ));
+    }
+    if let Some(kinds) = kinds_in(question) {
+        return Some(
+            kinds
+                .iter()
+                .map(|k| format!("symbols(kind=\"{k}\", max_results=None)"))
+                .collect::<Vec<_>>()
+                .join(" + "),
+        );
+    }
+    names.first().map(|n| py_word(n))
+}
+
+/// The directory depth a question asks for: "top-level" is 1, "N levels below" is N.
+fn depth(question: &str) -> usize {
+    let lower = question.to_lowercase();
+    let words: Vec<&str> = lower.split_whitespace().collect();
+    for (i, w) in words.iter().enumerate() {
+        if words.get(i + 1).is_some_and(|n| n.starts_with("level")) {
+            let n = match *w {
+                "one" => Some(1),
+                "two" => Some(2),
+                "three" => Some(3),
+                "four" => Some(4),
+                w => w.parse().ok(),
+            };
+            if let Some(n) = n {
+                return n;
+            }
+        }
+    }
+    1
+}
+
+/// Counting code for "how many public functions return a `Result`": definitions of the kind,
+/// `pub` ones when asked, whose return type has the named outer type.
+fn definitions_counted(question: &str) -> Option<String> {
+    let kinds = kinds_in(question)?;
+    let lower = question.to_lowercase();
+    let mut code = format!(
+        "defs = {}\n",
+        kinds
+            .iter()
+            .map(|k| format!("symbols(kind=\"{k}\", max_results=None)"))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    );
+    let mut conditions: Vec<String> = Vec::new();
+    if lower.contains("public") || lower.contains("`pub") {
+        conditions.push("d.signature.lstrip().startswith(\"pub \")".into());
+    }
+    let returned = lower.find("return").and_then(|at| {
+        code_spans(&question[at..])
+            .into_iter()
+            .find(|s| is_identifier(s))
+    });
+    if let Some(t) = returned {
+        code.push_str("import re\n");
+        conditions.push(format!(
+            "re.search({}, d.signature)",
+            py_str(&format!(
+                r"->\s*(?:[\w:]+::)?{}\b",
+                regex_syntax::escape(&t)
+            ))
+        ));
+    }
+    let filter = if conditions.is_empty() {
+        "True".to_string()
+    } else {
+        conditions.join(" and ")
+    };
+    code.push_str(&format!(
+        "counted = [d for d in defs if {filter}]\nprint(len(counted), \"of\", len(defs), \"definitions match\")\nfor d in counted[:5]:\n    print(f\"{{d.path}}:{{d.start_line}}: {{d.signature}}\")\n"
+    ));
+    Some(code)
+}
+
+/// The backticked spans of a text.
+fn code_spans(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('`') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('`') else { break };
+        out.push(after[..close].trim().to_string());
+        rest = &after[close + 1..];
+    }
+    out
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// A regex for a code span as a question writes it: `...` stands for anything, spaces for
+/// any spacing (`unsafe { ... }` matches `unsafe {` and `unsafe{ x }`).
+fn literal_regex(span: &str) -> String {
+    let parts: Vec<String> = span
+        .split("...")
+        .map(|p| {
+            p.split_whitespace()
+                .map(regex_syntax::escape)
+                .collect::<Vec<_>>()
+                .join(r"\s*")
+        })
+        .collect();
+    let body = parts.join(".*?");
+    let body = body.trim_end_matches(".*?").to_string();
+    // Up to the first closing part: `unsafe { ... }` spans lines, so match its opening.
+    match body.split_once(".*?") {
+        Some((head, _)) if !head.is_empty() => head.to_string(),
+        _ => body,
+    }
 }
 
 /// Words of a question that say what it is about (lowercase, not question words), for picking
@@ -384,43 +573,15 @@ mod tests {
         expect![[r##"
             # The engine's first search for the names and words of the question.
             calls = callers("flush_all")
-            print(calls)
             print("files:", calls.files)
-            found = search("Who calls `flush_all`?", k=5)
-            words = ["flush_all"]
-            lines = []
-            for c in found[:5]:
-                for n, l in enumerate(c.text.splitlines(), c.start_line):
-                    hits = sum(w in l.lower() for w in words)
-                    if hits:
-                        where = f" (in {c.kind} {c.name})" if c.name else ""
-                        lines.append((-hits, c.path, n, where, l.strip()[:160]))
-            best = -min(lines)[0] if lines else 0
-            for h, path, n, where, l in sorted(lines)[:6]:
-                if -h >= max(1, best - 1):
-                    print(f"{path}:{n}{where}: {l}")
-            print(found)
+            print(calls)
         "##]]
         .assert_eq(&cell("Who calls `flush_all`?", Some("callers")));
         expect![[r##"
             # The engine's first search for the names and words of the question.
             files = files_matching("\\bunsafe\\b")
-            print(files)
             print(len(files), "files")
-            found = search("How many files contain `unsafe`?", k=5)
-            words = ["contain", "unsafe"]
-            lines = []
-            for c in found[:5]:
-                for n, l in enumerate(c.text.splitlines(), c.start_line):
-                    hits = sum(w in l.lower() for w in words)
-                    if hits:
-                        where = f" (in {c.kind} {c.name})" if c.name else ""
-                        lines.append((-hits, c.path, n, where, l.strip()[:160]))
-            best = -min(lines)[0] if lines else 0
-            for h, path, n, where, l in sorted(lines)[:6]:
-                if -h >= max(1, best - 1):
-                    print(f"{path}:{n}{where}: {l}")
-            print(found)
+            print(files)
         "##]]
         .assert_eq(&cell("How many files contain `unsafe`?", Some("count")));
         expect![[r##"
@@ -446,24 +607,59 @@ mod tests {
         .assert_eq(&cell("Where is Parser defined?", Some("where_defined")));
         expect![[r##"
             # The engine's first search for the names and words of the question.
-            found = search("Which function computes a CRC of a buffer?", k=8)
-            words = ["computes", "crc", "buffer"]
-            lines = []
-            for c in found[:5]:
-                for n, l in enumerate(c.text.splitlines(), c.start_line):
-                    hits = sum(w in l.lower() for w in words)
-                    if hits:
-                        where = f" (in {c.kind} {c.name})" if c.name else ""
-                        lines.append((-hits, c.path, n, where, l.strip()[:160]))
-            best = -min(lines)[0] if lines else 0
-            for h, path, n, where, l in sorted(lines)[:6]:
-                if -h >= max(1, best - 1):
-                    print(f"{path}:{n}{where}: {l}")
+            found = find_function("Which function computes a CRC of a buffer?", k=6)
             print(found)
         "##]]
         .assert_eq(&cell(
             "Which function computes a CRC of a buffer?",
             Some("behaviour"),
+        ));
+    }
+
+    #[test]
+    fn counting_questions_get_their_filters() {
+        expect![[r##"
+            # The engine's first search for the names and words of the question.
+            per_dir = count_by_dir("unsafe\\s*\\{", depth=3)
+            print(per_dir)
+        "##]]
+        .assert_eq(&cell(
+            "Consider the directories exactly 3 levels below the workspace root (paths of 3 components, of the form `a/b/c`). Which of them contains the most `unsafe { ... }` blocks in Rust files? Answer with the directory's path.",
+            Some("most_by_dir"),
+        ));
+        expect![[r##"
+            # The engine's first search for the names and words of the question.
+            per_dir = count_by_dir(symbols(kind="struct", max_results=None), depth=1)
+            print(per_dir)
+        "##]]
+        .assert_eq(&cell(
+            "Which top-level directory has the most struct definitions?",
+            Some("most_by_dir"),
+        ));
+        expect![[r##"
+            # The engine's first search for the names and words of the question.
+            defs = symbols(kind="function", max_results=None) + symbols(kind="method", max_results=None)
+            import re
+            counted = [d for d in defs if d.signature.lstrip().startswith("pub ") and re.search("->\\s*(?:[\\w:]+::)?Result\\b", d.signature)]
+            print(len(counted), "of", len(defs), "definitions match")
+            for d in counted[:5]:
+                print(f"{d.path}:{d.start_line}: {d.signature}")
+        "##]]
+        .assert_eq(&cell(
+            "How many public functions (declared exactly `pub fn`, methods included) have a return type named `Result` (such as `Result<T, E>` or `io::Result<T>`)? Answer with one number.",
+            Some("count_definitions"),
+        ));
+        expect![[r##"
+            # The engine's first search for the names and words of the question.
+            impls = implementations("Debug")
+            impls2 = implementations("Drop")
+            print("types that implement both:", sorted(set(impls.types) & set(impls2.types)))
+            print(impls)
+            print(impls2)
+        "##]]
+        .assert_eq(&cell(
+            "Which types implement both the trait `Debug` and the trait `Drop`?",
+            Some("implementations"),
         ));
     }
 }

@@ -26,6 +26,7 @@ import types
 
 import _rlm
 import _rlm_edits
+import _rlm_find
 
 collections.abc.Mapping.register(_rlm.Context)
 collections.abc.Sequence.register(_rlm.Chunks)
@@ -779,6 +780,8 @@ def setup(context, tools, chunks, out, err):
     )
     _rlm_edits.install(context, files_matching)
     _HELPERS.update(_rlm_edits.HELPERS)
+    _rlm_find.install(llm_query, llm_query_batched, search, symbols)
+    _HELPERS.update(_rlm_find.HELPERS)
     _ns.update(_HELPERS)
     if not getattr(sys, "argv", None):
         sys.argv = ["rlm-repl"]

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 const PRELUDE: &str = include_str!("prelude.py");
 const EDITS: &str = include_str!("edits.py");
+const FIND: &str = include_str!("find.py");
 /// A final answer or variable larger than this is cut (head and tail kept) to fit in a frame.
 const MAX_VALUE_BYTES: usize = 16 << 20;
 /// Upper bound for `max_output_bytes`, so a `Done` frame always fits in `MAX_FRAME_BYTES`.
@@ -281,11 +282,17 @@ impl Host {
         m.add_class::<PySearchHit>()?;
         m.add_function(wrap_pyfunction!(subcall, &m)?)?;
         py.import("sys")?.getattr("modules")?.set_item("_rlm", &m)?;
-        let edits = CString::new(EDITS)?;
-        let edits = PyModule::from_code(py, &edits, c"<rlm edits>", c"_rlm_edits")?;
-        py.import("sys")?
-            .getattr("modules")?
-            .set_item("_rlm_edits", edits)?;
+        // Helper modules the prelude imports (`edits.py`, `find.py`).
+        for (source, file, name) in [
+            (EDITS, c"<rlm edits>", c"_rlm_edits"),
+            (FIND, c"<rlm find>", c"_rlm_find"),
+        ] {
+            let code = CString::new(source)?;
+            let module = PyModule::from_code(py, &code, file, name)?;
+            py.import("sys")?
+                .getattr("modules")?
+                .set_item(name.to_str().unwrap_or_default(), module)?;
+        }
         let code = CString::new(PRELUDE)?;
         let prelude = PyModule::from_code(py, &code, c"<rlm prelude>", c"_rlm_prelude")?;
         let blob = Arc::new(blob);

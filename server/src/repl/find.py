@@ -1,0 +1,155 @@
+"""rlm-lsp REPL: find_function(description), the code that does what words describe.
+
+Loaded by the worker as module `_rlm_find` before the prelude (server/src/repl/worker.rs). When
+a function's name and comments do not say what it does, words find nothing: candidates are
+narrowed by structure instead (a signature the sub model guesses for the description, compared
+with every function's; short functions first), joined with what a word search finds, and the sub
+model reads each candidate and says whether it does it (one batch of sub-calls).
+"""
+
+import re
+
+_deps = {}  # llm_query, llm_query_batched, search, symbols: set by install()
+
+# Words of signatures that say nothing about what a function takes or returns.
+_NOISE = frozenset(
+    "fn def func function pub public private protected static async const mut let self this "
+    "return returns where impl for in var val override virtual final inline extern unsafe "
+    "crate super".split()
+)
+
+
+def install(llm_query, llm_query_batched, search, symbols):
+    _deps.update(
+        llm_query=llm_query, llm_query_batched=llm_query_batched, search=search, symbols=symbols
+    )
+
+
+def _tokens(signature):
+    """The type and parameter words of a signature, lowercased: `fn f(a: &[u8]) -> u32` gives
+    u8, u32 (and the names a, f)."""
+    words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*|\[\]|\*", signature)
+    return [w.lower() for w in words if w.lower() not in _NOISE]
+
+
+def _params(signature):
+    """How many parameters a signature has (commas at the first parenthesis level)."""
+    start = signature.find("(")
+    if start < 0:
+        return 0
+    depth, count, seen = 0, 0, False
+    for c in signature[start:]:
+        if c in "([{<":
+            depth += 1
+        elif c in ")]}>":
+            depth -= 1
+            if depth == 0:
+                break
+        elif c == "," and depth == 1:
+            count += 1
+        elif depth == 1 and not c.isspace():
+            seen = True
+    return count + 1 if seen else 0
+
+
+class Candidate:
+    """A function find_function() looked at: the definition and what the sub model said."""
+
+    __slots__ = ("definition", "verdict", "says_yes")
+
+    def __init__(self, definition, verdict):
+        self.definition = definition
+        self.verdict = verdict.strip()
+        self.says_yes = self.verdict.lower().lstrip("*`'\" ").startswith("yes")
+
+    def __getattr__(self, name):
+        return getattr(self.definition, name)
+
+    def __repr__(self):
+        d = self.definition
+        verdict = " ".join(self.verdict.split())[:100]
+        return f"{d.path}:{d.start_line}: {d.name}: {verdict}"
+
+
+class Found(list):
+    """find_function() results: the candidates the sub model said yes to first."""
+
+    description = ""
+
+    @property
+    def best(self):
+        """The first candidate the sub model said yes to, or None."""
+        return next((c for c in self if c.says_yes), None)
+
+    def __repr__(self):
+        if not self:
+            return f"[] (no function to look at for {self.description!r})"
+        yes = [c for c in self if c.says_yes]
+        head = (
+            f"{len(yes)} of {len(self)} candidates do it: {', '.join(c.name for c in yes)}"
+            if yes
+            else f"none of {len(self)} candidates does it, by the sub model's reading"
+        )
+        return "\n".join([head] + [repr(c) for c in self])
+
+
+def find_function(description, k=6):
+    """The functions that do what `description` says, when their names and comments may not
+    say it. Candidates: functions whose signature is closest to one the sub model guesses for
+    the description (short ones first), and the best word matches (search); the sub model then
+    reads each (k+1 sub-calls, in one batch) and says whether it does it. Returns them, the ones
+    it said yes to first, each with .verdict, .says_yes and the definition's .name .path
+    .start_line .text; .best is the first yes. Example:
+        found = find_function("computes a checksum of a byte slice")
+        print(found)
+    """
+    description = " ".join(str(description).split())
+    symbols, search = _deps["symbols"], _deps["search"]
+    defs = [
+        d
+        for kind in ("function", "method")
+        for d in symbols(kind=kind, max_results=None)
+    ]
+    languages = {}
+    for d in defs:
+        languages[d.language] = languages.get(d.language, 0) + 1
+    language = max(languages, key=languages.get) if languages else "the codebase's language"
+    guess = _deps["llm_query"](
+        f"A {language} function does this: {description}\n"
+        "Reply with only the one line of its most likely signature (parameter and return types), "
+        "for example `fn f(data: &[u8]) -> u32`. No explanation."
+    )
+    guessed = set(_tokens(guess.split("\n")[0] if guess else ""))
+    guessed_params = _params(guess or "")
+
+    def score(d):
+        sig = _tokens(d.signature)
+        overlap = len(guessed & set(sig)) / (len(guessed) or 1)
+        params = 1.0 if guessed_params and _params(d.signature) == guessed_params else 0.0
+        lines = d.end_line - d.start_line + 1
+        return overlap + 0.3 * params - min(lines, 200) / 1000.0
+
+    by_shape = sorted(defs, key=score, reverse=True)[:k]
+    by_words = [
+        r for r in search(description, k=k) if r.kind in ("function", "method")
+    ][: max(2, k // 2)]
+    seen, cands = set(), []
+    for d in list(by_shape) + list(by_words):
+        key = (d.path, d.start_line)
+        if key not in seen:
+            seen.add(key)
+            cands.append(d)
+    prompts = [
+        f"Does this function {description}?\n"
+        "Answer yes or no first, then one short reason.\n```\n"
+        f"{d.text[:1500]}\n```"
+        for d in cands
+    ]
+    answers = _deps["llm_query_batched"](prompts) if prompts else []
+    found = Found(Candidate(d, a) for d, a in zip(cands, answers))
+    found.sort(key=lambda c: not c.says_yes)
+    found.description = description
+    return found
+
+
+HELPERS = {"find_function": find_function}
