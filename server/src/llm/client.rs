@@ -3,7 +3,7 @@
 
 use super::cache::ResponseCache;
 use super::{ChatMessage, Completion, LlmError, Provider, Usage, anthropic, openai};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -80,6 +80,17 @@ fn jitter() -> f64 {
             .as_nanos(),
     );
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// What a cached answer is keyed by; serialized as the JSON object
+/// `{"endpoint", "model", "provider", "body"}` in this order (the keys of existing caches).
+#[derive(serde::Serialize)]
+struct CacheKey<'a> {
+    /// The base URL without a trailing `/`, or the scope that stands for it.
+    endpoint: &'a str,
+    model: &'a str,
+    provider: Provider,
+    body: &'a Value,
 }
 
 /// One failed attempt: the error, and whether another attempt may succeed.
@@ -192,19 +203,25 @@ impl ChatClient {
             .filter(|_| self.endpoint.temperature == 0.0 || self.cache_sampled);
         // Another server (or model) is another answer: the key names the endpoint too.
         let key = cache.map(|_| {
-            let endpoint = match &self.cache_scope {
-                Some(scope) => scope.clone(),
-                None => self.endpoint.base_url.trim_end_matches('/').to_string(),
-            };
-            ResponseCache::key(&json!({
-                "endpoint": endpoint,
-                "model": self.endpoint.model,
-                "provider": self.provider,
-                "body": body,
-            }))
+            ResponseCache::key(&CacheKey {
+                endpoint: match &self.cache_scope {
+                    Some(scope) => scope,
+                    None => self.endpoint.base_url.trim_end_matches('/'),
+                },
+                model: &self.endpoint.model,
+                provider: self.provider,
+                body: &body,
+            })
         });
+        // The cache is files: read and written off the async threads, which other calls need.
         if let (Some(cache), Some(key)) = (cache, &key)
-            && let Some((text, _)) = cache.get(key)
+            && let Some((text, _)) = {
+                let (cache, key) = (cache.clone(), key.clone());
+                tokio::task::spawn_blocking(move || cache.get(&key))
+                    .await
+                    .ok()
+                    .flatten()
+            }
         {
             return Ok(Completion {
                 text,
@@ -218,8 +235,12 @@ impl ChatClient {
         loop {
             match self.attempt(&url, &body).await {
                 Ok((text, usage)) => {
-                    if let (Some(cache), Some(key)) = (cache, &key) {
-                        cache.put(key, &text, usage);
+                    if let (Some(cache), Some(key)) = (cache, key) {
+                        let (cache, text) = (cache.clone(), text.clone());
+                        let put = move || cache.put(&key, &text, usage);
+                        if let Err(e) = tokio::task::spawn_blocking(put).await {
+                            tracing::warn!("response cache: the write failed: {e}");
+                        }
                     }
                     return Ok(Completion {
                         text,
@@ -457,6 +478,27 @@ mod tests {
         assert_eq!((first.text.as_str(), first.from_cache), ("first", false));
         assert_eq!((again.text.as_str(), again.from_cache), ("first", true));
         assert!(after.requests().is_empty());
+    }
+
+    #[test]
+    fn cache_keys_keep_their_form() {
+        let body =
+            serde_json::json!({"messages": [{"content": "q", "role": "user"}], "model": "m"});
+        let key = ResponseCache::key(&CacheKey {
+            endpoint: "http://h/v1",
+            model: "m",
+            provider: Provider::OpenAi,
+            body: &body,
+        });
+        let written = r#"{"endpoint":"http://h/v1","model":"m","provider":"openai","body":{"messages":[{"content":"q","role":"user"}],"model":"m"}}"#;
+        let expected: String = {
+            use sha2::Digest;
+            sha2::Sha256::digest(written.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        assert_eq!(key, expected);
     }
 
     #[test]
