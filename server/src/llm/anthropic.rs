@@ -1,8 +1,7 @@
 //! Anthropic's Messages API, natively: the system prompt as its own field, strict user/assistant
 //! alternation, and prompt caching of the stable prefix (the system prompt and earlier turns).
 
-use super::client::{Endpoint, snippet};
-use super::{ChatMessage, Role, Usage};
+use super::{ChatMessage, Endpoint, Role, Usage, snippet};
 use serde_json::{Value, json};
 
 pub(super) const API_VERSION: &str = "2023-06-01";

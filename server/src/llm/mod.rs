@@ -10,10 +10,38 @@ mod openai;
 pub mod pricing;
 pub mod scripted;
 
-pub use client::{ChatClient, Endpoint, RetryPolicy};
+pub use client::{ChatClient, RetryPolicy};
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+/// Where and how to reach one model.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Base URL ending in `/v1`, e.g. `http://127.0.0.1:8080/v1`.
+    pub base_url: String,
+    pub model: String,
+    pub api_key: Option<String>,
+    /// Name of the environment variable the key came from, for error messages (never the key).
+    pub api_key_env: Option<String>,
+    pub timeout: Duration,
+    pub max_tokens: u32,
+    pub temperature: f32,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key itself is never printed.
+        f.debug_struct("Endpoint")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key_env", &self.api_key_env)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("max_tokens", &self.max_tokens)
+            .finish()
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -145,4 +173,34 @@ pub enum LlmError {
     GaveUp { retries: u32, last: Box<LlmError> },
     #[error("{0}")]
     Config(String),
+}
+
+/// `s` trimmed, cut to `max` characters (marked `...`), for error messages.
+fn snippet(s: &str, max: usize) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let ep = Endpoint {
+            base_url: "http://x/v1".into(),
+            model: "m".into(),
+            api_key: Some("sk-secret".into()),
+            api_key_env: Some("OPENAI_API_KEY".into()),
+            timeout: Duration::from_secs(1),
+            max_tokens: 1,
+            temperature: 0.0,
+        };
+        let dbg = format!("{ep:?}");
+        assert!(!dbg.contains("sk-secret"), "{dbg}");
+        assert!(dbg.contains("<redacted>"));
+    }
 }

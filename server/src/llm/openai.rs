@@ -1,8 +1,7 @@
 //! The OpenAI-compatible chat completions wire format, as served by OpenAI, vLLM, SGLang,
 //! llama.cpp's llama-server, Ollama, LM Studio and OpenRouter.
 
-use super::client::{Endpoint, snippet};
-use super::{ChatMessage, Usage};
+use super::{ChatMessage, Endpoint, Usage, snippet};
 use serde_json::{Value, json};
 
 /// The request body. Consecutive messages of one role are merged first: llama-server and others
