@@ -6,7 +6,6 @@
 use super::blob::BlobReader;
 use super::index::{SearchHit, parse_kind};
 use super::protocol::{CHUNK_PAGE, FromWorker, IndexQuery, IndexReply, ToWorker};
-use super::worker::ask_parent;
 use crate::index::grep::{self, GrepOptions, Haystack, PathFilter, Pattern};
 use crate::index::{Chunk, DefKind, Definition};
 use pyo3::exceptions::{
@@ -53,9 +52,13 @@ fn index_error(message: String) -> PyErr {
     PyRuntimeError::new_err(message)
 }
 
+/// Sends a request to the parent process and waits for its reply (the worker's
+/// `ask_parent`, given to `Tools` and `Chunks` when the worker makes them).
+pub(super) type AskParent = fn(Python<'_>, FromWorker) -> Result<ToWorker, String>;
+
 /// Asks the parent's index; an `Error` reply becomes a `RuntimeError`.
-fn ask_index(py: Python<'_>, query: IndexQuery) -> PyResult<IndexReply> {
-    match ask_parent(py, FromWorker::IndexRequest { query }) {
+fn ask_index(py: Python<'_>, ask: AskParent, query: IndexQuery) -> PyResult<IndexReply> {
+    match ask(py, FromWorker::IndexRequest { query }) {
         Ok(ToWorker::IndexReply {
             reply: IndexReply::Error { message },
         }) => Err(index_error(message)),
@@ -71,11 +74,12 @@ fn ask_index(py: Python<'_>, query: IndexQuery) -> PyResult<IndexReply> {
 #[pyclass(frozen, module = "_rlm", name = "Tools")]
 pub(super) struct Tools {
     blob: Arc<BlobReader>,
+    ask: AskParent,
 }
 
 impl Tools {
-    pub(super) fn new(blob: Arc<BlobReader>) -> Tools {
-        Tools { blob }
+    pub(super) fn new(blob: Arc<BlobReader>, ask: AskParent) -> Tools {
+        Tools { blob, ask }
     }
 
     /// The files `paths` selects (all for `None`), or a `ValueError` saying why none is.
@@ -234,7 +238,7 @@ impl Tools {
         let query = IndexQuery::Definitions {
             name: name.to_string(),
         };
-        match ask_index(py, query)? {
+        match ask_index(py, self.ask, query)? {
             IndexReply::Definitions { definitions } => Ok(definitions
                 .into_iter()
                 .map(|d| self.definition(d))
@@ -252,7 +256,7 @@ impl Tools {
         if locations.is_empty() {
             return Ok(Vec::new());
         }
-        match ask_index(py, IndexQuery::Enclosing { locations })? {
+        match ask_index(py, self.ask, IndexQuery::Enclosing { locations })? {
             IndexReply::Enclosing { definitions } => Ok(definitions
                 .into_iter()
                 .map(|d| d.map(|d| self.definition(d)))
@@ -272,7 +276,7 @@ impl Tools {
         let query = IndexQuery::Implementations {
             name: name.to_string(),
         };
-        match ask_index(py, query)? {
+        match ask_index(py, self.ask, query)? {
             IndexReply::Implementations { entries } => Ok(entries
                 .into_iter()
                 .map(|e| {
@@ -297,7 +301,7 @@ impl Tools {
             text: query.to_string(),
             k,
         };
-        match ask_index(py, query)? {
+        match ask_index(py, self.ask, query)? {
             IndexReply::Search { hits } => Ok(hits
                 .into_iter()
                 .map(|hit| PySearchHit {
@@ -426,7 +430,7 @@ impl Tools {
             path,
             limit: max_results,
         };
-        match ask_index(py, query)? {
+        match ask_index(py, self.ask, query)? {
             IndexReply::Symbols { total, definitions } => Ok((
                 definitions
                     .into_iter()
@@ -442,7 +446,7 @@ impl Tools {
     fn outline(&self, py: Python<'_>, path: &str) -> PyResult<String> {
         let i = self.file(path)?;
         let path = Haystack::path(&*self.blob, i).to_string();
-        let entries = match ask_index(py, IndexQuery::Outline { path: path.clone() })? {
+        let entries = match ask_index(py, self.ask, IndexQuery::Outline { path: path.clone() })? {
             IndexReply::Outline { entries } => entries,
             other => return Err(index_error(format!("unexpected answer: {other:?}"))),
         };
@@ -734,6 +738,7 @@ struct ChunkTable {
 #[pyclass(frozen, sequence, module = "_rlm", name = "Chunks")]
 pub(super) struct Chunks {
     blob: Arc<BlobReader>,
+    ask: AskParent,
     /// The index version of the current cell.
     version: AtomicU64,
     /// The table and the cell version it was fetched under.
@@ -741,9 +746,10 @@ pub(super) struct Chunks {
 }
 
 impl Chunks {
-    pub(super) fn new(blob: Arc<BlobReader>) -> Chunks {
+    pub(super) fn new(blob: Arc<BlobReader>, ask: AskParent) -> Chunks {
         Chunks {
             blob,
+            ask,
             version: AtomicU64::new(0),
             cache: Mutex::new(None),
         }
@@ -770,7 +776,7 @@ impl Chunks {
                 offset: chunks.len() as u64,
                 limit: CHUNK_PAGE,
             };
-            match ask_index(py, query)? {
+            match ask_index(py, self.ask, query)? {
                 IndexReply::Chunks {
                     total,
                     chunks: page,

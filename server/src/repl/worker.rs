@@ -297,8 +297,8 @@ impl Host {
         let prelude = PyModule::from_code(py, &code, c"<rlm prelude>", c"_rlm_prelude")?;
         let blob = Arc::new(blob);
         let context = Py::new(py, Context::new(blob.clone()))?;
-        let tools = Py::new(py, Tools::new(blob.clone()))?;
-        let chunks = Py::new(py, Chunks::new(blob))?;
+        let tools = Py::new(py, Tools::new(blob.clone(), ask_parent))?;
+        let chunks = Py::new(py, Chunks::new(blob, ask_parent))?;
         let out = Py::new(py, CapturedOutput::new("<stdout>", max_output))?;
         let err = Py::new(py, CapturedOutput::new("<stderr>", max_output))?;
         prelude.getattr("setup")?.call1((
@@ -373,7 +373,7 @@ impl Host {
 /// Sends `msg` to the parent and waits for its reply, with Python detached (other Python threads
 /// run meanwhile). Only the request/reply pairs of the protocol go through here, one at a time.
 /// A parent that went away ends the worker.
-pub(super) fn ask_parent(py: Python<'_>, msg: FromWorker) -> Result<ToWorker, String> {
+fn ask_parent(py: Python<'_>, msg: FromWorker) -> Result<ToWorker, String> {
     py.detach(move || {
         let mut p = proto();
         match send(&mut p, &msg) {
