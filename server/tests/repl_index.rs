@@ -1063,10 +1063,7 @@ pub fn widen(x: u32, y: u32) -> u64 {
         step_7
     "#]]
     .assert_eq(&out.stdout);
-    let prompts = sub.prompts.lock().unwrap();
-    assert!(
-        prompts[0].contains("A rust function does this"),
-        "{prompts:?}"
-    );
+    let first = sub.prompts.lock().unwrap()[0].clone();
+    assert!(first.contains("A rust function does this"), "{first}");
     repl.shutdown().await;
 }
