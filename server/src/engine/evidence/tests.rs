@@ -1,0 +1,127 @@
+use super::*;
+use expect_test::expect;
+
+#[test]
+fn names_come_from_code_spans_identifiers_and_capitalized_words() {
+    let cases = [
+        "Where is `Parser` defined?",
+        "Which functions call parse_expr?",
+        "Where is `Visitor::visit_item` used?",
+        "Which types implement the Serialize trait?",
+        "How many files contain `unsafe`?",
+        "What is the default timeout of the client?",
+        "What does `normalize_path()` do in HttpClient?",
+        "Which function rotates a slice left by n positions? Name it and its file.",
+        "What is MAX_DEPTH set to?",
+    ];
+    let got: Vec<String> = cases
+        .iter()
+        .map(|q| format!("{q} -> {:?}", names_in(q)))
+        .collect();
+    expect![[r#"
+            Where is `Parser` defined? -> ["Parser"]
+            Which functions call parse_expr? -> ["parse_expr"]
+            Where is `Visitor::visit_item` used? -> ["visit_item"]
+            Which types implement the Serialize trait? -> ["Serialize"]
+            How many files contain `unsafe`? -> ["unsafe"]
+            What is the default timeout of the client? -> []
+            What does `normalize_path()` do in HttpClient? -> ["normalize_path", "HttpClient"]
+            Which function rotates a slice left by n positions? Name it and its file. -> []
+            What is MAX_DEPTH set to? -> ["MAX_DEPTH"]"#]]
+    .assert_eq(&got.join("\n"));
+}
+
+#[test]
+fn the_cell_follows_the_recipe() {
+    expect![[r##"
+            # The engine's first search for the names and words of the question.
+            calls = callers("flush_all")
+            print("files:", calls.files)
+            print(calls)
+        "##]]
+    .assert_eq(&cell("Who calls `flush_all`?", Some("callers")));
+    expect![[r##"
+            # The engine's first search for the names and words of the question.
+            files = files_matching("\\bunsafe\\b")
+            print(len(files), "files")
+            print(files)
+        "##]]
+    .assert_eq(&cell("How many files contain `unsafe`?", Some("count")));
+    expect![[r##"
+            # The engine's first search for the names and words of the question.
+            print(definitions("Parser"))
+            refs = references("Parser")
+            print(refs.total, "references in", refs.files, "files")
+            found = search("Where is Parser defined?", k=5)
+            words = ["parser"]
+            lines = []
+            for c in found[:5]:
+                for n, l in enumerate(c.text.splitlines(), c.start_line):
+                    hits = sum(w in l.lower() for w in words)
+                    if hits:
+                        where = f" (in {c.kind} {c.name})" if c.name else ""
+                        lines.append((-hits, c.path, n, where, l.strip()[:160]))
+            best = -min(lines)[0] if lines else 0
+            for h, path, n, where, l in sorted(lines)[:6]:
+                if -h >= max(1, best - 1):
+                    print(f"{path}:{n}{where}: {l}")
+            print(found)
+        "##]]
+    .assert_eq(&cell("Where is Parser defined?", Some("where_defined")));
+    expect![[r##"
+            # The engine's first search for the names and words of the question.
+            found = find_function("Which function computes a CRC of a buffer?", k=6)
+            print(found)
+        "##]]
+    .assert_eq(&cell(
+        "Which function computes a CRC of a buffer?",
+        Some("behaviour"),
+    ));
+}
+
+#[test]
+fn counting_questions_get_their_filters() {
+    expect![[r##"
+            # The engine's first search for the names and words of the question.
+            per_dir = count_by_dir("unsafe\\s*\\{", depth=3)
+            print(per_dir)
+        "##]]
+    .assert_eq(&cell(
+        "Consider the directories exactly 3 levels below the workspace root (paths of 3 components, of the form `a/b/c`). Which of them contains the most `unsafe { ... }` blocks in Rust files? Answer with the directory's path.",
+        Some("most_by_dir"),
+    ));
+    expect![[r##"
+            # The engine's first search for the names and words of the question.
+            per_dir = count_by_dir(symbols(kind="struct", max_results=None), depth=1)
+            print(per_dir)
+        "##]]
+    .assert_eq(&cell(
+        "Which top-level directory has the most struct definitions?",
+        Some("most_by_dir"),
+    ));
+    expect![[r##"
+            # The engine's first search for the names and words of the question.
+            defs = symbols(kind="function", max_results=None) + symbols(kind="method", max_results=None)
+            import re
+            counted = [d for d in defs if d.signature.lstrip().startswith("pub ") and re.search("->\\s*(?:[\\w:]+::)?Result\\b", d.signature)]
+            print(len(counted), "of", len(defs), "definitions match")
+            for d in counted[:5]:
+                print(f"{d.path}:{d.start_line}: {d.signature}")
+        "##]]
+    .assert_eq(&cell(
+        "How many public functions (declared exactly `pub fn`, methods included) have a return type named `Result` (such as `Result<T, E>` or `io::Result<T>`)? Answer with one number.",
+        Some("count_definitions"),
+    ));
+    expect![[r##"
+            # The engine's first search for the names and words of the question.
+            impls = implementations("Debug")
+            impls2 = implementations("Drop")
+            print("types that implement both:", sorted(set(impls.types) & set(impls2.types)))
+            print(impls)
+            print(impls2)
+        "##]]
+    .assert_eq(&cell(
+        "Which types implement both the trait `Debug` and the trait `Drop`?",
+        Some("implementations"),
+    ));
+}
