@@ -10,7 +10,7 @@ use rlm_eval::harness::{self, Row};
 use rlm_eval::methods::{Method, MethodOptions, Methods};
 use rlm_eval::report::{Meta, Report};
 use rlm_eval::task::{self, WorkspaceSpec};
-use rlm_lsp::config::{ModelSettings, RunLimits};
+use rlm_lsp::session::{RunSettings, Runner};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -110,26 +110,31 @@ struct RunRefactorArgs {
     resume: bool,
     #[arg(long)]
     no_report: bool,
+    /// Every setting of `rlm-lsp ask`; `--check-timeout-secs` (`--check-timeout`) bounds the
+    /// engine's and the scorer's `cargo check`, `--check-repairs` (`--repairs`) the times a plan
+    /// may go back to the model (the check command is the crate's own)
     #[command(flatten)]
-    models: ModelSettings,
-    #[arg(long, default_value_t = 8)]
-    max_iterations: u32,
+    settings: EvalSettings,
     #[arg(long, default_value_t = 1024)]
     rlm_max_tokens: u32,
-    #[arg(long, default_value_t = 600)]
-    max_wall_secs: u64,
-    #[arg(long, default_value_t = 60)]
-    cell_timeout: u64,
-    #[arg(long)]
-    max_sub_calls: Option<u32>,
-    /// Seconds one `cargo check` may run (the engine's and the scorer's)
-    #[arg(long, default_value_t = 300)]
-    check_timeout: u64,
-    /// Times a plan may go back to the model
-    #[arg(long, default_value_t = 2)]
-    repairs: u32,
-    #[arg(long, env = rlm_lsp::repl::UNSAFE_NO_SANDBOX_ENV, value_parser = clap::builder::BoolishValueParser::new())]
-    unsafe_no_sandbox: bool,
+}
+
+// The settings of `rlm-lsp ask` (every flag and `RLM_*` variable), with the evaluation's
+// defaults: 8 turns and 600 s a run, no sub-call or cost limit, child runs one deep. (A plain
+// comment: a doc comment here would become the subcommand's description.)
+#[derive(clap::Args)]
+#[command(
+    mut_arg("max_iterations", |a| a.default_value("8")),
+    mut_arg("max_wall_secs", |a| a.default_value("600")),
+    mut_arg("max_sub_calls", |a| a.default_value("0")),
+    mut_arg("max_cost", |a| a.default_value("0")),
+    mut_arg("max_depth", |a| a.default_value("1")),
+    mut_arg("check_timeout_secs", |a| a.visible_alias("check-timeout")),
+    mut_arg("check_repairs", |a| a.visible_alias("repairs")),
+)]
+struct EvalSettings {
+    #[command(flatten)]
+    run: RunSettings,
 }
 
 #[derive(clap::Args)]
@@ -212,11 +217,9 @@ struct RunArgs {
     /// Write only the rows file (a part of a run in parts; `rlm-eval report --json` merges them)
     #[arg(long)]
     no_report: bool,
+    /// Every setting of `rlm-lsp ask`, with the evaluation's defaults
     #[command(flatten)]
-    models: ModelSettings,
-    /// Root-model turns of an RLM run
-    #[arg(long, default_value_t = 8)]
-    max_iterations: u32,
+    settings: EvalSettings,
     /// The model's context window in tokens [default: one slot of the local server (its
     /// context / parallel slots), else 128000]
     #[arg(long)]
@@ -236,18 +239,6 @@ struct RunArgs {
     /// Characters per token assumed when cutting prompts to a token budget
     #[arg(long, default_value_t = 3.5)]
     prompt_chars_per_token: f64,
-    /// Wall-time budget of one RLM run, in seconds
-    #[arg(long, default_value_t = 600)]
-    max_wall_secs: u64,
-    /// Seconds one REPL cell may run
-    #[arg(long, default_value_t = 60)]
-    cell_timeout: u64,
-    /// Sub-call budget of one RLM run
-    #[arg(long)]
-    max_sub_calls: Option<u32>,
-    /// Run model-written code without the sandbox (see docs/security.md)
-    #[arg(long, env = rlm_lsp::repl::UNSAFE_NO_SANDBOX_ENV, value_parser = clap::builder::BoolishValueParser::new())]
-    unsafe_no_sandbox: bool,
 }
 
 #[derive(clap::Args)]
@@ -417,9 +408,10 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         tasks.len(),
         methods.len()
     );
-    let resolved = a.models.resolve().await?;
+    let settings = &a.settings.run;
+    let runner = Runner::resolve(settings).await?;
     let window = a.window_tokens.unwrap_or_else(|| {
-        if resolved.local {
+        if runner.is_local() {
             rlm_lsp::llm::local::LocalServerConfig::from_env()
                 .map(|c| u64::from(c.ctx_size / c.parallel.max(1)))
                 .unwrap_or(16_384)
@@ -435,20 +427,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         rlm_max_tokens: a.rlm_max_tokens,
         prompt_chars_per_token: a.prompt_chars_per_token,
     };
-    let mut cfg = resolved.engine_config(a.max_iterations);
-    RunLimits {
-        cell_timeout_secs: a.cell_timeout,
-        max_depth: 1,
-        // 0 lifts the limit, as in `rlm-lsp ask`.
-        max_sub_calls: a.max_sub_calls.unwrap_or(0),
-        max_tokens: 0,
-        max_cost: 0.0,
-        max_wall_secs: a.max_wall_secs,
-        unsafe_no_sandbox: a.unsafe_no_sandbox,
-        ..RunLimits::default()
-    }
-    .apply(&mut cfg)?;
-    let mut m = Methods::new(&resolved.models, cfg, opts.clone(), a.models.max_retries).await?;
+    let mut m = Methods::from_runner(&runner, opts.clone(), settings.models.max_retries).await?;
     m.trajectories = a.trajectories.clone();
     std::fs::create_dir_all(&a.out_dir)
         .with_context(|| format!("creating {}", a.out_dir.display()))?;
@@ -539,8 +518,8 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     let meta = Meta {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         started: started_at,
-        model: resolved.models.root.endpoint().model.clone(),
-        base_url: resolved.models.root.endpoint().base_url.clone(),
+        model: runner.models().root.endpoint().model.clone(),
+        base_url: runner.models().root.endpoint().base_url.clone(),
         methods,
         settings: serde_json::json!({
             "window_tokens": opts.window_tokens,
@@ -549,9 +528,9 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             "answer_max_tokens": opts.answer_max_tokens,
             "rlm_max_tokens": opts.rlm_max_tokens,
             "prompt_chars_per_token": opts.prompt_chars_per_token,
-            "max_iterations": a.max_iterations,
-            "max_wall_secs": a.max_wall_secs,
-            "local_model": resolved.local,
+            "max_iterations": settings.limits.max_iterations,
+            "max_wall_secs": settings.limits.max_wall_secs,
+            "local_model": runner.is_local(),
             "tasks_file": a.tasks.display().to_string(),
         }),
         wall_s: started.elapsed().as_secs_f64(),
@@ -812,37 +791,24 @@ async fn run_refactor(a: RunRefactorArgs) -> anyhow::Result<()> {
         tasks.len(),
         methods.len()
     );
-    let resolved = a.models.resolve().await?;
-    let mut cfg = resolved.engine_config(a.max_iterations);
-    RunLimits {
-        cell_timeout_secs: a.cell_timeout,
-        max_depth: 1,
-        max_sub_calls: a.max_sub_calls.unwrap_or(0),
-        max_tokens: 0,
-        max_cost: 0.0,
-        max_wall_secs: a.max_wall_secs,
-        unsafe_no_sandbox: a.unsafe_no_sandbox,
-        ..RunLimits::default()
-    }
-    .apply(&mut cfg)?;
+    let settings = &a.settings.run;
+    let resolved = Runner::resolve(settings).await?;
+    let retries = settings.models.max_retries;
     let models = rlm_lsp::engine::Models {
         root: rlm_eval::methods::with_max_tokens(
-            &resolved.models.root,
+            &resolved.models().root,
             a.rlm_max_tokens,
-            a.models.max_retries,
+            retries,
         ),
-        sub: rlm_eval::methods::with_max_tokens(
-            &resolved.models.sub,
-            a.rlm_max_tokens,
-            a.models.max_retries,
-        ),
+        sub: rlm_eval::methods::with_max_tokens(&resolved.models().sub, a.rlm_max_tokens, retries),
         child_root: None,
     };
-    let runner = rlm_lsp::session::Runner::from_models(models, cfg);
+    // Measurements are not served from the response cache: the same models, uncached.
+    let runner = Runner::from_models(models, resolved.config().clone());
     let opts = RefactorOptions {
         check_exe: std::env::current_exe().context("finding this executable")?,
-        check_timeout: std::time::Duration::from_secs(a.check_timeout),
-        repairs: a.repairs,
+        check_timeout: std::time::Duration::from_secs(settings.check.check_timeout_secs),
+        repairs: settings.check.check_repairs,
         target_root: rlm_eval::crate_check::default_target_root(),
         trajectories: a.trajectories.clone(),
     };
@@ -967,4 +933,40 @@ fn utc_now() -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02} UTC")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `run` and `run-refactor` take every setting of `rlm-lsp ask`, with the evaluation's
+    /// defaults, and the names the evaluation's docs use.
+    #[test]
+    fn runs_take_the_settings_of_ask_with_the_evaluations_defaults() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Run(a) => a.settings.run,
+            Command::RunRefactor(a) => a.settings.run,
+            _ => unreachable!(),
+        };
+        let s = parse(&["rlm-eval", "run", "--tasks", "t.jsonl", "--max-depth", "0"]);
+        assert_eq!(s.limits.max_depth, 0);
+        if std::env::vars().all(|(k, _)| !k.starts_with("RLM_")) {
+            let l = &s.limits;
+            assert_eq!((l.max_iterations, l.max_wall_secs), (8, 600));
+            assert_eq!((l.max_sub_calls, l.max_cost), (0, 0.0));
+        }
+        let s = parse(&[
+            "rlm-eval",
+            "run-refactor",
+            "--tasks",
+            "t.jsonl",
+            "--check-timeout",
+            "5",
+            "--repairs",
+            "1",
+        ]);
+        assert_eq!((s.check.check_timeout_secs, s.check.check_repairs), (5, 1));
+    }
 }

@@ -10,12 +10,12 @@
 //!   prompt cache serves every question on one workspace from one prefill;
 //! - `retrieval`: BM25 top-k index chunks filling a token budget, then the question.
 
-use rlm_lsp::engine::{Engine, EngineConfig, Event, LiveIndex, Models};
+use rlm_lsp::engine::{EngineConfig, Event, LiveIndex, Models};
 use rlm_lsp::index::bm25::Bm25;
 use rlm_lsp::llm::pricing::PriceTable;
 use rlm_lsp::llm::scripted::{ScriptedServer, SubRule};
 use rlm_lsp::llm::{ChatClient, ChatMessage, Endpoint, LlmError, Provider, RetryPolicy, Usage};
-use rlm_lsp::repl::ContextBlob;
+use rlm_lsp::session::{Answer, Runner, Workspace};
 use rlm_lsp::workspace::Snapshot;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
@@ -177,6 +177,16 @@ pub fn with_max_tokens(client: &ChatClient, max_tokens: u32, retries: u32) -> Ch
 }
 
 impl Methods {
+    /// The models and engine configuration of `runner` (as `rlm-lsp ask` resolves them from
+    /// the same settings), each call with `retries` retries.
+    pub async fn from_runner(
+        runner: &Runner,
+        opts: MethodOptions,
+        retries: u32,
+    ) -> anyhow::Result<Methods> {
+        Methods::new(runner.models(), runner.config().clone(), opts, retries).await
+    }
+
     /// `models` as `ModelSettings::resolve` gave them; `engine_cfg` with the run limits applied.
     pub async fn new(
         models: &Models,
@@ -252,12 +262,10 @@ impl Methods {
                 question.to_string(),
             )
         };
-        let engine = Engine::new(models, cfg).with_index(ws.index.clone());
-        match engine
-            .run(&ws.snapshot, ws.blob.clone(), &question, None)
-            .await
-        {
-            Ok(r) => {
+        // The run `rlm-lsp ask` makes, through the same façade.
+        let runner = Runner::from_models(models, cfg);
+        match ws.workspace.ask(&runner, &question, None).await {
+            Ok(Answer { report: r, .. }) => {
                 let max_prompt = r
                     .events
                     .iter()
@@ -507,8 +515,9 @@ pub struct ChunkText {
 /// A workspace ready for every method: snapshot, REPL blob, index, BM25 over its chunks.
 pub struct Prepared {
     pub snapshot: Arc<Snapshot>,
-    pub blob: Arc<ContextBlob>,
-    pub index: Arc<LiveIndex>,
+    /// The façade's workspace over the snapshot: its index (complete) and context blob
+    /// (written), as the RLM methods' runs read them.
+    pub workspace: Workspace,
     pub chunks: Vec<ChunkText>,
     pub bm25: Bm25,
     /// The `direct` prompt's size once the server accepted it, so every question on this
@@ -542,11 +551,12 @@ impl Prepared {
             .map(|c| format!("{}\n{}", c.path, c.text))
             .collect();
         let bm25 = Bm25::new(&docs);
-        let blob = ContextBlob::write(&snapshot)?;
+        let workspace = Workspace::with_index(snapshot.clone(), index);
+        // Written once here, not by the first run of a method.
+        workspace.blob()?;
         Ok(Prepared {
             snapshot,
-            blob,
-            index,
+            workspace,
             chunks,
             bm25,
             direct_budget: Mutex::new(None),

@@ -3,7 +3,6 @@
 
 use super::{RunFlags, opened, runner, summary};
 use anyhow::Context as _;
-use rlm_lsp::config::CheckSettings;
 use rlm_lsp::engine::refactor::FileChange;
 use rlm_lsp::session::{RefactorPlan, Workspace};
 use std::path::PathBuf;
@@ -14,8 +13,6 @@ pub struct RefactorArgs {
     instruction: String,
     #[command(flatten)]
     run: RunFlags,
-    #[command(flatten)]
-    check: CheckSettings,
     /// Print only the unified diff (for `git apply`)
     #[arg(long, conflicts_with = "apply")]
     diff: bool,
@@ -37,7 +34,7 @@ pub struct ExplainArgs {
 pub async fn refactor(a: RefactorArgs) -> anyhow::Result<()> {
     let f = &a.run;
     let ws = opened(f)?;
-    let runner = runner(f, &f.settings(a.check.clone())).await?;
+    let runner = runner(&f.settings).await?;
     let plan: RefactorPlan = f
         .drive(|tx| Box::pin(ws.plan_refactor(&runner, &a.instruction, None, Some(tx))))
         .await?;
@@ -143,7 +140,7 @@ pub async fn explain(a: ExplainArgs) -> anyhow::Result<()> {
         0 => symbol_on_line(&ws, &path, line)?,
         col => ws.symbol_at(&path, line, col)?,
     };
-    let runner = runner(f, &f.settings(CheckSettings::default())).await?;
+    let runner = runner(&f.settings).await?;
     let explanation = f
         .drive(|tx| Box::pin(ws.explain_symbol(&runner, &name, Some(tx))))
         .await?;

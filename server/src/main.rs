@@ -6,7 +6,6 @@ mod edit_commands;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use rlm_lsp::config::{CheckSettings, ModelSettings, RunLimits};
 use rlm_lsp::engine::{Event, RunReport, StopReason};
 use rlm_lsp::index::{IndexOptions, WorkspaceIndex};
 use rlm_lsp::llm::scripted;
@@ -55,25 +54,7 @@ struct AgentArgs {
     #[command(flatten)]
     walk: WalkArgs,
     #[command(flatten)]
-    models: ModelSettings,
-    /// Root-model turns before a run must answer
-    #[arg(long, env = "RLM_MAX_ITERATIONS", default_value_t = 20)]
-    max_iterations: u32,
-    #[command(flatten)]
-    limits: RunLimits,
-    #[command(flatten)]
-    check: CheckSettings,
-}
-
-impl AgentArgs {
-    fn settings(&self) -> RunSettings {
-        RunSettings {
-            models: self.models.clone(),
-            limits: self.limits.clone(),
-            max_iterations: self.max_iterations,
-            check: self.check.clone(),
-        }
-    }
+    settings: RunSettings,
 }
 
 #[derive(clap::Args)]
@@ -158,12 +139,7 @@ struct RunFlags {
     #[command(flatten)]
     walk: WalkArgs,
     #[command(flatten)]
-    models: ModelSettings,
-    /// Root-model turns before the run must answer
-    #[arg(long, env = "RLM_MAX_ITERATIONS", default_value_t = 20)]
-    max_iterations: u32,
-    #[command(flatten)]
-    limits: RunLimits,
+    settings: RunSettings,
     /// Print one JSON object instead of Markdown and a summary
     #[arg(long)]
     json: bool,
@@ -176,15 +152,6 @@ struct RunFlags {
 }
 
 impl RunFlags {
-    fn settings(&self, check: CheckSettings) -> RunSettings {
-        RunSettings {
-            models: self.models.clone(),
-            limits: self.limits.clone(),
-            max_iterations: self.max_iterations,
-            check,
-        }
-    }
-
     /// Runs `work` (given the channel its events go to), writing the trajectory and the
     /// progress as events arrive; Ctrl-C stops it (dropping the run kills its worker).
     async fn drive<'a, T>(
@@ -280,12 +247,12 @@ fn main() {
             .enable_all()
             .build()
             .context("starting the async runtime")
-            .and_then(|rt| rt.block_on(rlm_lsp::mcp::serve_stdio(a.walk.roots(), a.settings()))),
+            .and_then(|rt| rt.block_on(rlm_lsp::mcp::serve_stdio(a.walk.roots(), a.settings))),
         Command::Acp(a) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("starting the async runtime")
-            .and_then(|rt| rt.block_on(rlm_lsp::acp::serve_stdio(a.walk.roots(), a.settings()))),
+            .and_then(|rt| rt.block_on(rlm_lsp::acp::serve_stdio(a.walk.roots(), a.settings))),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -417,7 +384,7 @@ async fn ask(a: AskArgs) -> anyhow::Result<()> {
     let ws = opened(f)?;
     // A replay serves the recording from a scripted server on loopback; the engine is unchanged.
     let _replay_server;
-    let mut settings = f.settings(CheckSettings::default());
+    let mut settings = f.settings.clone();
     if let Some(path) = &a.replay {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the trajectory {}", path.display()))?;
@@ -432,7 +399,7 @@ async fn ask(a: AskArgs) -> anyhow::Result<()> {
         m.response_cache = rlm_lsp::config::CacheMode::Off;
         _replay_server = server;
     }
-    let runner = runner(f, &settings).await?;
+    let runner = runner(&settings).await?;
     // Citations are checked against what the run read; unverified ones are marked.
     let answer: Answer = f
         .drive(|tx| Box::pin(ws.ask(&runner, &a.question, Some(tx))))
@@ -464,9 +431,9 @@ fn opened(f: &RunFlags) -> anyhow::Result<Workspace> {
 }
 
 /// The models resolved (the local one started if it is the one), with the sandbox warning.
-async fn runner(f: &RunFlags, settings: &RunSettings) -> anyhow::Result<Runner> {
+async fn runner(settings: &RunSettings) -> anyhow::Result<Runner> {
     let runner = Runner::resolve(settings).await?;
-    if f.limits.unsafe_no_sandbox {
+    if settings.limits.unsafe_no_sandbox {
         eprintln!(
             "rlm-lsp: warning: the REPL sandbox is off; model-written code runs with your full rights"
         );
@@ -551,4 +518,21 @@ fn summary(r: &RunReport) -> String {
         r.sub_calls,
         r.wall.as_secs_f64(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_takes_the_one_settings_type() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["rlm-lsp", "ask", "q", "--max-depth", "1", "--model", "m"]);
+        let Command::Ask(a) = cli.unwrap().command else {
+            unreachable!()
+        };
+        assert_eq!(a.run.settings.limits.max_depth, 1);
+        assert_eq!(a.run.settings.models.model.as_deref(), Some("m"));
+    }
 }

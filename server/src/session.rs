@@ -1,7 +1,9 @@
 //! The one way to run a question: a [`Workspace`] (a walked snapshot, its live index and its
-//! context blob) and a [`Runner`] (resolved models and the engine configuration). The command
-//! line (`rlm-lsp ask`), the MCP server (`mcp/`) and the ACP agent (`acp/`) call this, so the
-//! same question and model give the same answer and citations through every one of them.
+//! context blob) and a [`Runner`] (resolved models and the engine configuration, from the one
+//! settings type [`RunSettings`]). The command line (`rlm-lsp ask`), the language server
+//! (`lsp/`), the MCP server (`mcp/`), the ACP agent (`acp/`) and the evaluation (`rlm-eval`)
+//! call this, so the same question and model give the same answer and citations through every
+//! one of them.
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
@@ -13,7 +15,7 @@
 //! for c in answer.citations.iter().filter(|c| !c.verified) {
 //!     println!("unverified: {}:{}", c.path, c.line);
 //! }
-//! let hits = ws.search("retry backoff", 10)?; // the index alone: no model
+//! let hits = ws.search("retry backoff", 10).map_err(anyhow::Error::msg)?; // no model
 //! # let _ = hits;
 //! # Ok(())
 //! # }
@@ -23,7 +25,15 @@
 //! it cancels (dropping the future of [`Workspace::ask`] cancels the run and kills its REPL
 //! worker), and how it shows a [`RefactorPlan`] (the façade never writes a file).
 
-use crate::config::{CheckSettings, ModelSettings, ResolvedModels, RunLimits};
+mod progress;
+mod roots;
+#[cfg(test)]
+mod tests;
+
+pub use progress::{ProgressUpdate, RunProgress, progress_message};
+pub use roots::Roots;
+
+use crate::config::{CheckSettings, ResolvedModels, RunLimits};
 use crate::engine::check_command::CheckOutcome;
 use crate::engine::citations::{self, Citation};
 use crate::engine::refactor::{self, CheckedPlan};
@@ -32,144 +42,13 @@ use crate::engine::{
 };
 use crate::index::{Definition, IndexOptions};
 use crate::repl::{ContextBlob, IndexQueries, SearchHit};
-use crate::workspace::{self, RootSpec, Snapshot, WalkOptions};
+use crate::workspace::Snapshot;
 use serde::Serialize;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
-/// The roots of a workspace, as `rlm-lsp ask` takes them: the workspace, other writable roots,
-/// read-only extra roots, and optionally the sources of every crate the roots' `Cargo.lock`
-/// files name.
-#[derive(Debug, Clone)]
-pub struct Roots {
-    /// The first root (`--workspace`).
-    pub workspace: PathBuf,
-    /// More writable roots (`--root`).
-    pub roots: Vec<PathBuf>,
-    /// Read-only roots (`--extra-root`): a dependency's sources, a `site-packages`.
-    pub extra_roots: Vec<PathBuf>,
-    /// Add the crates each writable root's `Cargo.lock` names (`--cargo-deps`).
-    pub cargo_deps: bool,
-    pub walk: WalkOptions,
-}
-
-impl PartialEq for Roots {
-    fn eq(&self, other: &Roots) -> bool {
-        let (a, b) = (&self.walk, &other.walk);
-        self.workspace == other.workspace
-            && self.roots == other.roots
-            && self.extra_roots == other.extra_roots
-            && self.cargo_deps == other.cargo_deps
-            && (
-                a.max_file_bytes,
-                a.max_total_bytes,
-                a.include_hidden,
-                a.respect_gitignore,
-            ) == (
-                b.max_file_bytes,
-                b.max_total_bytes,
-                b.include_hidden,
-                b.respect_gitignore,
-            )
-    }
-}
-
-impl Roots {
-    /// One root with the default walk options.
-    pub fn new(workspace: impl Into<PathBuf>) -> Roots {
-        Roots {
-            workspace: workspace.into(),
-            roots: Vec::new(),
-            extra_roots: Vec::new(),
-            cargo_deps: false,
-            walk: WalkOptions::default(),
-        }
-    }
-
-    /// Every root to walk: the workspace, the other roots, the crates of `--cargo-deps`, then
-    /// the extra roots (read-only).
-    pub fn specs(&self) -> anyhow::Result<Vec<RootSpec>> {
-        let mut specs: Vec<RootSpec> = std::iter::once(&self.workspace)
-            .chain(&self.roots)
-            .map(|p| RootSpec {
-                path: p.clone(),
-                read_only: false,
-            })
-            .collect();
-        if self.cargo_deps {
-            for spec in specs.clone() {
-                let Some(deps) = workspace::cargo_dependency_roots(&spec.path) else {
-                    anyhow::bail!(
-                        "--cargo-deps: {} has no Cargo.lock (run `cargo generate-lockfile` there)",
-                        spec.path.display()
-                    );
-                };
-                if !deps.missing.is_empty() {
-                    // Often platform-specific crates (windows-*, wasm-*) that cargo never unpacks here.
-                    let shown: Vec<_> = deps.missing.iter().take(5).map(String::as_str).collect();
-                    let more = deps.missing.len() - shown.len();
-                    tracing::info!(
-                        "{} locked crates have no sources on disk (`cargo fetch` in {} unpacks those this platform needs): {}{}",
-                        deps.missing.len(),
-                        spec.path.display(),
-                        shown.join(", "),
-                        if more > 0 {
-                            format!(", and {more} more")
-                        } else {
-                            String::new()
-                        }
-                    );
-                }
-                specs.extend(deps.roots.into_iter().map(|path| RootSpec {
-                    path,
-                    read_only: true,
-                }));
-            }
-        }
-        specs.extend(self.extra_roots.iter().map(|p| RootSpec {
-            path: p.clone(),
-            read_only: true,
-        }));
-        Ok(specs)
-    }
-
-    /// Walks every root (see [`workspace::walk_roots`]).
-    pub fn walk(&self) -> anyhow::Result<Snapshot> {
-        Ok(workspace::walk_roots(&self.specs()?, &self.walk)?)
-    }
-}
-
-/// Model settings and run limits: the command line's flags and `RLM_*` variables, which every
-/// front end takes the same way.
-#[derive(Debug, Clone)]
-pub struct RunSettings {
-    pub models: ModelSettings,
-    pub limits: RunLimits,
-    /// Root-model turns before the run must answer.
-    pub max_iterations: u32,
-    /// How refactor plans are checked (`--check-command`, `RLM_CHECK_COMMAND`, repairs).
-    pub check: CheckSettings,
-}
-
-impl Default for RunSettings {
-    fn default() -> Self {
-        RunSettings {
-            models: ModelSettings {
-                timeout_secs: 600,
-                max_retries: 3,
-                ..ModelSettings::default()
-            },
-            limits: RunLimits::default(),
-            max_iterations: DEFAULT_MAX_ITERATIONS,
-            check: CheckSettings::default(),
-        }
-    }
-}
-
-/// Root-model turns of a run unless told otherwise (`--max-iterations`).
-pub const DEFAULT_MAX_ITERATIONS: u32 = 20;
+pub use crate::config::RunSettings;
 
 /// Resolved models and the engine configuration every run of a front end uses. Cheap to clone;
 /// the shared local model stays up while any clone lives.
@@ -180,40 +59,46 @@ pub struct Runner {
     /// How refactor plans are checked: the project's own command on a scratch copy, and how
     /// often a plan goes back to the model (see [`crate::engine::PlanCheck`]).
     check: CheckSettings,
-    _resolved: Option<Arc<ResolvedModels>>,
+    resolved: Option<Arc<ResolvedModels>>,
 }
 
 impl Runner {
     /// Resolves the endpoints (starting the shared local model when none is configured) and
-    /// sizes the engine for them, with `settings.limits` applied.
+    /// sizes the engine for them, with the settings' limits over it.
     pub async fn resolve(settings: &RunSettings) -> anyhow::Result<Runner> {
         let resolved = settings.models.resolve().await?;
-        let mut cfg = resolved.engine_config(settings.max_iterations);
-        settings.limits.apply(&mut cfg)?;
         Ok(Runner {
             models: resolved.models.clone(),
-            cfg,
+            cfg: settings.limits.engine_config(resolved.sized())?,
             check: settings.check.clone(),
-            _resolved: Some(Arc::new(resolved)),
+            resolved: Some(Arc::new(resolved)),
         })
     }
 
-    /// Models given directly (tests, the language server's injected models).
+    /// Models given directly (tests, the language server's injected models), with `cfg` as is.
     pub fn from_models(models: Models, cfg: EngineConfig) -> Runner {
         Runner {
             models,
             cfg,
             check: CheckSettings::default(),
-            _resolved: None,
+            resolved: None,
         }
     }
 
-    /// The same models with other limits and turns (a tool call's own budgets).
-    pub fn with_limits(&self, limits: &RunLimits, max_iterations: u32) -> anyhow::Result<Runner> {
-        let mut next = self.clone();
-        next.cfg.max_iterations = max_iterations;
-        limits.apply(&mut next.cfg)?;
-        Ok(next)
+    /// The same models with the limits and checks of `settings` (its models are not resolved
+    /// again).
+    pub fn with_settings(&self, settings: &RunSettings) -> anyhow::Result<Runner> {
+        Ok(self
+            .with_limits(&settings.limits)?
+            .with_check(settings.check.clone()))
+    }
+
+    /// The same models with other limits (a tool call's own budgets).
+    pub fn with_limits(&self, limits: &RunLimits) -> anyhow::Result<Runner> {
+        Ok(Runner {
+            cfg: limits.engine_config(self.cfg.clone())?,
+            ..self.clone()
+        })
     }
 
     /// How refactor plans are checked (the command a plan must pass in a scratch copy with the
@@ -225,6 +110,11 @@ impl Runner {
 
     pub fn models(&self) -> &Models {
         &self.models
+    }
+
+    /// Whether the models are the shared local one (resolved, not given).
+    pub fn is_local(&self) -> bool {
+        self.resolved.as_ref().is_some_and(|r| r.local)
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -672,204 +562,4 @@ pub fn identifier_at(text: &str, line: u32, column: u32) -> Option<&str> {
         .map_or(line_text.len(), |(i, _)| at + i);
     let word = &text[line_start + start..line_start + end];
     (!word.is_empty() && !word.starts_with(|c: char| c.is_ascii_digit())).then_some(word)
-}
-
-/// A one-line description of a run event for progress reports ("turn 2 of 20: ran code, 312
-/// bytes of output"); `None` for events that say nothing new. Stateless: see [`RunProgress`]
-/// for what the run has spent so far.
-pub fn progress_message(e: &Event, max_iterations: u32) -> Option<String> {
-    let (what, iteration) = match e {
-        Event::RunStart { files, bytes, .. } => {
-            return Some(format!("reading {files} files ({bytes} bytes)"));
-        }
-        Event::RunEnd { stop_reason, .. } => return Some(format!("done ({stop_reason})")),
-        e => step(e)?,
-    };
-    Some(format!("turn {iteration} of {max_iterations}: {what}"))
-}
-
-/// What a step of a run did, and its turn.
-fn step(e: &Event) -> Option<(String, u32)> {
-    Some(match e {
-        Event::RootMessage {
-            iteration,
-            role: crate::llm::Role::Assistant,
-            ..
-        } => ("the root model replied".to_string(), *iteration),
-        Event::CodeCell {
-            iteration,
-            output_bytes,
-            error,
-            ..
-        } => (
-            format!(
-                "ran code, {output_bytes} bytes of output{}",
-                if error.is_some() { " (it raised)" } else { "" }
-            ),
-            *iteration,
-        ),
-        Event::SubCall { iteration, .. } => ("a sub-call returned".to_string(), *iteration),
-        Event::ChildRun { iteration, .. } => ("a child run finished".to_string(), *iteration),
-        _ => return None,
-    })
-}
-
-/// A run's progress as its events arrive: its turn, and what the run tree has spent (from the
-/// engine's `Spent` events: the engine prices calls once, reports read that).
-#[derive(Debug, Clone)]
-pub struct RunProgress {
-    max_turns: u32,
-    spent: crate::engine::Spent,
-}
-
-/// One progress report: a line for people, and the figures for clients that show them.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ProgressUpdate {
-    /// "turn 2 of 20: a sub-call returned, 3 sub-calls, 4210 tokens, $0.0012".
-    pub message: String,
-    pub turn: u32,
-    pub max_turns: u32,
-    /// Of the turns, 0 to 99.
-    pub percentage: u32,
-    pub sub_calls: u32,
-    pub child_runs: u32,
-    pub tokens: u64,
-    /// `None` once a model the price table does not know was used.
-    pub cost_usd: Option<f64>,
-}
-
-impl RunProgress {
-    pub fn new(max_turns: u32) -> Self {
-        RunProgress {
-            max_turns: max_turns.max(1),
-            spent: crate::engine::Spent {
-                cost_usd: Some(0.0),
-                ..Default::default()
-            },
-        }
-    }
-
-    /// The report an event makes, if it says anything new.
-    pub fn update(&mut self, e: &Event) -> Option<ProgressUpdate> {
-        if let Event::Spent { spent, .. } = e {
-            self.spent = *spent;
-            return None;
-        }
-        let (what, turn) = step(e)?;
-        let s = &self.spent;
-        let mut suffix = String::new();
-        if s.sub_calls > 0 {
-            suffix.push_str(&format!(", {} sub-calls", s.sub_calls));
-        }
-        suffix.push_str(&format!(", {} tokens", s.tokens));
-        match s.cost_usd {
-            Some(c) if c > 0.0 => suffix.push_str(&format!(", ${c:.4}")),
-            Some(_) => {}
-            None => suffix.push_str(", cost unknown"),
-        }
-        Some(ProgressUpdate {
-            message: format!("turn {turn} of {}: {what}{suffix}", self.max_turns),
-            turn,
-            max_turns: self.max_turns,
-            percentage: (turn.saturating_sub(1) * 100 / self.max_turns).min(99),
-            sub_calls: s.sub_calls,
-            child_runs: s.child_runs,
-            tokens: s.tokens,
-            cost_usd: s.cost_usd,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Progress lines carry the turn and what the engine says the run tree spent (its `Spent`
-    /// events): sub-calls, tokens, and a cost that becomes unknown once an unpriced model is used.
-    #[test]
-    fn progress_reports_the_turn_and_what_was_spent() {
-        use crate::engine::Spent;
-        use crate::llm::Role;
-        let spent = |iteration, sub_calls, tokens, cost_usd| Event::Spent {
-            iteration,
-            spent: Spent {
-                sub_calls,
-                child_runs: 0,
-                tokens,
-                cost_usd,
-            },
-        };
-        let reply = |iteration| Event::RootMessage {
-            iteration,
-            role: Role::Assistant,
-            content: "```repl\n```".into(),
-            usage: None,
-            latency_ms: Some(5),
-        };
-        let sub = |iteration| Event::SubCall {
-            iteration,
-            model: "m".into(),
-            prompt: "p".into(),
-            response: Some("r".into()),
-            error: None,
-            usage: Default::default(),
-            latency_ms: 5,
-            cached: false,
-        };
-        let events = [
-            spent(1, 0, 1100, Some(0.0028)),
-            reply(1),
-            spent(1, 1, 3150, Some(0.0037)),
-            sub(1),
-            spent(2, 2, 3170, None),
-            sub(2),
-        ];
-        let mut p = RunProgress::new(10);
-        let lines: Vec<String> = events
-            .iter()
-            .filter_map(|e| p.update(e))
-            .map(|u| format!("{}% {}", u.percentage, u.message))
-            .collect();
-        expect_test::expect![[r#"
-            0% turn 1 of 10: the root model replied, 1100 tokens, $0.0028
-            0% turn 1 of 10: a sub-call returned, 1 sub-calls, 3150 tokens, $0.0037
-            10% turn 2 of 10: a sub-call returned, 2 sub-calls, 3170 tokens, cost unknown"#]]
-        .assert_eq(&lines.join("\n"));
-    }
-
-    #[test]
-    fn identifier_at_finds_the_word_under_or_before_the_column() {
-        let text = "fn alpha() {\n    beta_2(x);\n}\n";
-        assert_eq!(identifier_at(text, 1, 4), Some("alpha"));
-        assert_eq!(identifier_at(text, 1, 9), Some("alpha")); // just after it
-        assert_eq!(identifier_at(text, 2, 5), Some("beta_2"));
-        assert_eq!(identifier_at(text, 2, 2), None);
-        assert_eq!(identifier_at(text, 9, 1), None);
-    }
-
-    #[test]
-    fn refactor_question_names_where_the_user_is() {
-        let q = Workspace::refactor_question("rename a to b", Some(("src/a.rs", Some(3))));
-        assert!(q.starts_with("Plan this refactor: rename a to b The user is at src/a.rs:3.\n\n"));
-        assert!(q.ends_with(refactor::EDIT_FORMAT));
-    }
-
-    #[test]
-    fn search_and_definitions_answer_from_the_index_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("a.rs"),
-            "/// Retries with backoff.\nfn retry_with_backoff() {}\nfn other() {}\n",
-        )
-        .unwrap();
-        let ws = Workspace::open(&Roots::new(dir.path())).unwrap();
-        assert!(ws.wait_indexed(Duration::from_secs(30)));
-        let defs = ws.definitions("retry_with_backoff");
-        assert_eq!(defs.len(), 1);
-        assert_eq!((defs[0].path.as_str(), defs[0].start_line), ("a.rs", 2));
-        let hits = ws.search("backoff retries", 5).unwrap();
-        assert_eq!(hits[0].path, "a.rs");
-        assert!(hits[0].preview.contains("retry_with_backoff"), "{hits:?}");
-    }
 }

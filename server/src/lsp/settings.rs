@@ -1,22 +1,21 @@
-//! Model and run settings: `initializationOptions` (camelCase names of the `RLM_*` variables),
-//! else the environment, else the defaults (the shared local model).
+//! The language server's settings: [`RunSettings`] (by the camelCase names of the `RLM_*`
+//! variables) and what only the server has. `initializationOptions` and configuration changes
+//! are laid over the environment's; nothing here names a setting but the few with rules beyond
+//! their type.
 
-use crate::config::{CacheMode, CheckSettings, ModelSettings, RunLimits};
-use serde_json::{Value, json};
+use crate::config::RunSettings;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::path::PathBuf;
 
 /// The environment's settings, parsed by the same clap definitions as the command line.
-#[derive(Debug, Clone, clap::Parser)]
+#[derive(Debug, Clone, clap::Parser, Serialize, Deserialize)]
 #[command(no_binary_name = true)]
+#[serde(rename_all = "camelCase")]
 pub struct Settings {
     #[command(flatten)]
-    pub models: ModelSettings,
-    #[arg(long, env = "RLM_MAX_ITERATIONS", default_value_t = 20)]
-    pub max_iterations: u32,
-    #[command(flatten)]
-    pub limits: RunLimits,
-    #[command(flatten)]
-    pub check: CheckSettings,
+    #[serde(flatten)]
+    pub run: RunSettings,
     /// Read-only roots walked with the workspace folders: dependency sources, a site-packages.
     #[arg(long, env = "RLM_EXTRA_ROOTS", value_delimiter = ':')]
     pub extra_roots: Vec<PathBuf>,
@@ -26,6 +25,12 @@ pub struct Settings {
     pub answer_document: bool,
 }
 
+impl Default for Settings {
+    fn default() -> Self {
+        crate::config::flag_defaults()
+    }
+}
+
 impl Settings {
     /// The environment's settings; where they are invalid, the defaults (and the error).
     pub fn from_env() -> (Settings, Option<String>) {
@@ -33,7 +38,7 @@ impl Settings {
         match Settings::try_parse_from(Vec::<String>::new()) {
             Ok(s) => (s, None),
             Err(e) => (
-                Settings::default_values(),
+                Settings::default(),
                 Some(format!(
                     "invalid RLM_* environment, using the defaults: {e}"
                 )),
@@ -41,123 +46,84 @@ impl Settings {
         }
     }
 
-    fn default_values() -> Settings {
-        Settings {
-            models: ModelSettings {
-                timeout_secs: 600,
-                max_retries: 3,
-                ..ModelSettings::default()
-            },
-            max_iterations: 20,
-            limits: RunLimits::default(),
-            check: CheckSettings::default(),
-            extra_roots: Vec::new(),
-            answer_document: false,
-        }
-    }
-
-    /// These settings with the client's `initializationOptions` over them. Unknown names and
-    /// values of the wrong type are errors: the caller keeps the settings it had.
+    /// These settings with the client's `initializationOptions` (or configuration change) over
+    /// them, key by key; `null` puts a setting back to what the environment (or the default)
+    /// says. Unknown names and values of the wrong type are errors naming the key: the caller
+    /// keeps the settings it had.
     pub fn overlay(&self, options: &Value) -> Result<Settings, String> {
-        let Some(obj) = options.as_object() else {
+        let Some(given) = options.as_object() else {
             return if options.is_null() {
                 Ok(self.clone())
             } else {
                 Err("initializationOptions must be an object".into())
             };
         };
-        let mut s = self.clone();
-        // `null` puts a setting back to what the environment (or the default) says.
-        let env = Settings::from_env().0;
-        for (key, v) in obj {
-            if s.limits.set(key, v, &env.limits)? || s.check.set(key, v, &env.check)? {
-                continue;
-            }
-            let m = &mut s.models;
-            match key.as_str() {
-                "baseUrl" => m.base_url = opt_str(key, v)?,
-                "model" => m.model = opt_str(key, v)?,
-                "subBaseUrl" => m.sub_base_url = opt_str(key, v)?,
-                "subModel" => m.sub_model = opt_str(key, v)?,
-                "childBaseUrl" => m.child_base_url = opt_str(key, v)?,
-                "childModel" => m.child_model = opt_str(key, v)?,
-                "apiKeyEnv" => m.api_key_env = opt_str(key, v)?,
-                "subApiKeyEnv" => m.sub_api_key_env = opt_str(key, v)?,
-                "childApiKeyEnv" => m.child_api_key_env = opt_str(key, v)?,
-                "allowInsecureHttp" => {
-                    m.allow_insecure_http =
-                        opt_bool(key, v)?.unwrap_or(env.models.allow_insecure_http)
-                }
-                "concurrency" => m.concurrency = opt_u64(key, v)?.map(|n| n as usize),
-                "timeoutSecs" => {
-                    m.timeout_secs = opt_u64(key, v)?.unwrap_or(env.models.timeout_secs)
-                }
-                "maxRetries" => {
-                    m.max_retries = opt_u64(key, v)?.map_or(env.models.max_retries, |n| n as u32)
-                }
-                "backend" => {
-                    m.backend = opt_str(key, v)?
-                        .map(|b| b.parse())
-                        .transpose()
-                        .map_err(|e| format!("{key}: {e}"))?
-                }
-                "responseCache" => {
-                    m.response_cache = match opt_str(key, v)?.as_deref() {
-                        None | Some("on") => CacheMode::On,
-                        Some("all") => CacheMode::All,
-                        Some("off") => CacheMode::Off,
-                        Some(o) => return Err(format!("{key}: {o:?} is not on, all or off")),
-                    }
-                }
-                "maxIterations" => {
-                    s.max_iterations = opt_u64(key, v)?.map_or(env.max_iterations, |n| n as u32)
-                }
-                "extraRoots" => s.extra_roots = extra_roots(key, v)?,
-                "answerDocument" => s.answer_document = opt_bool(key, v)?.unwrap_or(false),
-                other => return Err(format!("unknown setting {other:?}")),
-            }
+        let mut merged = by_name(self)?;
+        let env = by_name(&Settings::from_env().0)?;
+        let mut next = self.clone();
+        for (key, value) in given {
+            // Every setting serializes, so the names it has are the settings there are.
+            let Some(env_value) = env.get(key) else {
+                return Err(format!("unknown setting {key:?}"));
+            };
+            let value = if value.is_null() {
+                env_value.clone()
+            } else {
+                check(key, value)?;
+                value.clone()
+            };
+            merged.insert(key.clone(), value);
+            next = serde_json::from_value(Value::Object(merged.clone()))
+                .map_err(|e| format!("{key}: {e}"))?;
         }
-        Ok(s)
+        Ok(next)
     }
 
-    /// The settings as shown by `rlm.status`: names only, never a key (keys live in the
-    /// variables `apiKeyEnv`, `subApiKeyEnv` and `childApiKeyEnv` name); user information in
-    /// URLs is hidden.
+    /// The settings as shown by `rlm.status`: every setting by name, with user information in
+    /// URLs hidden, and the value of anything named like a secret (`...Key`, `...Token`)
+    /// replaced. API keys are never settings: they live in the variables `apiKeyEnv`,
+    /// `subApiKeyEnv` and `childApiKeyEnv` name.
     pub fn redacted(&self) -> Value {
-        let m = &self.models;
-        let url = |u: &Option<String>| u.as_deref().map(redact_url);
-        let mut v = json!({
-            "baseUrl": url(&m.base_url),
-            "model": m.model,
-            "subBaseUrl": url(&m.sub_base_url),
-            "subModel": m.sub_model,
-            "childBaseUrl": url(&m.child_base_url),
-            "childModel": m.child_model,
-            "apiKeyEnv": m.api_key_env,
-            "subApiKeyEnv": m.sub_api_key_env,
-            "childApiKeyEnv": m.child_api_key_env,
-            "allowInsecureHttp": m.allow_insecure_http,
-            "concurrency": m.concurrency,
-            "timeoutSecs": m.timeout_secs,
-            "backend": m.backend,
-            "maxRetries": m.max_retries,
-            "responseCache": format!("{:?}", m.response_cache).to_lowercase(),
-            "maxIterations": self.max_iterations,
-            "extraRoots": self.extra_roots,
-            "answerDocument": self.answer_document,
-        });
-        if let Some(obj) = v.as_object_mut() {
-            for part in [
-                serde_json::to_value(&self.limits),
-                serde_json::to_value(&self.check),
-            ] {
-                if let Ok(serde_json::Value::Object(fields)) = part {
-                    obj.extend(fields);
-                }
-            }
-        }
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        redact(&mut v, "");
         v
     }
+}
+
+/// The settings as a JSON object, by name.
+fn by_name(s: &Settings) -> Result<Map<String, Value>, String> {
+    match serde_json::to_value(s) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("the settings are not an object".into()),
+        Err(e) => Err(format!("the settings do not serialize: {e}")),
+    }
+}
+
+/// Rules beyond a setting's type.
+fn check(key: &str, value: &Value) -> Result<(), String> {
+    match key {
+        "extraRoots" => extra_roots(key, value).map(drop),
+        _ => Ok(()),
+    }
+}
+
+/// Hides secrets in `v`, the value of the setting `key`.
+fn redact(v: &mut Value, key: &str) {
+    match v {
+        Value::String(s) if is_secret_name(key) => *s = "***".into(),
+        Value::String(s) => *s = redact_url(s),
+        Value::Array(items) => items.iter_mut().for_each(|i| redact(i, key)),
+        Value::Object(map) => map.iter_mut().for_each(|(k, v)| redact(v, k)),
+        _ => {}
+    }
+}
+
+/// `apiKey`, `token`, `password`, ... (but not `apiKeyEnv`, a variable's name, or `maxTokens`).
+fn is_secret_name(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["key", "token", "secret", "password"]
+        .iter()
+        .any(|s| key.ends_with(s))
 }
 
 pub(super) fn redact_url(u: &str) -> String {
@@ -197,46 +163,19 @@ fn extra_roots(key: &str, v: &Value) -> Result<Vec<PathBuf>, String> {
         .collect()
 }
 
-fn opt_str(key: &str, v: &Value) -> Result<Option<String>, String> {
-    match v {
-        Value::Null => Ok(None),
-        Value::String(s) => Ok(Some(s.clone())),
-        _ => Err(format!("{key} must be a string")),
-    }
-}
-
-fn opt_u64(key: &str, v: &Value) -> Result<Option<u64>, String> {
-    match v {
-        Value::Null => Ok(None),
-        _ => v
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| format!("{key} must be a non-negative integer")),
-    }
-}
-
-fn opt_bool(key: &str, v: &Value) -> Result<Option<bool>, String> {
-    match v {
-        Value::Null => Ok(None),
-        _ => v
-            .as_bool()
-            .map(Some)
-            .ok_or_else(|| format!("{key} must be true or false")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn overlay_takes_camel_case_names_and_rejects_unknown_ones() {
-        let base = Settings::default_values();
+        let base = Settings::default();
         let s = base
             .overlay(&json!({"baseUrl": "http://u:p@h/v1", "model": "m", "maxIterations": 3}))
             .unwrap();
-        assert_eq!(s.models.model.as_deref(), Some("m"));
-        assert_eq!(s.max_iterations, 3);
+        assert_eq!(s.run.models.model.as_deref(), Some("m"));
+        assert_eq!(s.run.limits.max_iterations, 3);
         assert_eq!(s.redacted()["baseUrl"], "http://***@h/v1");
         assert!(base.overlay(&json!({"nope": 1})).is_err());
         assert!(base.overlay(&json!({"maxIterations": "x"})).is_err());
@@ -244,8 +183,11 @@ mod tests {
         let reset = s
             .overlay(&json!({"maxIterations": null, "model": null}))
             .unwrap();
-        assert_eq!(reset.max_iterations, Settings::from_env().0.max_iterations);
-        assert_eq!(reset.models.model, None);
+        assert_eq!(
+            reset.run.limits.max_iterations,
+            Settings::from_env().0.run.limits.max_iterations
+        );
+        assert_eq!(reset.run.models.model, None);
         let dir = tempfile::tempdir().unwrap();
         let roots = json!({"extraRoots": [dir.path()]});
         assert_eq!(base.overlay(&roots).unwrap().extra_roots, [dir.path()]);
@@ -266,7 +208,7 @@ mod tests {
 
     #[test]
     fn per_endpoint_key_names_and_the_http_opt_in() {
-        let base = Settings::default_values();
+        let base = Settings::default();
         let s = base
             .overlay(&json!({
                 "apiKeyEnv": "ROOT_KEY",
@@ -275,9 +217,9 @@ mod tests {
                 "allowInsecureHttp": true,
             }))
             .unwrap();
-        assert_eq!(s.models.sub_api_key_env.as_deref(), Some("SUB_KEY"));
-        assert_eq!(s.models.child_api_key_env.as_deref(), Some("CHILD_KEY"));
-        assert!(s.models.allow_insecure_http);
+        assert_eq!(s.run.models.sub_api_key_env.as_deref(), Some("SUB_KEY"));
+        assert_eq!(s.run.models.child_api_key_env.as_deref(), Some("CHILD_KEY"));
+        assert!(s.run.models.allow_insecure_http);
         // rlm.status shows the names of the variables (the keys are never settings).
         let shown = s.redacted();
         assert_eq!(shown["apiKeyEnv"], "ROOT_KEY");
@@ -289,8 +231,100 @@ mod tests {
         let reset = s
             .overlay(&json!({"subApiKeyEnv": null, "allowInsecureHttp": null}))
             .unwrap();
-        assert_eq!(reset.models.sub_api_key_env, None);
-        let env = Settings::from_env().0.models;
-        assert_eq!(reset.models.allow_insecure_http, env.allow_insecure_http);
+        assert_eq!(reset.run.models.sub_api_key_env, None);
+        let env = Settings::from_env().0.run.models;
+        assert_eq!(
+            reset.run.models.allow_insecure_http,
+            env.allow_insecure_http
+        );
+    }
+
+    #[test]
+    fn every_setting_is_taken_by_name_and_null_puts_back_the_environments() {
+        let env = Settings::from_env().0;
+        let base = Settings::default();
+        let s = base
+            .overlay(&json!({"maxSubCalls": 7, "checkRepairs": 5, "responseCache": "off"}))
+            .unwrap();
+        assert_eq!(s.run.limits.max_sub_calls, 7);
+        assert_eq!(s.run.check.check_repairs, 5);
+        assert_eq!(s.run.models.response_cache, crate::config::CacheMode::Off);
+        let reset = s
+            .overlay(&json!({"maxSubCalls": null, "responseCache": null}))
+            .unwrap();
+        assert_eq!(reset.run.limits.max_sub_calls, env.run.limits.max_sub_calls);
+        assert_eq!(
+            reset.run.models.response_cache,
+            env.run.models.response_cache
+        );
+        // A wrong value names its key, and the caller keeps what it had.
+        let err = base.overlay(&json!({"maxCost": "lots"})).unwrap_err();
+        assert!(err.starts_with("maxCost: "), "{err}");
+        assert_eq!(
+            base.overlay(&json!({"nope": 1})).unwrap_err(),
+            "unknown setting \"nope\""
+        );
+        assert!(base.overlay(&json!({"maxIterations": -1})).is_err());
+        assert!(base.overlay(&json!({"backend": "carrier pigeon"})).is_err());
+        assert!(base.overlay(&json!([1])).is_err());
+        // Every setting the server shows is one it takes.
+        let shown = base.redacted();
+        let keys = shown.as_object().unwrap();
+        assert!(keys.len() >= 30, "{keys:?}");
+        let mut given = by_name(&base).unwrap();
+        given.retain(|_, v| !v.is_null()); // null would be the environment's
+        let same = base.overlay(&Value::Object(given)).unwrap();
+        assert_eq!(same.run, base.run);
+    }
+
+    #[test]
+    fn redaction_hides_url_credentials_and_anything_named_like_a_secret() {
+        let mut v = json!({
+            "baseUrl": "https://user:pw@host/v1",
+            "checkCommand": "curl -s https://u:p@example.com/hook && cargo check",
+            "apiKeyEnv": "OPENAI_API_KEY",
+            "maxTokens": 5,
+            "sessionToken": "abc",
+            "nested": {"apiKey": "sk-1"},
+            "roots": ["/a", "/b"],
+        });
+        redact(&mut v, "");
+        assert_eq!(v["baseUrl"], "https://***@host/v1");
+        assert_eq!(
+            v["checkCommand"],
+            "curl -s https://***@example.com/hook && cargo check"
+        );
+        assert_eq!(
+            v["apiKeyEnv"], "OPENAI_API_KEY",
+            "a variable's name, not a key"
+        );
+        assert_eq!(v["maxTokens"], 5);
+        assert_eq!(v["sessionToken"], "***");
+        assert_eq!(v["nested"]["apiKey"], "***");
+        assert_eq!(v["roots"], json!(["/a", "/b"]));
+    }
+
+    /// The protocol lists every setting by name, and the README every variable.
+    #[test]
+    fn the_docs_list_every_setting() {
+        let protocol = include_str!("../../../docs/protocol.md");
+        let readme = include_str!("../../../README.md");
+        let shown = Settings::default().redacted();
+        for key in shown.as_object().unwrap().keys() {
+            assert!(
+                protocol.contains(&format!("`{key}`")),
+                "docs/protocol.md does not list the setting `{key}`"
+            );
+        }
+        use clap::CommandFactory as _;
+        for arg in Settings::command().get_arguments() {
+            if let Some(var) = arg.get_env() {
+                let var = var.to_string_lossy();
+                assert!(
+                    readme.contains(&*var),
+                    "README.md does not name the variable {var}"
+                );
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@
 use super::{Backend, Settings, error, lock};
 use crate::engine::{EngineConfig, LiveIndex};
 use crate::index::IndexOptions;
-use crate::session::{RunSettings, Runner, Workspace};
+use crate::session::{Runner, Workspace};
 use crate::workspace::{self, RootSpec, Snapshot, WalkOptions};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -219,17 +219,10 @@ impl Backend {
             return Ok(r.clone());
         }
         let resolved = async move {
-            let run = RunSettings {
-                models: settings.models.clone(),
-                limits: settings.limits.clone(),
-                max_iterations: settings.max_iterations,
-                check: settings.check.clone(),
-            };
             let mut runner = match opts.models {
                 Some(models) => Runner::from_models(models, EngineConfig::default())
-                    .with_limits(&run.limits, run.max_iterations)?
-                    .with_check(run.check),
-                None => Runner::resolve(&run).await?,
+                    .with_settings(&settings.run)?,
+                None => Runner::resolve(&settings.run).await?,
             };
             if let Some(exe) = &opts.worker_exe {
                 runner.config_mut().repl.worker_exe = exe.clone();

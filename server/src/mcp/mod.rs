@@ -284,16 +284,17 @@ impl McpServer {
         };
         let s = &self.state.settings;
         let limits = RunLimits {
+            max_iterations: budget
+                .max_iterations
+                .unwrap_or(s.limits.max_iterations)
+                .max(1),
             max_sub_calls: budget.max_sub_calls.unwrap_or(s.limits.max_sub_calls),
             max_tokens: budget.max_tokens.unwrap_or(s.limits.max_tokens),
             max_cost: budget.max_cost.unwrap_or(s.limits.max_cost),
             max_wall_secs: budget.max_wall_secs.unwrap_or(s.limits.max_wall_secs),
             ..s.limits.clone()
         };
-        base.with_limits(
-            &limits,
-            budget.max_iterations.unwrap_or(s.max_iterations).max(1),
-        )
+        base.with_limits(&limits)
     }
 
     /// Runs `work` (a run that sends its events to the sender it is given), reporting them as
