@@ -1,4 +1,8 @@
+use super::calls::defines;
+use super::results::{describe, search_line};
 use super::*;
+use crate::index::Chunk;
+use crate::repl::index::SearchHit;
 
 #[test]
 fn line_suffixes_and_counts() {
