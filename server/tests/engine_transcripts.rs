@@ -217,11 +217,7 @@ async fn run(t: &Transcript) -> String {
             ),
         })
         .collect();
-    render(
-        &answer.report.events,
-        dir.path(),
-        format!("{}", citations.join("\n")),
-    )
+    render(&answer.report.events, dir.path(), citations.join("\n"))
 }
 
 fn fixtures() -> Vec<PathBuf> {

@@ -210,6 +210,13 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
                 None => code.push_str(&format!("impls = implementations({n})\nprint(impls)\n")),
             }
         }
+        (Some("count"), Some(n)) if asks_about_calls(question) => {
+            // "How many files call X": call sites, not every mention (the definition's file
+            // would be counted too).
+            code.push_str(&format!(
+                "calls = callers({n})\nprint(len(calls.files), \"files call\", {n}, \"(its definition apart)\")\nprint(calls)\n"
+            ));
+        }
         (Some("count"), Some(_)) => {
             let w = py_word(&names[0]);
             code.push_str(&format!(
@@ -245,6 +252,19 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
         word_search(&mut code, question);
     }
     code
+}
+
+/// Whether a question is about calls ("how many files call X", "... invoke X").
+fn asks_about_calls(question: &str) -> bool {
+    question
+        .to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .any(|w| {
+            matches!(
+                w,
+                "call" | "calls" | "called" | "calling" | "invoke" | "invokes"
+            )
+        })
 }
 
 /// A word search for the question: the lines of the best pieces that hold most of its words

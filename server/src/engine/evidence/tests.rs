@@ -48,6 +48,16 @@ fn the_cell_follows_the_recipe() {
         "##]]
     .assert_eq(&cell("How many files contain `unsafe`?", Some("count")));
     expect![[r##"
+        # The engine's first search for the names and words of the question.
+        calls = callers("retry_with_backoff")
+        print(len(calls.files), "files call", "retry_with_backoff", "(its definition apart)")
+        print(calls)
+    "##]]
+    .assert_eq(&cell(
+        "How many files call `retry_with_backoff`?",
+        Some("count"),
+    ));
+    expect![[r##"
             # The engine's first search for the names and words of the question.
             print(definitions("Parser"))
             refs = references("Parser")
