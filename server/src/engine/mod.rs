@@ -19,7 +19,9 @@ mod truncate;
 
 pub use budget::{Budget, BudgetKind, ModelUsage, Spent};
 pub use live_index::LiveIndex;
-pub use parse::{FinalAnswer, ParsedReply, final_call_text, is_placeholder, parse_reply};
+pub use parse::{
+    FinalAnswer, ParsedReply, final_call_text, is_empty_reply, is_placeholder, parse_reply,
+};
 pub use plan_check::PlanCheck;
 pub use trajectory::Event;
 pub use truncate::truncate_for_model;
@@ -566,6 +568,8 @@ impl Run<'_> {
         let mut plain_replies = 0;
         // Replies in a row that only repeated code already run.
         let mut repeats = 0;
+        // Replies with nothing but empty fences.
+        let mut empty_replies = 0;
         for iteration in 1..=max {
             let Some(reply) = self.ask_root(iteration).await? else {
                 return Ok(self.partial(iteration));
@@ -592,6 +596,22 @@ impl Run<'_> {
                         }
                     }
                     (_, false) => self.push(iteration, ChatMessage::user(prompt::NO_CODE_YET)),
+                    (None, true) if is_empty_reply(&reply) => {
+                        // Never an answer; told once, a second one ends the run with what
+                        // the model last saw.
+                        empty_replies += 1;
+                        if empty_replies >= 2 {
+                            return self
+                                .best_effort(
+                                    repl,
+                                    iteration,
+                                    StopReason::Stalled,
+                                    prompt::STILL_EMPTY,
+                                )
+                                .await;
+                        }
+                        self.push(iteration, ChatMessage::user(prompt::EMPTY_REPLY));
+                    }
                     (None, true) => {
                         plain_replies += 1;
                         // Small models often state the answer plainly instead of calling FINAL;
@@ -609,6 +629,7 @@ impl Run<'_> {
                 continue;
             }
             plain_replies = 0;
+            empty_replies = 0;
             code_ran = true;
             let mut sections = Vec::new();
             let mut all_repeats = true;
@@ -714,7 +735,7 @@ impl Run<'_> {
                 None => reply.trim().to_string(),
             },
         };
-        if is_placeholder(&answer) {
+        if is_placeholder(&answer) || is_empty_reply(&answer) {
             // No answer after all: what the model last saw is worth more than the template.
             let seen = match self.last_view.trim() {
                 "" => "Nothing was found.".to_string(),

@@ -97,6 +97,19 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
     }
 }
 
+/// A reply with nothing in it but fence lines and language names (a small model's
+/// "```\nrepl\n```"): neither code nor an answer.
+pub fn is_empty_reply(reply: &str) -> bool {
+    reply.lines().all(|line| {
+        let t = line
+            .trim()
+            .trim_start_matches('`')
+            .trim()
+            .to_ascii_lowercase();
+        t.is_empty() || CODE_LANGS.contains(&t.as_str())
+    })
+}
+
 /// Which triple-quoted Python string is open after `line`, given the one open before it.
 fn triple_quote_state(line: &str, mut open: Option<&'static str>) -> Option<&'static str> {
     let mut rest = line;
@@ -511,6 +524,28 @@ mod tests {
                 kept: "```repl\nprint(1)\n```"
             "#]],
         );
+    }
+
+    #[test]
+    fn fences_with_no_code_are_an_empty_reply() {
+        for empty in [
+            "```\nrepl\n```",
+            "```repl\n```",
+            "",
+            "  \n",
+            "```python\n\n```\n",
+        ] {
+            assert!(is_empty_reply(empty), "{empty:?}");
+            assert!(parse_reply(empty).code_blocks.is_empty(), "{empty:?}");
+        }
+        for not_empty in [
+            "42",
+            "```\nprint(1)\n```",
+            "FINAL(repl)",
+            "The answer is repl.",
+        ] {
+            assert!(!is_empty_reply(not_empty), "{not_empty:?}");
+        }
     }
 
     #[test]

@@ -122,6 +122,11 @@ pub fn template_answer(answer: &str) -> String {
     )
 }
 
+/// Shown when a reply held only empty fences (```` ``` ```` then `repl` then ```` ``` ````).
+pub const EMPTY_REPLY: &str = "Your reply had no code in it, only the fence lines. Write the code on the \
+lines between ```repl and ```, or, if the output above already answers the question, reply with one \
+line: FINAL( then the answer itself, then ).";
+
 pub const UNCLOSED_BLOCK: &str = "Your code block was cut off before its closing ``` and was not run. \
 Write a shorter block.";
 
@@ -205,6 +210,8 @@ pub fn last_call(why: &str, question: &str) -> String {
 }
 
 pub const STALLED: &str = "You are repeating code you already ran.";
+
+pub const STILL_EMPTY: &str = "Your replies hold no code.";
 
 pub const OUT_OF_TURNS: &str = "You are out of turns.";
 
