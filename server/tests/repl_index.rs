@@ -807,6 +807,8 @@ print(count_by_dir(grep("area")) == count_by_dir("area"), count_by_dir(reference
 print("-")
 print(count_by_dir(symbols(kind="function")), count_by_dir(["a/b/c.rs", "a/d.rs", "top.rs"], depth=2))
 print(count_by_dir([]))
+print(count_by_file("area"))
+print(count_by_file(["a/b/c.rs", "a/d.rs", "a/d.rs"]))
 print("--- search")
 s = search("total area of the shapes", k=3)
 print(s)
@@ -844,10 +846,7 @@ print(search("zebra"), len(search("area", k=0)))
         web/: 3
         ./: 1
         -
-        src/: 8
-        py/: 5
-        web/: 3
-        ./: 1
+        (17 more in files above depth 2, in no directory 2 deep)
         -
         True src/: 3
         ./: 1
@@ -856,10 +855,16 @@ print(search("zebra"), len(search("area", k=0)))
         -
         src/: 2
         py/: 1
-        web/: 1 ./: 1
-        a/: 1
-        a/b/: 1
+        web/: 1 a/b/: 1
+        (2 more in files above depth 2, in no directory 2 deep)
         [] (nothing to count)
+        py/geometry.py: 5
+        src/shapes.rs: 5
+        src/main.rs: 3
+        web/shapes.ts: 3
+        README.md: 1
+        a/d.rs: 2
+        a/b/c.rs: 1
         --- search
         1. py/geometry.py:18-19 function total_area (2.3)
         2. web/shapes.ts:12-14 function totalArea (2.1)

@@ -6,7 +6,7 @@ stdout/stderr), `subcall` (sub-model calls answered by the parent process), `Too
 counts and call sites over the mapped workspace; symbols, outline, definitions, enclosing
 functions, implementations and search asked of the parent's index) and `Chunks`. The structural
 helpers (definitions, references, callers, implementations, files_matching, count_by_dir,
-search) each do one whole job in one call and print compact, citable results.
+count_by_file, search) each do one whole job in one call and print compact, citable results.
 Model code runs in the namespace of `__main__`.
 """
 
@@ -630,21 +630,28 @@ def files_matching(pattern, paths=None, ignore_case=False):
 
 
 class _DirCounts(list):
-    """count_by_dir() results: (directory, count), largest first."""
+    """count_by_dir() and count_by_file() results: (directory or path, count), largest first."""
+
+    depth = 1
+    above = 0
+    noun = "directories"
 
     def __repr__(self):
-        if not self:
-            return "[] (nothing to count)"
         try:
             rows = [f"{d}: {n}" for d, n in self[:30]]
             if len(self) > 30:
-                rows.append(f"... and {len(self) - 30} more directories")
-            return "\n".join(rows)
+                rows.append(f"... and {len(self) - 30} more {self.noun}")
+            if self.above:
+                rows.append(
+                    f"({self.above} more in files above depth {self.depth}, "
+                    f"in no directory {self.depth} deep)"
+                )
+            return "\n".join(rows) if rows else "[] (nothing to count)"
         except (TypeError, ValueError):
             return list.__repr__(self)
 
 
-def _path_and_count(item):
+def _path_and_count(item, fn="count_by_dir"):
     if isinstance(item, str):
         return item, 1
     if isinstance(item, (tuple, list)) and item and isinstance(item[0], str):
@@ -659,35 +666,63 @@ def _path_and_count(item):
     if isinstance(path, str):
         return path, 1
     raise TypeError(
-        "count_by_dir() counts paths, (path, count) pairs, grep hits, or objects with .path "
+        f"{fn}() counts paths, (path, count) pairs, grep hits, or objects with .path "
         f"(definitions, chunks); got a {type(item).__name__}"
     )
 
 
+def _counted_items(items, fn):
+    """(path, count) pairs of count_by_dir()/count_by_file()'s `items` argument."""
+    if isinstance(items, (str, bytes)) or (hasattr(items, "pattern") and hasattr(items, "flags")):
+        pattern, ignore_case = _pattern_arg(items, False, fn)
+        items, _ = _tools.count(pattern, None, ignore_case)
+    elif isinstance(items, collections.abc.Mapping):
+        items = list(items.items())
+    return [_path_and_count(item, fn) for item in items]
+
+
 def count_by_dir(items, depth=1):
     """Counts grouped by directory, `depth` path components deep ("src/" at depth 1,
-    "src/parser/" at depth 2; a file at the top counts for "./").
+    "src/parser/" at depth 2), each directory with everything under it. At depth 1 a file at
+    the top counts for "./"; deeper, a file above `depth` is in no such directory and is left
+    out (the result says how much was).
 
     `items`: a regular expression (str: counts matching lines, one scan of every file); the
     result of files_matching() or references(), or any (path, count) pairs (counts add up); a
     list of paths, grep() hits, callers(), definitions, symbols or chunks (each counts 1).
-    Returns a list of (directory, count), largest first. Shown one `dir: count` a line.
+    Returns a list of (directory, count), largest first, with .above (the count left out).
+    Shown one `dir: count` a line.
     """
     depth = operator.index(depth)
     if depth < 1:
         raise ValueError(f"depth must be >= 1, not {depth}")
-    if isinstance(items, (str, bytes)) or (hasattr(items, "pattern") and hasattr(items, "flags")):
-        pattern, ignore_case = _pattern_arg(items, False, "count_by_dir")
-        items, _ = _tools.count(pattern, None, ignore_case)
-    elif isinstance(items, collections.abc.Mapping):
-        items = list(items.items())
     counts = {}
-    for item in items:
-        path, n = _path_and_count(item)
-        parts = path.strip("/").split("/")[:-1][:depth]
+    above = 0
+    for path, n in _counted_items(items, "count_by_dir"):
+        parts = path.strip("/").split("/")[:-1]
+        if depth > 1 and len(parts) < depth:
+            above += n
+            continue
+        parts = parts[:depth]
         key = "/".join(parts) + "/" if parts else "./"
         counts[key] = counts.get(key, 0) + n
-    return _DirCounts(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    out = _DirCounts(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    out.depth = depth
+    out.above = above
+    return out
+
+
+def count_by_file(items):
+    """Counts per file, largest first: which file has the most of something. `items` as for
+    count_by_dir() (a regular expression counts matching lines; one scan of every file).
+    Returns a list of (path, count). Shown one `path: count` a line.
+    """
+    counts = {}
+    for path, n in _counted_items(items, "count_by_file"):
+        counts[path] = counts.get(path, 0) + n
+    out = _DirCounts(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    out.noun = "files"
+    return out
 
 
 class _SearchResults(list):
@@ -776,6 +811,7 @@ def setup(context, tools, chunks, out, err):
         implementations=implementations,
         files_matching=files_matching,
         count_by_dir=count_by_dir,
+        count_by_file=count_by_file,
         search=search,
     )
     _rlm_edits.install(context, files_matching)

@@ -223,6 +223,12 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
                 "files = files_matching({w})\nprint(len(files), \"files\")\nprint(files)\n"
             ));
         }
+        (Some("most_by_dir"), _) if asks_for_a_file(question) => match counted(question, &names) {
+            Some(items) => code.push_str(&format!(
+                "per_file = count_by_file({items})\nprint(per_file)\n"
+            )),
+            None => structural = false,
+        },
         (Some("most_by_dir"), _) => match counted(question, &names) {
             Some(items) => code.push_str(&format!(
                 "per_dir = count_by_dir({items}, depth={})\nprint(per_dir)\n",
@@ -252,6 +258,25 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
         word_search(&mut code, question);
     }
     code
+}
+
+/// Whether a "which has the most" question asks for a file rather than a directory.
+fn asks_for_a_file(question: &str) -> bool {
+    let lower = question.to_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).collect();
+    words.contains(&"file")
+        && !words.iter().any(|w| {
+            matches!(
+                *w,
+                "directory"
+                    | "directories"
+                    | "folder"
+                    | "folders"
+                    | "module"
+                    | "modules"
+                    | "package"
+            )
+        })
 }
 
 /// Whether a question is about calls ("how many files call X", "... invoke X").

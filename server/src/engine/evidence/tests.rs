@@ -90,6 +90,19 @@ fn the_cell_follows_the_recipe() {
 }
 
 #[test]
+fn which_file_questions_count_per_file() {
+    expect![[r##"
+        # The engine's first search for the names and words of the question.
+        per_file = count_by_file("unsafe\\s*\\{")
+        print(per_file)
+    "##]]
+    .assert_eq(&cell(
+        "Which file contains the most `unsafe { ... }` blocks? Answer with the file path.",
+        Some("most_by_dir"),
+    ));
+}
+
+#[test]
 fn counting_questions_get_their_filters() {
     expect![[r##"
             # The engine's first search for the names and words of the question.
