@@ -6,9 +6,11 @@ use rlm_lsp::llm::RetryPolicy;
 use rlm_lsp::llm::scripted::{ScriptedServer, Step, SubRule};
 use rlm_lsp::lsp::{ServerOptions, serve};
 use serde_json::{Value, json};
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
+use support::LspClient;
+use tokio::io::{AsyncWriteExt, DuplexStream};
+
+mod support;
 
 fn code(body: &str) -> Step {
     Step::Reply(format!("Let me look.\n```repl\n{body}\n```\n"))
@@ -22,19 +24,25 @@ fn models(server: &ScriptedServer) -> Models {
     }))
 }
 
-/// A tiny JSON-RPC client with Content-Length framing; it answers the server's requests
-/// (`window/workDoneProgress/create`) and keeps every notification.
+/// The shared LSP client (`support`) on a workspace of its own; it answers the server's
+/// requests as an editor would and keeps every notification.
 struct TestClient {
-    reader: BufReader<DuplexStream>,
-    writer: DuplexStream,
-    next_id: i64,
-    notifications: Vec<Value>,
-    /// Responses that arrived while waiting for another.
-    responses: VecDeque<Value>,
-    /// What the user picks when the server asks (`window/showMessageRequest`); none by default.
-    choice: Option<&'static str>,
+    lsp: LspClient<DuplexStream, DuplexStream>,
     _dir: tempfile::TempDir,
     root: std::path::PathBuf,
+}
+
+impl std::ops::Deref for TestClient {
+    type Target = LspClient<DuplexStream, DuplexStream>;
+    fn deref(&self) -> &Self::Target {
+        &self.lsp
+    }
+}
+
+impl std::ops::DerefMut for TestClient {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.lsp
+    }
 }
 
 impl TestClient {
@@ -65,35 +73,9 @@ impl TestClient {
         let (w, server_in) = tokio::io::duplex(1 << 20);
         let (server_out, r) = tokio::io::duplex(1 << 20);
         tokio::spawn(serve(server_in, server_out, opts));
-        let mut c = TestClient {
-            reader: BufReader::new(r),
-            writer: w,
-            next_id: 0,
-            notifications: Vec::new(),
-            responses: VecDeque::new(),
-            choice: None,
-            _dir: dir,
-            root,
-        };
-        let uri = c.uri("");
-        let init = c
-            .request(
-                "initialize",
-                json!({
-                    "processId": null,
-                    "capabilities": {
-                        "window": {"workDoneProgress": true},
-                        "workspace": {
-                            "didChangeWatchedFiles": {"dynamicRegistration": true},
-                            "workspaceEdit": {"documentChanges": true,
-                                              "resourceOperations": ["create", "rename"]},
-                        },
-                    },
-                    "workspaceFolders": [{"uri": uri, "name": "ws"}],
-                    "initializationOptions": {"maxIterations": 5},
-                }),
-            )
-            .await;
+        let mut lsp = LspClient::new(r, w);
+        lsp.hang_guard = Duration::from_secs(60);
+        let init = lsp.initialize(&root, json!({"maxIterations": 5})).await;
         assert!(
             init["result"]["capabilities"]["executeCommandProvider"]["commands"]
                 .as_array()
@@ -101,7 +83,11 @@ impl TestClient {
                 .contains(&json!("rlm.ask")),
             "{init}"
         );
-        c.notify("initialized", json!({})).await;
+        let c = TestClient {
+            lsp,
+            _dir: dir,
+            root,
+        };
         (c, scripted)
     }
 
@@ -114,83 +100,14 @@ impl TestClient {
         format!("file://{}", p.display())
     }
 
-    async fn send(&mut self, msg: Value) {
-        let body = serde_json::to_vec(&msg).unwrap();
-        let head = format!("Content-Length: {}\r\n\r\n", body.len());
-        self.writer.write_all(head.as_bytes()).await.unwrap();
-        self.writer.write_all(&body).await.unwrap();
-        self.writer.flush().await.unwrap();
-    }
-
-    async fn read_message(&mut self) -> Value {
-        let mut len = None;
-        loop {
-            let mut line = String::new();
-            let n = self.reader.read_line(&mut line).await.unwrap();
-            assert!(n > 0, "the server closed the pipe");
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some(v) = line.strip_prefix("Content-Length: ") {
-                len = Some(v.parse::<usize>().unwrap());
-            }
-        }
-        let mut body = vec![0; len.expect("Content-Length")];
-        self.reader.read_exact(&mut body).await.unwrap();
-        serde_json::from_slice(&body).unwrap()
-    }
-
-    async fn notify(&mut self, method: &str, params: Value) {
-        self.send(json!({"jsonrpc": "2.0", "method": method, "params": params}))
-            .await;
-    }
-
-    /// Sends a request and returns its id without waiting.
-    async fn start_request(&mut self, method: &str, params: Value) -> i64 {
-        self.next_id += 1;
-        let id = self.next_id;
-        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .await;
-        id
-    }
-
-    /// Reads until the response to `id`, answering server requests on the way.
-    async fn wait_response(&mut self, id: i64) -> Value {
-        if let Some(i) = self.responses.iter().position(|r| r["id"] == id) {
-            return self.responses.remove(i).unwrap();
-        }
-        loop {
-            let msg = tokio::time::timeout(Duration::from_secs(60), self.read_message())
-                .await
-                .expect("no response within 60 s");
-            if msg.get("method").is_some() {
-                self.answer_server(msg).await;
-            } else if msg["id"] == id {
-                return msg;
-            } else {
-                self.responses.push_back(msg);
-            }
-        }
-    }
-
-    /// Keeps a message from the server, answering it when it is a request as an editor would.
-    async fn answer_server(&mut self, msg: Value) {
-        if msg.get("id").is_some() {
-            // window/workDoneProgress/create and the like; an editor applies edits.
-            let result = match msg["method"].as_str() {
-                Some("workspace/applyEdit") => json!({"applied": true}),
-                Some("window/showDocument") => json!({"success": true}),
-                Some("window/showMessageRequest") => match self.choice {
-                    Some(title) => json!({"title": title}),
-                    None => Value::Null,
-                },
-                _ => Value::Null,
-            };
-            let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": result});
-            self.send(reply).await;
-        }
-        self.notifications.push(msg);
+    /// What the user picks when the server asks (`window/showMessageRequest`); nothing until
+    /// this is called.
+    fn choose(&mut self, title: &'static str) {
+        let mut editor = support::editor_answers();
+        self.lsp.answer = Box::new(move |msg| match msg["method"].as_str() {
+            Some("window/showMessageRequest") => Some(json!({"title": title})),
+            _ => editor(msg),
+        });
     }
 
     /// Reads (answering the server) until it has sent a message with this method.
@@ -202,17 +119,8 @@ impl TestClient {
             let msg = tokio::time::timeout(Duration::from_secs(30), self.read_message())
                 .await
                 .unwrap_or_else(|_| panic!("no {method} within 30 s"));
-            if msg.get("method").is_some() {
-                self.answer_server(msg).await;
-            } else {
-                self.responses.push_back(msg);
-            }
+            self.handle(msg).await;
         }
-    }
-
-    async fn request(&mut self, method: &str, params: Value) -> Value {
-        let id = self.start_request(method, params).await;
-        self.wait_response(id).await
     }
 
     async fn ask(&mut self, question: &str) -> Value {
@@ -230,11 +138,7 @@ impl TestClient {
             let msg = tokio::time::timeout(Duration::from_secs(10), self.read_message())
                 .await
                 .expect("no progress end");
-            if msg.get("method").is_some() {
-                self.notifications.push(msg);
-            } else {
-                self.responses.push_back(msg);
-            }
+            self.handle(msg).await;
         }
     }
 
@@ -244,15 +148,7 @@ impl TestClient {
             let msg = tokio::time::timeout(Duration::from_secs(30), self.read_message())
                 .await
                 .expect("no progress begin within 30 s");
-            if msg.get("method").is_some() {
-                if msg.get("id").is_some() {
-                    self.send(json!({"jsonrpc": "2.0", "id": msg["id"], "result": null}))
-                        .await;
-                }
-                self.notifications.push(msg);
-            } else {
-                self.responses.push_back(msg);
-            }
+            self.handle(msg).await;
         }
     }
 
@@ -862,7 +758,7 @@ async fn the_refactor_code_action_previews_and_applies_only_when_asked() {
         json!({"textDocument": {"uri": uri}}),
     )
     .await;
-    c.choice = Some("Apply");
+    c.choose("Apply");
     c.notifications.clear();
     let r = execute(&mut c, &command).await;
     let edit = c.wait_for("workspace/applyEdit").await;

@@ -69,7 +69,7 @@ where
     O: AsyncWrite + Unpin + Send + 'static,
 {
     // Malformed messages are answered before they reach the protocol layer (see transport.rs).
-    let (input, output) = transport::checked(input, output);
+    let (input, output, client_done) = transport::checked(input, output);
     let runs = max_runs(&opts);
     let (service, socket) = LspService::build(|client| Backend::new(client, opts))
         .custom_method("window/workDoneProgress/cancel", Backend::cancel_progress)
@@ -77,11 +77,27 @@ where
     // Every run holds its request until it ends, so the transport must take more requests at
     // once than runs may hold: runs past `runs + MAX_QUEUED_RUNS` are refused at once, and the
     // rest (hover, text sync, cancel, shutdown) always find a place.
-    Server::new(input, output, socket)
+    let serving = Server::new(input, output, socket)
         .concurrency_level(runs + MAX_QUEUED_RUNS + FREE_REQUESTS)
-        .serve(service)
-        .await;
+        .serve(service);
+    tokio::pin!(serving);
+    tokio::select! {
+        () = &mut serving => return,
+        _ = client_done => {}
+    }
+    // The client said `exit` or went away. The protocol layer returns once every request in
+    // flight is answered, but a handler waiting for the client's answer to a request of ours
+    // (progress, a file watcher, an edit) would wait for ever: after a moment, what is left is
+    // dropped (which cancels its runs and kills their workers).
+    if tokio::time::timeout(EXIT_GRACE, serving).await.is_err() {
+        tracing::warn!(
+            "requests still in flight {EXIT_GRACE:?} after the client left; dropping them"
+        );
+    }
 }
+
+/// How long requests in flight may take to finish once the client is done.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs at once: `ServerOptions::max_runs`, else `RLM_MAX_RUNS`, else [`MAX_RUNS`].
 fn max_runs(opts: &ServerOptions) -> usize {
@@ -109,6 +125,9 @@ pub struct Backend {
     /// Runs that may execute at once; the rest wait in line.
     slots: Arc<tokio::sync::Semaphore>,
     max_runs: usize,
+    /// An `initialize` is being handled or succeeded. tower-lsp-server refuses a second one
+    /// only after the first has answered; one sent meanwhile would walk the roots again.
+    initialize_seen: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -139,12 +158,11 @@ impl Backend {
             state: Arc::new(State::default()),
             slots: Arc::new(tokio::sync::Semaphore::new(runs)),
             max_runs: runs,
+            initialize_seen: Default::default(),
         }
     }
-}
 
-impl LanguageServer for Backend {
-    async fn initialize(&self, params: InitializeParams) -> jsonrpc::Result<InitializeResult> {
+    async fn initialize_once(&self, params: InitializeParams) -> jsonrpc::Result<InitializeResult> {
         let (env, env_warning) = Settings::from_env();
         let options = params.initialization_options.clone().unwrap_or(Value::Null);
         let (settings, warning) = match env.overlay(&options) {
@@ -257,6 +275,23 @@ impl LanguageServer for Backend {
             }),
             ..InitializeResult::default()
         })
+    }
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: InitializeParams) -> jsonrpc::Result<InitializeResult> {
+        if self.initialize_seen.swap(true, Ordering::SeqCst) {
+            return Err(error(
+                ErrorCode::InvalidRequest,
+                "initialize was already sent; it may be sent once",
+            ));
+        }
+        let result = self.initialize_once(params).await;
+        if result.is_err() {
+            // A failed `initialize` may be sent again.
+            self.initialize_seen.store(false, Ordering::SeqCst);
+        }
+        result
     }
 
     async fn initialized(&self, _: InitializedParams) {

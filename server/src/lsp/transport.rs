@@ -3,18 +3,31 @@
 //! message would leave every later request unanswered. Frames are checked here first: a body
 //! that is not a JSON-RPC message is answered with a JSON-RPC error (`-32700` parse error,
 //! `-32600` invalid request; `id` null when none can be read) and never reaches the protocol
-//! layer, which keeps reading.
+//! layer, which keeps reading. A request for a `$/` method is answered here too: the protocol
+//! layer drops its own "method not found" for those, which would leave the request unanswered.
+//!
+//! The pumps also say when the client is done (`exit` passed on, or its input ended): a handler
+//! waiting for the client's answer to a request of the server's would otherwise keep the
+//! protocol layer from ever returning (see `serve`).
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// The largest body accepted (a whole file sent with `didOpen` fits easily).
 const MAX_BODY: usize = 256 << 20;
 
 /// Streams for the protocol layer: `(input, output)` ends that it reads and writes, with pumps
-/// between them and the real `input`/`output` running in the background.
-pub fn checked<I, O>(input: I, output: O) -> (tokio::io::DuplexStream, tokio::io::DuplexStream)
+/// between them and the real `input`/`output` running in the background; and a receiver that
+/// resolves once the client is done (`exit` passed on, or its input ended or failed).
+pub fn checked<I, O>(
+    input: I,
+    output: O,
+) -> (
+    tokio::io::DuplexStream,
+    tokio::io::DuplexStream,
+    oneshot::Receiver<()>,
+)
 where
     I: AsyncRead + Unpin + Send + 'static,
     O: AsyncWrite + Unpin + Send + 'static,
@@ -22,12 +35,17 @@ where
     let (server_in, pump_in) = tokio::io::duplex(1 << 20);
     let (pump_out, server_out) = tokio::io::duplex(1 << 20);
     let (errors_tx, errors_rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    tokio::spawn(read_client(input, pump_in, errors_tx));
+    let (done_tx, done_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        read_client(input, pump_in, errors_tx).await;
+        let _ = done_tx.send(());
+    });
     tokio::spawn(write_client(server_out, output, errors_rx));
-    (server_in, pump_out)
+    (server_in, pump_out, done_rx)
 }
 
-/// Reads the client's frames; passes good ones on, answers bad ones through `errors`.
+/// Reads the client's frames; passes good ones on, answers bad ones through `errors`. Returns
+/// when the client's input ends, or after passing `exit` on (nothing after it is read).
 async fn read_client<I: AsyncRead + Unpin>(
     input: I,
     mut server: tokio::io::DuplexStream,
@@ -46,10 +64,16 @@ async fn read_client<I: AsyncRead + Unpin>(
             }
         };
         match check(&body) {
-            Ok(()) => {
+            Ok(Checked::Pass) => {
                 if server.write_all(&frame_bytes(&body)).await.is_err() {
                     break;
                 }
+            }
+            Ok(Checked::Exit) => {
+                // The protocol layer stops reading after `exit`; so does this pump. Its input is
+                // left open: the protocol layer ends on `exit` itself.
+                let _ = server.write_all(&frame_bytes(&body)).await;
+                return;
             }
             Err(reply) => {
                 tracing::warn!(
@@ -139,8 +163,17 @@ async fn read_frame<R: AsyncBufReadExt + Unpin>(r: &mut R) -> Result<Option<Vec<
     Ok(Some(body))
 }
 
-/// `Ok` for a JSON-RPC 2.0 message the protocol layer can decode; else the error reply.
-fn check(body: &[u8]) -> Result<(), Vec<u8>> {
+/// A message the protocol layer can decode.
+#[derive(Debug, PartialEq)]
+enum Checked {
+    Pass,
+    /// The `exit` notification: the last message the protocol layer reads.
+    Exit,
+}
+
+/// `Ok` for a JSON-RPC 2.0 message the protocol layer can decode and answers; else the error
+/// reply.
+fn check(body: &[u8]) -> Result<Checked, Vec<u8>> {
     let reply = |id: Value, code: i64, why: &str| Err(error_response(id, code, why).into_bytes());
     let v: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
@@ -170,7 +203,18 @@ fn check(body: &[u8]) -> Result<(), Vec<u8>> {
              number or string, \"params\"?: object or array}",
         );
     }
-    Ok(())
+    let method = obj
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !id.is_null() && method.starts_with("$/") {
+        // No `$/` method of LSP is a request; tower-lsp-server would swallow the error.
+        return reply(id, -32601, &format!("Method not found: {method}"));
+    }
+    if method == "exit" && id.is_null() {
+        return Ok(Checked::Exit);
+    }
+    Ok(Checked::Pass)
 }
 
 fn error_response(id: Value, code: i64, message: &str) -> String {
@@ -219,6 +263,18 @@ mod tests {
         assert_eq!(
             code(r#"{"jsonrpc":"2.0","id":3,"method":"x","params":5}"#),
             Some((json!(3), -32600))
+        );
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","id":"q","method":"$/unknown","params":{}}"#),
+            Some((json!("q"), -32601))
+        );
+        assert_eq!(
+            check(br#"{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":1}}"#),
+            Ok(Checked::Pass)
+        );
+        assert_eq!(
+            check(br#"{"jsonrpc":"2.0","method":"exit"}"#),
+            Ok(Checked::Exit)
         );
     }
 
