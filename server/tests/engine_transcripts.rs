@@ -6,7 +6,8 @@
 //! of the run are compared with `NAME.snap`. `UPDATE_EXPECT=1` rewrites the snapshots; read the
 //! diff before committing it.
 //!
-//! Fixture format: `key: value` lines (`question`, `max_iterations`, `recipes`, `evidence`),
+//! Fixture format: `key: value` lines (`question`, or `refactor` for an instruction planned as
+//! a refactor, whose unified diff ends the snapshot; `max_iterations`, `recipes`, `evidence`),
 //! then sections opened by a line `=== file PATH` (the file's text) or `=== reply` (one root
 //! reply, verbatim). Sub-calls are answered by echo.
 
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 struct Transcript {
     question: String,
+    refactor: bool,
     max_iterations: u32,
     recipes: bool,
     evidence: bool,
@@ -34,6 +36,7 @@ struct Transcript {
 fn parse(text: &str) -> Transcript {
     let mut t = Transcript {
         question: String::new(),
+        refactor: false,
         max_iterations: 6,
         recipes: true,
         evidence: true,
@@ -51,6 +54,10 @@ fn parse(text: &str) -> Transcript {
             let value = value.trim();
             match key.trim() {
                 "question" => t.question = value.to_string(),
+                "refactor" => {
+                    t.question = value.to_string();
+                    t.refactor = true;
+                }
                 "max_iterations" => t.max_iterations = value.parse().expect("max_iterations"),
                 "recipes" => t.recipes = value == "on",
                 "evidence" => t.evidence = value == "on",
@@ -203,7 +210,18 @@ async fn run(t: &Transcript) -> String {
     let ws = Workspace::new(Arc::new(snap));
     // Evidence and the structural helpers read the index: a complete one keeps runs repeatable.
     assert!(ws.wait_indexed(Duration::from_secs(60)), "index not ready");
-    let answer = ws.ask(&runner, &t.question, None).await.expect("the run");
+    let (answer, diff) = if t.refactor {
+        let plan = ws
+            .plan_refactor(&runner, &t.question, None, None)
+            .await
+            .expect("the run");
+        (plan.answer, Some(plan.diff))
+    } else {
+        (
+            ws.ask(&runner, &t.question, None).await.expect("the run"),
+            None,
+        )
+    };
     let citations: Vec<String> = answer
         .citations
         .iter()
@@ -217,7 +235,11 @@ async fn run(t: &Transcript) -> String {
             ),
         })
         .collect();
-    render(&answer.report.events, dir.path(), citations.join("\n"))
+    let mut out = render(&answer.report.events, dir.path(), citations.join("\n"));
+    if let Some(diff) = diff {
+        block(&mut out, "plan diff", &diff);
+    }
+    out
 }
 
 fn fixtures() -> Vec<PathBuf> {

@@ -19,6 +19,7 @@ impl Run<'_> {
             .final_check
             .clone()
             .filter(|_| self.depth == 0)?;
+        self.adopt_provisional(answer);
         let message = check.check(answer, &self.edits).await;
         self.rec.record(Event::Check {
             iteration,
@@ -37,6 +38,7 @@ impl Run<'_> {
         let Some(check) = self.engine.final_check.clone().filter(|_| self.depth == 0) else {
             return;
         };
+        self.adopt_provisional(answer);
         let message = check.check(answer, &self.edits).await;
         self.rec.record(Event::Check {
             iteration,
@@ -51,13 +53,25 @@ impl Run<'_> {
         self.question.split("\n\n").next().unwrap_or(&self.question)
     }
 
-    /// Adds the edits a cell proposed to the run's (`Clear` starts again).
+    /// Adds the edits a cell proposed to the run's (`Clear` starts again, and drops the
+    /// engine's provisional edits too).
     pub(super) fn take_edits(&mut self, out: &CellOutput) {
         for op in &out.edits {
             match op {
-                EditOp::Clear => self.edits.clear(),
+                EditOp::Clear => {
+                    self.edits.clear();
+                    self.provisional.clear();
+                }
                 op => self.edits.push(op.clone()),
             }
+        }
+    }
+
+    /// The engine's first search proposed edits (a rename's): they become the plan when the
+    /// model proposed none, in code or as edit blocks in its answer (which would overlap them).
+    fn adopt_provisional(&mut self, answer: &str) {
+        if self.edits.is_empty() && !answer.contains("```edit") {
+            self.edits = std::mem::take(&mut self.provisional);
         }
     }
 

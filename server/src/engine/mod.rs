@@ -246,6 +246,9 @@ struct Run<'a> {
     citations_checked: bool,
     /// Edits proposed so far by the model's code.
     edits: Vec<EditOp>,
+    /// Edits the engine's first search computed (a rename's): the plan's when the model
+    /// proposes none of its own and does not discard them.
+    provisional: Vec<EditOp>,
     /// Final answers sent back by the engine's `FinalCheck`.
     repairs: u32,
 }
@@ -372,6 +375,7 @@ impl Engine {
             recipes: recipes::for_question(question, self.cfg.recipes),
             citations_checked: false,
             edits: Vec::new(),
+            provisional: Vec::new(),
             repairs: 0,
         };
         run.push(

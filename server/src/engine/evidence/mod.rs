@@ -42,6 +42,13 @@ impl Run<'_> {
             tracing::debug!("the first search failed: {:?}", out.error);
             return Ok(None);
         }
+        // A rename's edits, computed here: the plan's if the model proposes none of its own.
+        self.provisional = out
+            .edits
+            .iter()
+            .filter(|op| !matches!(op, crate::repl::EditOp::Clear))
+            .cloned()
+            .collect();
         let view = self.describe_cell(&out, false, 0);
         // A model that copies this cell is told it already ran, with its output.
         self.seen.record(&code, 0, view.clone(), &out);
@@ -196,6 +203,14 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
         (Some("callers" | "impact"), Some(n)) => {
             code.push_str(&format!(
                 "calls = callers({n})\nprint(\"files:\", calls.files)\nprint(calls)\n"
+            ));
+        }
+        (Some("rename"), Some(old)) if names.len() >= 2 => {
+            // "Rename X to Y": the edits computed in code, for the model to check or discard
+            // (nothing is written; the plan is checked like any other).
+            let new = py_str(&names[1]);
+            code.push_str(&format!(
+                "print(definitions({old}))\nedits = rename_symbol({old}, {new})\nprint(edits)\nprint(proposed_edits())\n"
             ));
         }
         (Some("implementations"), Some(n)) => {

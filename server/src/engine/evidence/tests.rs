@@ -90,6 +90,21 @@ fn the_cell_follows_the_recipe() {
 }
 
 #[test]
+fn a_rename_starts_from_its_edits() {
+    expect![[r##"
+        # The engine's first search for the names and words of the question.
+        print(definitions("halt_unwinding"))
+        edits = rename_symbol("halt_unwinding", "halt_unwinding_renamed")
+        print(edits)
+        print(proposed_edits())
+    "##]]
+    .assert_eq(&cell(
+        "Plan this refactor: rename the function `halt_unwinding` to `halt_unwinding_renamed` everywhere. The user is at rayon-core-1.13.0/src/unwind.rs:13.",
+        Some("rename"),
+    ));
+}
+
+#[test]
 fn which_file_questions_count_per_file() {
     expect![[r##"
         # The engine's first search for the names and words of the question.
