@@ -219,7 +219,8 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
             match names.get(1).filter(|_| both).map(|n| py_str(n)) {
                 Some(other) => code.push_str(&format!(
                     "impls = implementations({n})\nimpls2 = implementations({other})\n\
-                     print(\"types that implement both:\", sorted(set(impls.types) & set(impls2.types)))\n\
+                     both = sorted(set(impls.types) & set(impls2.types))\n\
+                     print(len(both), \"types implement both\", {n}, \"and\", {other} + \":\", \", \".join(both) or \"none\")\n\
                      print(impls)\nprint(impls2)\n"
                 )),
                 None => code.push_str(&format!("impls = implementations({n})\nprint(impls)\n")),

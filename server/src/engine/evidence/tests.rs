@@ -151,13 +151,14 @@ fn counting_questions_get_their_filters() {
         Some("count_definitions"),
     ));
     expect![[r##"
-            # The engine's first search for the names and words of the question.
-            impls = implementations("Debug")
-            impls2 = implementations("Drop")
-            print("types that implement both:", sorted(set(impls.types) & set(impls2.types)))
-            print(impls)
-            print(impls2)
-        "##]]
+        # The engine's first search for the names and words of the question.
+        impls = implementations("Debug")
+        impls2 = implementations("Drop")
+        both = sorted(set(impls.types) & set(impls2.types))
+        print(len(both), "types implement both", "Debug", "and", "Drop" + ":", ", ".join(both) or "none")
+        print(impls)
+        print(impls2)
+    "##]]
     .assert_eq(&cell(
         "Which types implement both the trait `Debug` and the trait `Drop`?",
         Some("implementations"),
