@@ -57,13 +57,12 @@ pub async fn run(
     plan: &CheckedPlan,
     snapshot: &Snapshot,
 ) -> Result<CheckOutcome, CheckError> {
-    let scratch = tempfile::Builder::new()
-        .prefix("rlm-check-")
-        .tempdir()
-        .map_err(|source| CheckError::Copy {
+    let scratch = crate::repl::owned_dir::OwnedTempDir::new("rlm-check-").map_err(|source| {
+        CheckError::Copy {
             path: std::env::temp_dir(),
             source,
-        })?;
+        }
+    })?;
     let workdir = prepare(plan, snapshot, scratch.path())?;
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new("sh");

@@ -27,7 +27,7 @@ const ENTRY: usize = 32;
 /// The workspace of one snapshot as a file; deleted when the last `Arc` is dropped.
 #[derive(Debug)]
 pub struct ContextBlob {
-    _dir: tempfile::TempDir,
+    _dir: super::owned_dir::OwnedTempDir,
     path: PathBuf,
     files: usize,
     bytes: u64,
@@ -36,13 +36,12 @@ pub struct ContextBlob {
 impl ContextBlob {
     /// Writes the snapshot's files into a new private temp directory.
     pub fn write(snapshot: &Snapshot) -> Result<Arc<ContextBlob>, ReplError> {
-        let dir = tempfile::Builder::new()
-            .prefix("rlm-context-")
-            .tempdir()
-            .map_err(|source| ReplError::Blob {
+        let dir = super::owned_dir::OwnedTempDir::new("rlm-context-").map_err(|source| {
+            ReplError::Blob {
                 path: std::env::temp_dir(),
                 source,
-            })?;
+            }
+        })?;
         let path = dir.path().join("context.bin");
         let io_err = |source| ReplError::Blob {
             path: path.clone(),

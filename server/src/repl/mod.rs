@@ -24,6 +24,7 @@ mod blob;
 mod capture;
 mod host;
 mod index;
+pub mod owned_dir;
 mod protocol;
 mod sandbox;
 mod tools;

@@ -34,7 +34,7 @@ pub(super) struct Worker {
     /// Set once `wait` returned: the pid (and process group id) may be reused, never signal it.
     pub(super) reaped: bool,
     /// Private working directory (`HOME`, `TMPDIR`, cwd); removed with the worker.
-    workdir: tempfile::TempDir,
+    workdir: crate::repl::owned_dir::OwnedTempDir,
     /// The sandbox it was asked for, and the status line it reported.
     sandbox: SandboxConfig,
     pub(super) sandbox_status: String,
@@ -43,10 +43,8 @@ pub(super) struct Worker {
 impl Worker {
     pub(super) async fn start(cfg: &ReplConfig, blob: &ContextBlob) -> Result<Worker, ReplError> {
         let started = Instant::now();
-        let workdir = tempfile::Builder::new()
-            .prefix("rlm-repl-")
-            .tempdir()
-            .map_err(ReplError::Workdir)?;
+        let workdir =
+            crate::repl::owned_dir::OwnedTempDir::new("rlm-repl-").map_err(ReplError::Workdir)?;
         let mut cmd = Command::new(&cfg.worker_exe);
         cmd.arg(WORKER_SUBCOMMAND)
             .env_clear()
