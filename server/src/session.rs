@@ -112,6 +112,17 @@ impl Runner {
         &self.models
     }
 
+    /// Whether the shared local model these models use has stopped for good (its keeper was
+    /// killed, or llama-server kept crashing): a front end that keeps its runner between runs
+    /// resolves a new one, which starts the model again.
+    pub fn local_model_stopped(&self) -> bool {
+        let m = &self.models;
+        [&m.root, &m.sub]
+            .into_iter()
+            .chain(m.child_root.as_ref())
+            .any(|c| crate::llm::local::stopped(&c.endpoint().base_url))
+    }
+
     /// Whether the models are the shared local one (resolved, not given).
     pub fn is_local(&self) -> bool {
         self.resolved.as_ref().is_some_and(|r| r.local)

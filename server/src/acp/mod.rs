@@ -326,7 +326,10 @@ impl State {
 
     async fn runner(&self) -> anyhow::Result<Runner> {
         let mut slot = self.runner.lock().await;
-        if let Some(r) = slot.as_ref() {
+        // A runner whose local model stopped is resolved again, which starts it anew.
+        if let Some(r) = slot.as_ref()
+            && !r.local_model_stopped()
+        {
             return Ok(r.clone());
         }
         let r = Runner::resolve(&self.settings).await?;

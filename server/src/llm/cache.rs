@@ -107,7 +107,8 @@ impl ResponseCache {
         let len = match write() {
             Ok(len) => len,
             Err(e) => {
-                tracing::warn!("response cache: cannot write {}: {e}", path.display());
+                // A cache that cannot be written costs misses, not the run: said once.
+                super::local::warn_cache_unwritable(&path, &e, "sub-call answers are not cached");
                 return;
             }
         };

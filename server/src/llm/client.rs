@@ -3,7 +3,7 @@
 
 use super::cache::ResponseCache;
 use super::{
-    ChatMessage, Completion, Endpoint, LlmError, Provider, Usage, anthropic, openai, snippet,
+    ChatMessage, Completion, Endpoint, LlmError, Provider, Usage, anthropic, local, openai, snippet,
 };
 use serde_json::Value;
 use std::sync::Arc;
@@ -72,6 +72,9 @@ struct Failure {
     error: LlmError,
     retriable: bool,
     retry_after: Option<Duration>,
+    /// The server may be gone or restarting (refused, reset, 503): a local model's keeper may
+    /// be starting llama-server again.
+    server_down: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -225,6 +228,21 @@ impl ChatClient {
                     });
                 }
                 Err(f) if f.retriable && retries < self.retry.max_retries => {
+                    if f.server_down
+                        && let Some(recovered) = self.local_model_back().await
+                    {
+                        // The shared local model: its keeper restarts llama-server once, on
+                        // the same port; send the request again as soon as it is loaded.
+                        recovered?;
+                        tracing::warn!(
+                            "model call failed ({}); the local model is serving again: retry {} of {}",
+                            f.error,
+                            retries + 1,
+                            self.retry.max_retries
+                        );
+                        retries += 1;
+                        continue;
+                    }
                     let wait = self.retry.delay(retries, f.retry_after);
                     tracing::warn!(
                         "model call failed ({}); retry {} of {} in {:.1} s",
@@ -245,6 +263,17 @@ impl ChatClient {
                 Err(f) => return Err(f.error),
             }
         }
+    }
+
+    /// For a call to the shared local model whose server went away: `Some(Ok)` once it serves
+    /// again (its keeper restarted it), `Some(Err)` when it stopped for good, `None` when this
+    /// endpoint is no local model of this process.
+    async fn local_model_back(&self) -> Option<Result<(), LlmError>> {
+        let url = self.endpoint.base_url.clone();
+        let waited = tokio::task::spawn_blocking(move || local::wait_until_serving(&url))
+            .await
+            .ok()??;
+        Some(waited.map_err(|e| LlmError::LocalModel(e.to_string())))
     }
 
     async fn attempt(&self, url: &str, body: &Value) -> Result<(String, Usage), Failure> {
@@ -269,6 +298,7 @@ impl ChatClient {
                 retriable: matches!(status, 408 | 409 | 429 | 500..=599),
                 error: self.status_error(url, status, &text).await,
                 retry_after,
+                server_down: status == 503,
             });
         }
         let parsed = match self.provider {
@@ -283,6 +313,7 @@ impl ChatClient {
             // A well-formed error is the server's answer; a broken body may be a one-off.
             retriable: true,
             retry_after: None,
+            server_down: false,
         })
     }
 
@@ -343,10 +374,15 @@ impl ChatClient {
                 detail: root_cause(&e),
             }
         };
+        let server_down = matches!(
+            error,
+            LlmError::Unreachable { .. } | LlmError::Disconnected { .. }
+        );
         Failure {
             error,
             retriable: true,
             retry_after: None,
+            server_down,
         }
     }
 

@@ -173,6 +173,9 @@ pub enum LlmError {
     GaveUp { retries: u32, last: Box<LlmError> },
     #[error("{0}")]
     Config(String),
+    /// The shared local model stopped (its message says why and what to do).
+    #[error("{0}")]
+    LocalModel(String),
 }
 
 /// `s` trimmed, cut to `max` characters (marked `...`), for error messages.

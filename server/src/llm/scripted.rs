@@ -117,19 +117,28 @@ pub fn script_from_json(text: &str) -> Result<(Vec<KeyedStep>, SubRule), String>
     Ok((root, sub))
 }
 
-/// `rlm-lsp __scripted-model FILE`: serves the script on a free loopback port, prints
-/// `{"base_url": ...}` on one line of stdout, and serves until killed.
+/// `rlm-lsp __scripted-model [--port PORT] FILE [IGNORED...]`: serves the script on loopback (on
+/// `PORT`, else a free port), prints `{"base_url": ...}` on one line of stdout, and serves until
+/// killed. Arguments after the file are ignored, so a script standing in for llama-server can
+/// pass its whole command line along (the local model's fault tests).
 pub const SCRIPTED_SUBCOMMAND: &str = "__scripted-model";
 
 #[allow(clippy::print_stdout, clippy::print_stderr)] // a process entry point: this is its output
 pub fn scripted_main(args: Vec<String>) -> i32 {
     let run = async {
-        let path = args
-            .first()
-            .ok_or("usage: rlm-lsp __scripted-model SCRIPT.json")?;
+        let usage = "usage: rlm-lsp __scripted-model [--port PORT] SCRIPT.json";
+        let (port, path) = match args.as_slice() {
+            [flag, port, path, ..] if flag == "--port" => (
+                port.parse::<u16>()
+                    .map_err(|e| format!("--port {port:?}: {e}"))?,
+                path,
+            ),
+            [path, ..] => (0, path),
+            [] => return Err(usage.to_string()),
+        };
         let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
         let (root, sub) = script_from_json(&text)?;
-        let server = ScriptedServer::start_keyed(root, sub)
+        let server = ScriptedServer::start_keyed_on(port, root, sub)
             .await
             .map_err(|e| e.to_string())?;
         println!("{}", json!({"base_url": server.base_url()}));
@@ -189,7 +198,16 @@ impl ScriptedServer {
     /// its conversation (or that has no key), so several runs in any order each get their own
     /// script: editor tests ask, explain and refactor against one server.
     pub async fn start_keyed(root: Vec<KeyedStep>, sub: SubRule) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_keyed_on(0, root, sub).await
+    }
+
+    /// `start_keyed` on a given loopback port (0: a free one).
+    pub async fn start_keyed_on(
+        port: u16,
+        root: Vec<KeyedStep>,
+        sub: SubRule,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
             root: root.into(),

@@ -215,7 +215,10 @@ impl Backend {
         let settings = self.settings();
         let opts = self.opts.clone();
         let mut slot = self.state.runner.lock().await;
-        if let Some(r) = slot.as_ref() {
+        // A runner whose local model stopped is resolved again, which starts it anew.
+        if let Some(r) = slot.as_ref()
+            && !r.local_model_stopped()
+        {
             return Ok(r.clone());
         }
         let resolved = async move {

@@ -273,7 +273,8 @@ impl McpServer {
     async fn runner(&self, budget: &BudgetParam) -> Result<Runner, anyhow::Error> {
         let base = {
             let mut slot = self.state.runner.lock().await;
-            match slot.as_ref() {
+            // A runner whose local model stopped is resolved again, which starts it anew.
+            match slot.as_ref().filter(|r| !r.local_model_stopped()) {
                 Some(r) => r.clone(),
                 None => {
                     let r = Runner::resolve(&self.state.settings).await?;

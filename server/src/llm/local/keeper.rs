@@ -9,9 +9,12 @@
 //! 2. spawn llama-server (stdout/stderr to `llama-server.log`), tied to the keeper by PDEATHSIG;
 //! 3. write `state.json` (mode 0600, with the server's API key; its spawner holds `state.lock`
 //!    and waits for exactly this file);
-//! 4. every [`POLL`]: if llama-server exited, remove `state.json` and exit 1; otherwise take
-//!    `state.lock`, try `users.lock` exclusively without blocking: success means no user holds
-//!    its shared lock, so after the linger time stop llama-server, remove `state.json`, exit 0.
+//! 4. every [`POLL`]: if llama-server exited after it had loaded the model (`/health` answered
+//!    200), start it again once, on the same port with the same key, and rewrite `state.json`
+//!    with its pid; if it exited before that, or within [`RESTART_WINDOW`] of a restart, remove
+//!    `state.json` and exit 1. Otherwise take `state.lock`, try `users.lock` exclusively without
+//!    blocking: success means no user holds its shared lock, so after the linger time stop
+//!    llama-server, remove `state.json`, exit 0.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -28,6 +31,9 @@ use super::{API_KEY_FILE, KEEPER_LOCK, SERVER_LOG, STATE_FILE, STATE_LOCK, State
 const POLL: Duration = Duration::from_millis(300);
 /// How long llama-server gets to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// A llama-server that dies again this soon after a restart is not restarted: it would only
+/// crash again (a model too large for memory, a broken GPU driver).
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
 /// The keeper's arguments, as [`super::start_keeper`] writes them.
 #[derive(Debug)]
@@ -145,14 +151,24 @@ fn run(args: &KeeperArgs) -> io::Result<()> {
     let users = sys::open_lock_file(&dir.join(USERS_LOCK))?;
     let state_lock = sys::open_lock_file(&dir.join(STATE_LOCK))?;
 
-    let (mut server, api_key) = spawn_server(args)?;
+    // One key for the keeper's life: a restarted llama-server takes the same one, so the
+    // handles users hold stay valid.
+    let flags = known_flags(&args.server);
+    let api_key = if flags.iter().any(|f| f == "--api-key-file") {
+        let key = new_api_key()?;
+        write_private(&args.dir.join(API_KEY_FILE), &format!("{key}\n"))?;
+        Some(key)
+    } else {
+        None
+    };
+    let mut server = spawn_server(args, &flags, api_key.is_some(), false)?;
     log(&format!(
         "started llama-server pid {} on 127.0.0.1:{} ({})",
         server.id(),
         args.port,
         args.model.display()
     ));
-    let state = StateFile {
+    let mut state = StateFile {
         keeper_pid: std::process::id(),
         server_pid: server.id(),
         port: args.port,
@@ -161,29 +177,66 @@ fn run(args: &KeeperArgs) -> io::Result<()> {
         ctx: args.ctx,
         parallel: args.parallel,
         threads: args.threads,
-        started_at: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        started_at: now_secs(),
         api_key,
     };
-    let json = serde_json::to_vec_pretty(&state).map_err(io::Error::other)?;
-    if let Err(e) = sys::write_atomically(&dir.join(STATE_FILE), &json) {
+    if let Err(e) = write_state(dir, &state) {
         stop_server(&mut server);
         return Err(e);
     }
 
     let mut idle_since: Option<Instant> = None;
+    // Whether this llama-server has answered /health with 200 (loaded the model).
+    let mut loaded = false;
+    let mut restarted_at: Option<Instant> = None;
     loop {
         thread::sleep(POLL);
         if let Some(status) = server.try_wait()? {
+            let crash_loop = restarted_at.is_some_and(|t| t.elapsed() < RESTART_WINDOW);
+            if loaded && !crash_loop {
+                log(&format!(
+                    "llama-server exited on its own ({status}); starting it again on the same port"
+                ));
+                state_lock.lock()?;
+                let restarted =
+                    spawn_server(args, &flags, state.api_key.is_some(), true).and_then(|mut s| {
+                        state.server_pid = s.id();
+                        state.started_at = now_secs();
+                        write_state(dir, &state).inspect_err(|_| stop_server(&mut s))?;
+                        Ok(s)
+                    });
+                server = match restarted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        remove_state_if_ours(dir);
+                        return Err(e);
+                    }
+                };
+                state_lock.unlock()?;
+                log(&format!("restarted llama-server as pid {}", server.id()));
+                loaded = false;
+                restarted_at = Some(Instant::now());
+                continue;
+            }
             log(&format!(
-                "llama-server exited on its own ({status}); see {}",
+                "llama-server exited on its own ({status}){}; see {}",
+                if loaded {
+                    " again soon after a restart: giving up"
+                } else {
+                    " before it loaded the model"
+                },
                 dir.join(SERVER_LOG).display()
             ));
             state_lock.lock()?;
             remove_state_if_ours(dir);
             return Err(io::Error::other("llama-server exited"));
+        }
+        if !loaded && sys::health(args.port, Duration::from_secs(1)) == sys::Health::Ready {
+            loaded = true;
+            log(&format!(
+                "llama-server pid {} loaded the model",
+                server.id()
+            ));
         }
         state_lock.lock()?;
         if sys::try_lock(&users, LockKind::Exclusive)? {
@@ -203,6 +256,18 @@ fn run(args: &KeeperArgs) -> io::Result<()> {
         }
         state_lock.unlock()?;
     }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn write_state(dir: &Path, state: &StateFile) -> io::Result<()> {
+    let json = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+    sys::write_atomically(&dir.join(STATE_FILE), &json)
 }
 
 /// The options this build of llama-server knows, from its `--help`, so that an older llama-server
@@ -243,12 +308,20 @@ fn write_private(path: &Path, contents: &str) -> io::Result<()> {
     file.write_all(contents.as_bytes())
 }
 
-/// Spawns llama-server; returns it with the API key it requires (`None` if this build cannot
-/// read a key file).
-fn spawn_server(args: &KeeperArgs) -> io::Result<(Child, Option<String>)> {
+/// Spawns llama-server with the options this build knows (`flags`), requiring the key in the
+/// state directory's key file if `with_key`. A restart appends to the log, keeping the crash.
+fn spawn_server(
+    args: &KeeperArgs,
+    flags: &[String],
+    with_key: bool,
+    restart: bool,
+) -> io::Result<Child> {
     let log_path = args.dir.join(SERVER_LOG);
-    let log_file = File::create(&log_path)?;
-    let flags = known_flags(&args.server);
+    let log_file = if restart {
+        File::options().create(true).append(true).open(&log_path)?
+    } else {
+        File::create(&log_path)?
+    };
     let mut cmd = Command::new(&args.server);
     cmd.arg("-m")
         .arg(&args.model)
@@ -269,28 +342,21 @@ fn spawn_server(args: &KeeperArgs) -> io::Result<(Child, Option<String>)> {
     }
     // Loopback is reachable by every local user and by any web page in a browser (llama-server
     // allows all CORS origins): require a key that only this user can read.
-    let api_key = if flags.iter().any(|f| f == "--api-key-file") {
-        let key = new_api_key()?;
-        let key_path = args.dir.join(API_KEY_FILE);
-        write_private(&key_path, &format!("{key}\n"))?;
-        cmd.arg("--api-key-file").arg(key_path);
-        Some(key)
-    } else {
-        None
-    };
+    if with_key {
+        cmd.arg("--api-key-file").arg(args.dir.join(API_KEY_FILE));
+    }
     cmd.env_remove("LLAMA_API_KEY")
         .env_remove("LLAMA_ARG_API_KEY_FILE")
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
         .stderr(log_file);
     sys::kill_when_parent_dies(&mut cmd);
-    let child = cmd.spawn().map_err(|e| {
+    cmd.spawn().map_err(|e| {
         io::Error::new(
             e.kind(),
             format!("cannot run {}: {e}", args.server.display()),
         )
-    })?;
-    Ok((child, api_key))
+    })
 }
 
 fn stop_server(server: &mut Child) {

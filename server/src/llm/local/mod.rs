@@ -70,26 +70,48 @@
 //! `PR_SET_PDEATHSIG = SIGKILL`, so killing the keeper by any means kills the server. Every 300 ms
 //! it takes `state.lock` and tries `users.lock` exclusively without blocking; success means no user
 //! is left: it stops llama-server (SIGTERM, then SIGKILL after 5 s), removes `state.json` and exits.
-//! If llama-server dies, the keeper removes `state.json` and exits; waiting acquirers then report
-//! the tail of `llama-server.log`.
+//! If llama-server dies after it had loaded the model, the keeper starts it again once, on the same
+//! port with the same key (so every handle stays valid) and records its new pid in `state.json`;
+//! if it dies before loading, or again within a minute of a restart, the keeper removes
+//! `state.json` and exits: waiting acquirers then report the tail of `llama-server.log`.
+//!
+//! # When llama-server dies under a run
+//!
+//! Handles register in this process by port ([`serving`]). A model client whose request to such a
+//! port fails at the transport level (refused, reset) asks [`wait_until_serving`]: it waits for
+//! the keeper's restart to answer `/health`, then the request is sent again; if the keeper gave up
+//! or was killed, the call fails at once with [`LocalModelError::Stopped`], and front ends that
+//! keep their models resolve them again on the next question ([`stopped`]), which starts a new
+//! keeper.
+//!
+//! If the cache directory cannot hold the state directory (read-only home), the state goes to
+//! `$XDG_RUNTIME_DIR/rlm-lsp/local-server`, else `$TMPDIR/rlm-lsp-UID/local-server` (created 0700,
+//! refused unless this user owns it), with one warning.
 //!
 //! The acquisition itself is blocking code (file locks, process start, model load);
 //! [`LocalServer::acquire`] runs it on tokio's blocking pool.
 
+mod acquire;
 mod keeper;
+mod lookup;
+mod serving;
 mod sys;
+#[cfg(test)]
+mod tests;
 
-use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use acquire::{acquire, keeper_alive, read_state};
 pub use keeper::keeper_main;
-use sys::{Health, LockKind};
+#[cfg(test)]
+use lookup::cache_dir;
+pub use lookup::user_cache_dir;
+pub(crate) use lookup::warn_cache_unwritable;
+pub use serving::{stopped, wait_until_serving};
 
 /// The name of the hidden subcommand that runs [`keeper_main`].
 pub const KEEPER_SUBCOMMAND: &str = "__llama-keeper";
@@ -204,6 +226,18 @@ pub enum LocalModelError {
         log: PathBuf,
         log_tail: String,
     },
+    /// The keeper stopped (it was killed, or llama-server kept crashing) while this process used
+    /// the model.
+    #[error(
+        "the local model stopped during the run (llama-server exited and its keeper did not restart it). Last lines of {}:\n{log_tail}\nAsk again to start it anew; if it keeps stopping, check free memory and {}",
+        log.display(),
+        keeper_log.display()
+    )]
+    Stopped {
+        log: PathBuf,
+        log_tail: String,
+        keeper_log: PathBuf,
+    },
     /// The blocking task running the acquisition panicked or was cancelled.
     #[error("starting the local model was interrupted: {0}")]
     Interrupted(String),
@@ -250,225 +284,6 @@ pub struct LocalServerConfig {
     pub startup_timeout: Duration,
     /// How long the server stays up after its last user leaves.
     pub linger: Duration,
-}
-
-impl LocalServerConfig {
-    /// Resolves the configuration from the process environment and the running executable's
-    /// location (see the module doc for the lookup order).
-    pub fn from_env() -> Result<Self, LocalModelError> {
-        let exe = std::env::current_exe().map_err(LocalModelError::NoKeeperExe)?;
-        Self::resolve(|name| std::env::var_os(name), &exe)
-    }
-
-    /// Like [`Self::from_env`] with an explicit environment and executable path (for tests and
-    /// for callers that layer their own configuration).
-    pub fn resolve(
-        env: impl Fn(&str) -> Option<OsString>,
-        exe: &Path,
-    ) -> Result<Self, LocalModelError> {
-        let var = |name: &str| env(name).filter(|v| !v.is_empty());
-        let cache = cache_dir(&var)?;
-        let exe_dir = exe.parent().unwrap_or(exe);
-        let local_dirs: Vec<PathBuf> = exe_dir
-            .ancestors()
-            .map(|a| a.join(".rlm"))
-            .filter(|d| d.is_dir())
-            .collect();
-
-        let llama_server = find(
-            "llama-server".to_string(),
-            "RLM_LLAMA_SERVER",
-            var("RLM_LLAMA_SERVER"),
-            path_lookup(var("PATH"), "llama-server"),
-            &local_dirs,
-            exe_dir,
-            Path::new("bin/llama-server"),
-            cache.join(LLAMA_CPP_DIR).join("bin/llama-server"),
-        )?;
-        let model = find(
-            format!("the local model ({MODEL_FILE})"),
-            "RLM_LOCAL_MODEL",
-            var("RLM_LOCAL_MODEL"),
-            None,
-            &local_dirs,
-            exe_dir,
-            &Path::new("models").join(MODEL_FILE),
-            cache.join("models").join(MODEL_FILE),
-        )?;
-
-        let threads = match parse_var(&var, "RLM_LOCAL_THREADS", 1, 256)? {
-            Some(t) => t,
-            None => thread::available_parallelism()
-                .map(|n| u32::try_from(n.get()).unwrap_or(1))
-                .unwrap_or(2)
-                .min(MAX_DEFAULT_THREADS),
-        };
-        let ctx_size = parse_var(&var, "RLM_LOCAL_CTX", 1024, 1 << 20)?.unwrap_or(DEFAULT_CTX);
-        let startup_timeout = parse_var(&var, "RLM_LOCAL_STARTUP_TIMEOUT", 1, 86_400)?
-            .map_or(DEFAULT_STARTUP_TIMEOUT, |s| Duration::from_secs(s.into()));
-        let linger = parse_var(&var, "RLM_LOCAL_LINGER", 0, 86_400)?
-            .map_or(Duration::ZERO, |s| Duration::from_secs(s.into()));
-
-        Ok(Self {
-            llama_server,
-            model,
-            keeper_exe: exe.to_path_buf(),
-            state_dir: cache.join("local-server"),
-            ctx_size,
-            parallel: DEFAULT_PARALLEL,
-            threads,
-            startup_timeout,
-            linger,
-        })
-    }
-
-    /// The model name to send in requests (llama-server serves it under this alias): the model
-    /// file's stem, e.g. `qwen2.5-coder-1.5b-instruct-q4_k_m`.
-    pub fn model_name(&self) -> String {
-        self.canonical_model()
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "local".to_string())
-    }
-
-    /// The model path with symlinks resolved (`.rlm/models/...` links into the cache), so every
-    /// way of naming one file leads to one server.
-    fn canonical_model(&self) -> PathBuf {
-        std::fs::canonicalize(&self.model).unwrap_or_else(|_| self.model.clone())
-    }
-
-    /// The directory holding this model's lock and state files.
-    pub fn instance_dir(&self) -> PathBuf {
-        let canonical = self.canonical_model();
-        let hash = fnv1a(canonical.as_os_str().as_encoded_bytes());
-        let stem: String = self
-            .model_name()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        self.state_dir.join(format!("{stem}-{:08x}", hash as u32))
-    }
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// The user's cache directory for rlm-lsp: `$RLM_CACHE_DIR`, else `$XDG_CACHE_HOME/rlm-lsp`,
-/// else `~/.cache/rlm-lsp`.
-pub fn user_cache_dir() -> Result<PathBuf, LocalModelError> {
-    cache_dir(&|k| std::env::var_os(k))
-}
-
-fn cache_dir(var: &impl Fn(&str) -> Option<OsString>) -> Result<PathBuf, LocalModelError> {
-    if let Some(dir) = var("RLM_CACHE_DIR") {
-        return Ok(PathBuf::from(dir));
-    }
-    if let Some(xdg) = var("XDG_CACHE_HOME") {
-        return Ok(PathBuf::from(xdg).join("rlm-lsp"));
-    }
-    var("HOME")
-        .map(|home| PathBuf::from(home).join(".cache/rlm-lsp"))
-        .ok_or(LocalModelError::NoCacheDir)
-}
-
-fn path_lookup(path: Option<OsString>, name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&path?)
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// One lookup, in the documented order; `tried` records every location for the error message.
-#[allow(clippy::too_many_arguments)]
-fn find(
-    what: String,
-    env_var: &'static str,
-    explicit: Option<OsString>,
-    on_path: Option<PathBuf>,
-    local_dirs: &[PathBuf],
-    exe_dir: &Path,
-    in_local: &Path,
-    in_cache: PathBuf,
-) -> Result<PathBuf, LocalModelError> {
-    let not_installed = |tried| LocalModelError::NotInstalled {
-        what: what.clone(),
-        env_var,
-        tried,
-    };
-    if let Some(explicit) = explicit {
-        let path = PathBuf::from(explicit);
-        if path.is_file() {
-            return Ok(path);
-        }
-        return Err(not_installed(vec![format!(
-            "{env_var}={} (no such file)",
-            path.display()
-        )]));
-    }
-    let mut tried = vec![format!("{env_var} (not set)")];
-    if env_var == "RLM_LLAMA_SERVER" {
-        match on_path {
-            Some(path) => return Ok(path),
-            None => tried.push("`llama-server` on PATH (not found)".to_string()),
-        }
-    }
-    for dir in local_dirs {
-        let path = dir.join(in_local);
-        if path.is_file() {
-            return Ok(path);
-        }
-        tried.push(path.display().to_string());
-    }
-    if local_dirs.is_empty() {
-        tried.push(format!(
-            "a .rlm/{} in {} or a parent directory (no .rlm directory found)",
-            in_local.display(),
-            exe_dir.display()
-        ));
-    }
-    if in_cache.is_file() {
-        return Ok(in_cache);
-    }
-    tried.push(in_cache.display().to_string());
-    Err(not_installed(tried))
-}
-
-fn parse_var(
-    var: &impl Fn(&str) -> Option<OsString>,
-    name: &'static str,
-    min: u32,
-    max: u32,
-) -> Result<Option<u32>, LocalModelError> {
-    let Some(raw) = var(name) else {
-        return Ok(None);
-    };
-    let value = raw.to_string_lossy().into_owned();
-    let invalid = |reason: String| LocalModelError::InvalidEnv {
-        var: name,
-        value: value.clone(),
-        reason,
-    };
-    let n: u32 = value
-        .trim()
-        .parse()
-        .map_err(|e| invalid(format!("not a whole number ({e})")))?;
-    if !(min..=max).contains(&n) {
-        return Err(invalid(format!("must be between {min} and {max}")));
-    }
-    Ok(Some(n))
 }
 
 /// Entry points for the shared local model server.
@@ -543,9 +358,11 @@ impl LocalServerHandle {
         self.state.keeper_pid
     }
 
-    /// The llama-server process's pid.
+    /// The llama-server process's pid (a new one after the keeper restarted it).
     pub fn server_pid(&self) -> u32 {
-        self.state.server_pid
+        read_state(&self.dir)
+            .filter(|s| s.keeper_pid == self.state.keeper_pid)
+            .map_or(self.state.server_pid, |s| s.server_pid)
     }
 
     /// Total context of the server in tokens and its number of slots (each slot gets
@@ -594,6 +411,7 @@ impl Drop for LocalServerHandle {
         // Closing the descriptor (right after this) releases the lock anyway; unlocking first
         // makes the intent explicit and is harmless.
         let _ = self.users_lock.unlock();
+        serving::unregister(self.state.port, self.state.keeper_pid);
     }
 }
 
@@ -603,455 +421,5 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> L
         action,
         path,
         source,
-    }
-}
-
-fn read_state(dir: &Path) -> Option<StateFile> {
-    let bytes = std::fs::read(dir.join(STATE_FILE)).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-/// Whether a keeper holds `keeper.lock` (a brief shared lock succeeds only if none does).
-fn keeper_alive(dir: &Path) -> Result<bool, LocalModelError> {
-    let path = dir.join(KEEPER_LOCK);
-    let file = sys::open_lock_file(&path).map_err(io_err("open", &path))?;
-    let free = sys::try_lock(&file, LockKind::Shared).map_err(io_err("lock", &path))?;
-    Ok(!free)
-}
-
-fn check_installed(config: &LocalServerConfig) -> Result<(), LocalModelError> {
-    for (what, env_var, path) in [
-        (
-            "llama-server".to_string(),
-            "RLM_LLAMA_SERVER",
-            &config.llama_server,
-        ),
-        (
-            format!("the local model ({MODEL_FILE})"),
-            "RLM_LOCAL_MODEL",
-            &config.model,
-        ),
-    ] {
-        if !path.is_file() {
-            return Err(LocalModelError::NotInstalled {
-                what,
-                env_var,
-                tried: vec![format!("{} (no such file)", path.display())],
-            });
-        }
-    }
-    Ok(())
-}
-
-fn acquire(config: &LocalServerConfig) -> Result<LocalServerHandle, LocalModelError> {
-    check_installed(config)?;
-    let dir = config.instance_dir();
-    // Private: the state file holds the server's API key.
-    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-        .create(&dir)
-        .map_err(io_err("create", &dir))?;
-
-    let state_lock_path = dir.join(STATE_LOCK);
-    let state_lock =
-        sys::open_lock_file(&state_lock_path).map_err(io_err("open", &state_lock_path))?;
-    if !sys::lock_with_timeout(&state_lock, LockKind::Exclusive, STATE_LOCK_TIMEOUT)
-        .map_err(io_err("lock", &state_lock_path))?
-    {
-        return Err(LocalModelError::LockTimeout {
-            path: state_lock_path,
-            timeout: STATE_LOCK_TIMEOUT,
-        });
-    }
-
-    let state = match (keeper_alive(&dir)?, read_state(&dir)) {
-        (true, Some(state)) => {
-            tracing::debug!(
-                port = state.port,
-                keeper = state.keeper_pid,
-                "joining the shared local model server"
-            );
-            state
-        }
-        (alive, stale) => {
-            if alive {
-                // A keeper without a state file (someone deleted it): it cannot be joined.
-                kill_orphan_keeper(&dir);
-            }
-            if let Some(stale) = &stale {
-                tracing::info!(
-                    keeper = stale.keeper_pid,
-                    server = stale.server_pid,
-                    "removing stale local model state"
-                );
-                kill_stale_server(stale);
-            }
-            let path = dir.join(STATE_FILE);
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err("remove", &path)(e)),
-            }
-            start_keeper(config, &dir)?
-        }
-    };
-
-    let users_path = dir.join(USERS_LOCK);
-    let users_lock = sys::open_lock_file(&users_path).map_err(io_err("open", &users_path))?;
-    // The keeper holds users.lock exclusively only while it holds state.lock, which we hold now.
-    if !sys::lock_with_timeout(&users_lock, LockKind::Shared, Duration::from_secs(5))
-        .map_err(io_err("lock", &users_path))?
-    {
-        return Err(LocalModelError::LockTimeout {
-            path: users_path,
-            timeout: Duration::from_secs(5),
-        });
-    }
-    drop(state_lock);
-
-    let state = wait_ready(config, &dir, state)?;
-    Ok(LocalServerHandle {
-        users_lock,
-        base_url: format!("http://127.0.0.1:{}/v1", state.port),
-        model_name: config.model_name(),
-        dir,
-        state,
-    })
-}
-
-/// Starts a keeper and waits for its `state.json`. Called with `state.lock` held.
-fn start_keeper(config: &LocalServerConfig, dir: &Path) -> Result<StateFile, LocalModelError> {
-    let port =
-        sys::free_loopback_port().map_err(io_err("reserve a port on", Path::new("127.0.0.1")))?;
-    let log_path = dir.join(KEEPER_LOG);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(io_err("open", &log_path))?;
-    // Keep the log from growing forever: start over when it passes 1 MiB.
-    if log.metadata().is_ok_and(|m| m.len() > 1 << 20) {
-        let _ = log.set_len(0);
-    }
-    let log_err = log.try_clone().map_err(io_err("open", &log_path))?;
-
-    let mut cmd = Command::new(&config.keeper_exe);
-    cmd.arg(KEEPER_SUBCOMMAND)
-        .arg("--dir")
-        .arg(dir)
-        .arg("--server")
-        .arg(&config.llama_server)
-        .arg("--model")
-        .arg(&config.model)
-        .arg("--alias")
-        .arg(config.model_name())
-        .arg("--port")
-        .arg(port.to_string())
-        .arg("--ctx")
-        .arg(config.ctx_size.to_string())
-        .arg("--parallel")
-        .arg(config.parallel.to_string())
-        .arg("--threads")
-        .arg(config.threads.to_string())
-        .arg("--linger-ms")
-        .arg(config.linger.as_millis().to_string())
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err);
-    sys::detach_into_new_session(&mut cmd);
-    let failed = |reason: String| LocalModelError::KeeperFailed {
-        exe: config.keeper_exe.clone(),
-        reason,
-        log: log_path.clone(),
-        log_tail: sys::tail(&log_path, LOG_TAIL_LINES),
-    };
-    let mut child = cmd.spawn().map_err(|e| failed(e.to_string()))?;
-    let pid = child.id();
-    tracing::info!(keeper = pid, port, "starting the shared local model server");
-
-    let deadline = Instant::now() + KEEPER_HANDSHAKE_TIMEOUT;
-    loop {
-        if let Some(state) = read_state(dir).filter(|s| s.keeper_pid == pid) {
-            // Reap the keeper when it exits, so it never lingers as a zombie of this process.
-            let _ = thread::Builder::new()
-                .name("rlm-keeper-reaper".to_string())
-                .spawn(move || child.wait());
-            return Ok(state);
-        }
-        match child.try_wait() {
-            Ok(Some(status)) => return Err(failed(format!("it exited with {status}"))),
-            Ok(None) => {}
-            Err(e) => return Err(failed(e.to_string())),
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(failed(format!(
-                "it did not start llama-server within {}s",
-                KEEPER_HANDSHAKE_TIMEOUT.as_secs()
-            )));
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Waits (holding only the users lock) until the server answers `/health` with 200.
-fn wait_ready(
-    config: &LocalServerConfig,
-    dir: &Path,
-    mut state: StateFile,
-) -> Result<StateFile, LocalModelError> {
-    let deadline = Instant::now() + config.startup_timeout;
-    let server_log = dir.join(SERVER_LOG);
-    let mut pause = Duration::from_millis(50);
-    loop {
-        if sys::health(state.port, Duration::from_secs(2)) == Health::Ready {
-            return Ok(state);
-        }
-        match read_state(dir) {
-            // A keeper that failed was replaced by another user's: follow it.
-            Some(current) if current.keeper_pid != state.keeper_pid => state = current,
-            Some(_) if keeper_alive(dir)? => {}
-            _ => {
-                return Err(LocalModelError::ServerExited {
-                    log_tail: sys::tail(&server_log, LOG_TAIL_LINES),
-                    log: server_log,
-                    model: config.model.clone(),
-                });
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(LocalModelError::StartTimeout {
-                server_pid: state.server_pid,
-                port: state.port,
-                timeout: config.startup_timeout,
-                log_tail: sys::tail(&server_log, LOG_TAIL_LINES),
-                log: server_log,
-            });
-        }
-        thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(250));
-    }
-}
-
-/// Kills a llama-server left from a dead keeper, but only if its command line shows it is the one
-/// `state.json` describes (the pid may have been reused by an unrelated process). PDEATHSIG makes
-/// this a rare case: it needs a keeper that died between fork and prctl.
-fn kill_stale_server(stale: &StateFile) {
-    let Some(args) = sys::cmdline(stale.server_pid) else {
-        return;
-    };
-    let port = stale.port.to_string();
-    let ours = args.windows(2).any(|w| w[0] == "--port" && w[1] == port)
-        && args.iter().any(|a| Path::new(a) == stale.model);
-    if ours && sys::pid_alive(stale.server_pid) {
-        tracing::warn!(
-            pid = stale.server_pid,
-            "killing a llama-server left by a dead keeper"
-        );
-        sys::send_signal(stale.server_pid, libc::SIGKILL);
-    }
-}
-
-/// Kills a live keeper that has no `state.json` (its pid is the content of `keeper.lock`) and
-/// waits for its lock to be released.
-fn kill_orphan_keeper(dir: &Path) {
-    let pid = std::fs::read_to_string(dir.join(KEEPER_LOCK))
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok());
-    if let Some(pid) = pid
-        && sys::cmdline(pid).is_some_and(|args| args.iter().any(|a| a == KEEPER_SUBCOMMAND))
-    {
-        tracing::warn!(pid, "killing a local model keeper that lost its state file");
-        sys::send_signal(pid, libc::SIGKILL);
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline && keeper_alive(dir).unwrap_or(false) {
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn env(vars: &[(&str, &Path)]) -> impl Fn(&str) -> Option<OsString> {
-        let map: HashMap<String, OsString> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.as_os_str().to_owned()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
-
-    fn touch_executable(path: &Path) {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, b"").unwrap();
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-
-    #[test]
-    fn missing_install_lists_every_path_tried() {
-        let tmp = tempfile::tempdir().unwrap();
-        let exe = tmp.path().join("repo/target/release/rlm-lsp");
-        let cache = tmp.path().join("cache");
-        let empty_path = tmp.path().join("empty-bin");
-        let err = LocalServerConfig::resolve(
-            env(&[("RLM_CACHE_DIR", &cache), ("PATH", &empty_path)]),
-            &exe,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.starts_with("llama-server not found; tried:"), "{err}");
-        assert!(err.contains("RLM_LLAMA_SERVER (not set)"), "{err}");
-        assert!(err.contains("`llama-server` on PATH (not found)"), "{err}");
-        assert!(err.contains("(no .rlm directory found)"), "{err}");
-        assert!(
-            err.contains(&format!(
-                "{}/llama.cpp-11434.0.0/bin/llama-server",
-                cache.display()
-            )),
-            "{err}"
-        );
-        assert!(err.contains("Run scripts/setup.sh"), "{err}");
-        assert!(err.contains("RLM_BASE_URL"), "{err}");
-    }
-
-    #[test]
-    fn lookup_order_env_then_path_then_dot_rlm_then_cache() {
-        let tmp = tempfile::tempdir().unwrap();
-        let repo = tmp.path().join("repo");
-        let exe = repo.join("target/release/rlm-lsp");
-        let cache = tmp.path().join("cache");
-        let bin_dir = tmp.path().join("bin");
-        let on_path = bin_dir.join("llama-server");
-        let in_repo = repo.join(".rlm/bin/llama-server");
-        let in_cache = cache.join("llama.cpp-11434.0.0/bin/llama-server");
-        let model_repo = repo.join(".rlm/models").join(MODEL_FILE);
-        let model_cache = cache.join("models").join(MODEL_FILE);
-        for p in [&on_path, &in_repo, &in_cache, &model_repo, &model_cache] {
-            touch_executable(p);
-        }
-        let explicit = tmp.path().join("explicit-server");
-        touch_executable(&explicit);
-
-        let resolve = |vars: &[(&str, &Path)]| LocalServerConfig::resolve(env(vars), &exe).unwrap();
-        let c = resolve(&[
-            ("RLM_CACHE_DIR", &cache),
-            ("PATH", &bin_dir),
-            ("RLM_LLAMA_SERVER", &explicit),
-        ]);
-        assert_eq!(c.llama_server, explicit);
-        let c = resolve(&[("RLM_CACHE_DIR", &cache), ("PATH", &bin_dir)]);
-        assert_eq!(c.llama_server, on_path);
-        assert_eq!(c.model, model_repo);
-        assert_eq!(c.state_dir, cache.join("local-server"));
-        assert_eq!(c.keeper_exe, exe);
-        std::fs::remove_file(&in_repo).unwrap();
-        std::fs::remove_file(&model_repo).unwrap();
-        let c = resolve(&[("RLM_CACHE_DIR", &cache)]);
-        assert_eq!(c.llama_server, in_cache);
-        assert_eq!(c.model, model_cache);
-        assert_eq!(c.model_name(), "qwen2.5-coder-1.5b-instruct-q4_k_m");
-        assert_eq!(c.ctx_size, DEFAULT_CTX);
-        assert_eq!(c.parallel, 2);
-
-        // An explicit path that does not exist is an error, not a silent fallback.
-        let missing = tmp.path().join("nope.gguf");
-        let err = LocalServerConfig::resolve(
-            env(&[("RLM_CACHE_DIR", &cache), ("RLM_LOCAL_MODEL", &missing)]),
-            &exe,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("RLM_LOCAL_MODEL=") && err.contains("(no such file)"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn cache_dir_falls_back_to_xdg_then_home() {
-        let x = Path::new("/x");
-        let h = Path::new("/h");
-        assert_eq!(
-            cache_dir(&env(&[("XDG_CACHE_HOME", x), ("HOME", h)])).unwrap(),
-            x.join("rlm-lsp")
-        );
-        assert_eq!(
-            cache_dir(&env(&[("HOME", h)])).unwrap(),
-            h.join(".cache/rlm-lsp")
-        );
-        assert!(matches!(
-            cache_dir(&env(&[])),
-            Err(LocalModelError::NoCacheDir)
-        ));
-    }
-
-    #[test]
-    fn tuning_variables_are_validated() {
-        let tmp = tempfile::tempdir().unwrap();
-        let server = tmp.path().join("llama-server");
-        let model = tmp.path().join(MODEL_FILE);
-        touch_executable(&server);
-        touch_executable(&model);
-        let base = [
-            ("RLM_LLAMA_SERVER", server.as_path()),
-            ("RLM_LOCAL_MODEL", model.as_path()),
-            ("RLM_CACHE_DIR", tmp.path()),
-        ];
-        let with = |extra: (&'static str, &'static str)| {
-            let mut vars: Vec<(&str, &Path)> = base.to_vec();
-            vars.push((extra.0, Path::new(extra.1)));
-            LocalServerConfig::resolve(env(&vars), Path::new("/bin/rlm-lsp"))
-        };
-        let c = with(("RLM_LOCAL_THREADS", "3")).unwrap();
-        assert_eq!(c.threads, 3);
-        let c = with(("RLM_LOCAL_CTX", "8192")).unwrap();
-        assert_eq!(c.ctx_size, 8192);
-        let err = with(("RLM_LOCAL_THREADS", "many")).unwrap_err().to_string();
-        assert!(
-            err.starts_with("RLM_LOCAL_THREADS=\"many\" is invalid"),
-            "{err}"
-        );
-        let err = with(("RLM_LOCAL_CTX", "10")).unwrap_err().to_string();
-        assert!(err.contains("between 1024 and"), "{err}");
-    }
-
-    #[test]
-    fn instance_dir_is_per_model_and_stable_across_links() {
-        let tmp = tempfile::tempdir().unwrap();
-        let model = tmp.path().join(MODEL_FILE);
-        std::fs::write(&model, b"gguf").unwrap();
-        let link = tmp.path().join("link.gguf");
-        std::os::unix::fs::symlink(&model, &link).unwrap();
-        let config = |model: PathBuf| LocalServerConfig {
-            llama_server: PathBuf::from("/s"),
-            model,
-            keeper_exe: PathBuf::from("/e"),
-            state_dir: PathBuf::from("/state"),
-            ctx_size: DEFAULT_CTX,
-            parallel: 2,
-            threads: 2,
-            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
-            linger: Duration::ZERO,
-        };
-        let a = config(model.clone()).instance_dir();
-        assert!(a.starts_with("/state"));
-        assert!(
-            a.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("qwen2.5-coder-1.5b-instruct-q4_k_m-")
-        );
-        // Same file through a symlink under another name: same server, same model name.
-        assert_eq!(config(link.clone()).instance_dir(), a);
-        assert_eq!(
-            config(link).model_name(),
-            "qwen2.5-coder-1.5b-instruct-q4_k_m"
-        );
-        let other = tmp.path().join("other.gguf");
-        std::fs::write(&other, b"gguf").unwrap();
-        assert_ne!(config(other).instance_dir(), a);
     }
 }

@@ -97,6 +97,12 @@ pub(crate) fn cmdline(pid: u32) -> Option<Vec<String>> {
     )
 }
 
+/// This process's effective user id.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
 /// Sends `signal` to `pid` (errors ignored: the process may already be gone).
 pub(crate) fn send_signal(pid: u32, signal: libc::c_int) {
     if let Ok(pid_t) = libc::pid_t::try_from(pid)
