@@ -45,6 +45,8 @@ impl ModelSettings {
     ) -> Result<ResolvedModels, anyhow::Error> {
         let read = |var: &Option<String>, names: &str| -> anyhow::Result<Option<ApiKey>> {
             let Some(var) = var else { return Ok(None) };
+            // Model edits run in the check command, outside the sandbox: never with the key.
+            crate::engine::check_command::hide_variable(var);
             match env(var) {
                 Some(k) if !k.trim().is_empty() => Ok(Some(ApiKey {
                     key: k.trim().to_string(),

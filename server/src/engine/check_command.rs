@@ -47,6 +47,20 @@ pub enum CheckError {
     },
 }
 
+/// The variables that hold API keys (`apiKeyEnv` and the like name them), as the settings of
+/// this process have named them so far. The check command runs the model's edits (a build
+/// script, a test) outside the sandbox, so they are taken out of its environment.
+static KEY_VARIABLES: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Keeps the variable `name` out of every check command's environment from now on.
+pub fn hide_variable(name: &str) {
+    KEY_VARIABLES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(name.to_string());
+}
+
 /// Characters of output kept in [`CheckOutcome::output_tail`].
 const TAIL_CHARS: usize = 4000;
 
@@ -72,6 +86,13 @@ pub async fn run(
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .process_group(0);
+    for var in KEY_VARIABLES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        cmd.env_remove(var);
+    }
     // A Rust project's copy builds incrementally in one target directory per project.
     if std::env::var_os("CARGO_TARGET_DIR").is_none()
         && let Ok(dir) = crate::llm::local::user_cache_dir()
