@@ -995,6 +995,9 @@ async fn cells_report_what_they_read_and_the_namespace() {
 #[derive(Default)]
 struct Reader {
     prompts: Mutex<Vec<String>>,
+    /// Says yes to every candidate (as small models do), and picks the one with `%` when
+    /// asked to choose.
+    yes_to_all: bool,
 }
 
 impl SubCalls for Reader {
@@ -1006,7 +1009,15 @@ impl SubCalls for Reader {
                 .map(|p| {
                     Ok(if p.contains("most likely signature") {
                         "`fn f(a: u64, b: u64) -> u64`".to_string()
-                    } else if p.contains(" % ") {
+                    } else if p.starts_with("Which one of these functions") {
+                        // "N. name" headers; the block holding `%` is the gcd.
+                        let n = p
+                            .split("\n\n")
+                            .filter(|b| b.chars().next().is_some_and(|c| c.is_ascii_digit()))
+                            .position(|b| b.contains(" % "))
+                            .map_or(0, |i| i + 1);
+                        format!("{n}")
+                    } else if self.yes_to_all || p.contains(" % ") {
                         "Yes, it repeats remainders until one is zero.".to_string()
                     } else {
                         "No. It does something else.".to_string()
@@ -1070,5 +1081,29 @@ pub fn widen(x: u32, y: u32) -> u64 {
     .assert_eq(&out.stdout);
     let first = sub.prompts.lock().unwrap()[0].clone();
     assert!(first.contains("A rust function does this"), "{first}");
+    // A sub model that says yes to everything: one more call, with the candidates side by
+    // side, picks the one that does it.
+    let sub = Reader {
+        yes_to_all: true,
+        ..Reader::default()
+    };
+    let out = repl
+        .exec(
+            "found = find_function('computes the greatest common divisor of two integers', k=2)\nprint(found)\nprint(found.best.name)",
+            &sub,
+            Some(&*live),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.error, None, "{out:?}");
+    expect_test::expect![[r#"
+        best: step_7 at src/lib.rs:1 (picked by the sub model among the 2 of 2 candidates it said yes to: step_7, widen)
+        src/lib.rs:1: step_7: Yes, it repeats remainders until one is zero.
+        src/lib.rs:14: widen: Yes, it repeats remainders until one is zero.
+        step_7
+    "#]]
+    .assert_eq(&out.stdout);
+    let prompts = sub.prompts.lock().unwrap().clone();
+    assert!(prompts.last().unwrap().starts_with("Which one of these functions"));
     repl.shutdown().await;
 }

@@ -72,34 +72,69 @@ class Candidate:
 
 
 class Found(list):
-    """find_function() results: the candidates the sub model said yes to first."""
+    """find_function() results: the candidates the sub model said yes to first (its pick among
+    them, when several said yes, before the others)."""
 
     description = ""
+    chosen = None
 
     @property
     def best(self):
-        """The first candidate the sub model said yes to, or None."""
+        """The candidate the sub model picked, else the first it said yes to, or None."""
+        if self.chosen is not None:
+            return self.chosen
         return next((c for c in self if c.says_yes), None)
 
     def __repr__(self):
         if not self:
             return f"[] (no function to look at for {self.description!r})"
         yes = [c for c in self if c.says_yes]
-        head = (
-            f"{len(yes)} of {len(self)} candidates do it: {', '.join(c.name for c in yes)}"
-            if yes
-            else f"none of {len(self)} candidates does it, by the sub model's reading"
-        )
+        if self.chosen is not None:
+            c = self.chosen
+            head = (
+                f"best: {c.name} at {c.path}:{c.start_line} (picked by the sub model among the "
+                f"{len(yes)} of {len(self)} candidates it said yes to: {', '.join(y.name for y in yes)})"
+            )
+        elif yes:
+            head = f"{len(yes)} of {len(self)} candidates do it: {', '.join(c.name for c in yes)}"
+        else:
+            head = f"none of {len(self)} candidates does it, by the sub model's reading"
         return "\n".join([head] + [repr(c) for c in self])
+
+
+# At most this many candidates the sub model said yes to are compared in one prompt.
+_MAX_COMPARED = 6
+
+
+def _pick(found, description):
+    """When the sub model said yes to several candidates (small models say yes easily), one
+    more sub-call shows them side by side and asks which one does it."""
+    yes = [c for c in found if c.says_yes][:_MAX_COMPARED]
+    if len(yes) < 2:
+        return
+    listing = "\n\n".join(
+        f"{i}. {c.name}\n```\n{c.text[:700]}\n```" for i, c in enumerate(yes, 1)
+    )
+    reply = _deps["llm_query"](
+        f"Which one of these functions {description}?\n\n{listing}\n\n"
+        f"Reply with its number only (1 to {len(yes)})."
+    )
+    m = re.search(r"\d+", reply or "")
+    if m and 1 <= int(m.group()) <= len(yes):
+        chosen = yes[int(m.group()) - 1]
+        found.remove(chosen)
+        found.insert(0, chosen)
+        found.chosen = chosen
 
 
 def find_function(description, k=6):
     """The functions that do what `description` says, when their names and comments may not
     say it. Candidates: functions whose signature is closest to one the sub model guesses for
     the description (short ones first), and the best word matches (search); the sub model then
-    reads each (k+1 sub-calls, in one batch) and says whether it does it. Returns them, the ones
-    it said yes to first, each with .verdict, .says_yes and the definition's .name .path
-    .start_line .text; .best is the first yes. Example:
+    reads each (k+1 sub-calls, in one batch) and says whether it does it; when it says yes to
+    several, one more sub-call shows those side by side and asks which one does it. Returns
+    them, its pick first, then the other yes, each with .verdict, .says_yes and the
+    definition's .name .path .start_line .text; .best is the pick (or the only yes). Example:
         found = find_function("computes a checksum of a byte slice")
         print(found)
     """
@@ -149,6 +184,7 @@ def find_function(description, k=6):
     found = Found(Candidate(d, a) for d, a in zip(cands, answers))
     found.sort(key=lambda c: not c.says_yes)
     found.description = description
+    _pick(found, description)
     return found
 
 
