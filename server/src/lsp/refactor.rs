@@ -233,18 +233,35 @@ async fn apply_plan(state: &State, client: &Client, id: &str) -> ApplyResult {
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    // Paths of the documents open in the editor: their buffers are what the edit applies to.
+    let open: Vec<String> = match snap.as_ref() {
+        Some(s) => lock(&state.open)
+            .iter()
+            .filter_map(|uri| Backend::snapshot_path(s, uri))
+            .collect(),
+        None => Vec::new(),
+    };
     let changed: Vec<&str> = plan
         .base
         .iter()
         .filter(|(path, was)| {
             let now = snap.as_ref().and_then(|s| s.get(path)).map(|f| &f.text);
-            match (was, now) {
+            let in_snapshot = match (was, now) {
                 (Some(was), Some(now)) => was != now,
                 (Some(_), None) => true,
                 (None, now) => {
                     now.is_some() || snap.as_ref().is_some_and(|s| s.disk_path(path).exists())
                 }
-            }
+            };
+            // Not every client reports changes on disk (watched files): a file no buffer
+            // holds is compared with the disk too.
+            let on_disk = match (snap.as_ref(), was) {
+                (Some(s), Some(was)) if !open.contains(path) => {
+                    std::fs::read(s.disk_path(path)).map_or(true, |now| now != was.as_bytes())
+                }
+                _ => false,
+            };
+            in_snapshot || on_disk
         })
         .map(|(path, _)| path.as_str())
         .collect();

@@ -192,8 +192,10 @@ pub enum SkipReason {
     Binary,
     /// Indexing it would pass the total-size cap.
     TotalCapReached { cap: u64 },
-    /// Could not be read (permissions, vanished, ...).
+    /// Could not be read (permissions, a directory that cannot be listed, ...).
     Unreadable { error: String },
+    /// Its path is not valid UTF-8: it could not be named, nor an edit written back to it.
+    NonUtf8Name,
 }
 
 impl SkipReason {
@@ -204,6 +206,7 @@ impl SkipReason {
             SkipReason::Binary => "binary",
             SkipReason::TotalCapReached { .. } => "total_cap_reached",
             SkipReason::Unreadable { .. } => "unreadable",
+            SkipReason::NonUtf8Name => "non_utf8_name",
         }
     }
 }
@@ -219,6 +222,7 @@ impl std::fmt::Display for SkipReason {
                 write!(f, "total size cap of {cap} bytes reached")
             }
             SkipReason::Unreadable { error } => write!(f, "unreadable: {error}"),
+            SkipReason::NonUtf8Name => write!(f, "file name is not valid UTF-8"),
         }
     }
 }

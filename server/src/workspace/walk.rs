@@ -152,21 +152,41 @@ fn walk_one(
         let listed = &listed;
         Box::new(move |entry| {
             let item = match entry {
+                // A snapshot path is text: one that is not UTF-8 could not be mapped back to
+                // the file (an edit would write another file), so the file is left out.
+                Ok(e)
+                    if e.file_type().is_some_and(|t| t.is_file())
+                        && e.path()
+                            .strip_prefix(root)
+                            .unwrap_or(e.path())
+                            .to_str()
+                            .is_none() =>
+                {
+                    Err(SkippedFile {
+                        path: rel_path(root, prefix, e.path()),
+                        reason: SkipReason::NonUtf8Name,
+                    })
+                }
+                // Symbolic links are not followed (a link may loop or leave the root), and
+                // sockets, FIFOs and devices are not files: opening a FIFO would block.
                 Ok(e) if e.file_type().is_some_and(|t| t.is_file()) => Ok(Found {
                     path: rel_path(root, prefix, e.path()),
                     size: e.metadata().map(|m| m.len()).unwrap_or(0),
                     disk: e.into_path(),
                 }),
                 Ok(_) => return ignore::WalkState::Continue,
-                Err(err) => Err(SkippedFile {
-                    path: match &err {
-                        ignore::Error::WithPath { path, .. } => rel_path(root, prefix, path),
-                        _ => prefix.trim_end_matches('/').to_string(),
-                    },
-                    reason: SkipReason::Unreadable {
-                        error: err.to_string(),
-                    },
-                }),
+                Err(err) => {
+                    let (path, error) = error_parts(&err);
+                    let path = match path {
+                        Some(path) => rel_path(root, prefix, path),
+                        None => prefix.trim_end_matches('/').to_string(),
+                    };
+                    Err(SkippedFile {
+                        // The root itself, in a single-root workspace.
+                        path: if path.is_empty() { ".".into() } else { path },
+                        reason: SkipReason::Unreadable { error },
+                    })
+                }
             };
             let mut l = listed.lock().unwrap_or_else(|e| e.into_inner());
             match item {
@@ -205,9 +225,18 @@ fn walk_one(
             }
         }
     }
-    let read: Vec<Result<(SourceFile, bool), SkippedFile>> =
-        chosen.into_par_iter().map(|f| read_one(f, opts)).collect();
-    for r in read {
+    let read: Vec<Option<Result<(SourceFile, bool), SkippedFile>>> = chosen
+        .into_par_iter()
+        .map(|f| {
+            let disk = f.disk.clone();
+            // A file deleted since it was listed is no longer part of the workspace, not a skip.
+            let r = read_one(f, opts);
+            let gone = matches!(&r, Err(s) if matches!(s.reason, SkipReason::Unreadable { .. }))
+                && std::fs::symlink_metadata(&disk).is_err();
+            (!gone).then_some(r)
+        })
+        .collect();
+    for r in read.into_iter().flatten() {
         match r {
             Ok((file, lossy)) => {
                 if lossy {
@@ -305,6 +334,19 @@ fn read_capped(path: &Path, cap: u64, expected: u64) -> std::io::Result<Vec<u8>>
         .take(cap + 1)
         .read_to_end(&mut buf)?;
     Ok(buf)
+}
+
+/// The path a walker error is about (it may be wrapped in a depth or a line number) and the
+/// error's own message, without the path.
+fn error_parts(err: &ignore::Error) -> (Option<&Path>, String) {
+    match err {
+        ignore::Error::WithPath { path, err } => (Some(path), error_parts(err).1),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            error_parts(err)
+        }
+        ignore::Error::Partial(errs) if errs.len() == 1 => error_parts(&errs[0]),
+        other => (None, other.to_string()),
+    }
 }
 
 fn rel_path(root: &Path, prefix: &str, path: &Path) -> String {
