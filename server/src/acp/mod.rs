@@ -12,27 +12,24 @@
 //!   through the client (`fs/write_text_file`) only when the user allows them;
 //! - `/search QUERY` and `/definitions NAME`: the code index alone, no model.
 
+mod offer;
+mod updates;
+
 use crate::engine::Event;
-use crate::session::{self, Answer, RefactorPlan, Roots, RunSettings, Runner, Workspace};
+use crate::session::{Answer, RefactorPlan, Roots, RunSettings, Runner, Workspace};
 use agent_client_protocol::v1::ConnectionTo;
 use agent_client_protocol::v1::schema::{
     AgentCapabilities, AvailableCommand, AvailableCommandInput, AvailableCommandsUpdate,
-    CancelNotification, ClientCapabilities, ContentBlock, ContentChunk, Diff, Implementation,
-    InitializeRequest, InitializeResponse, NewSessionRequest, NewSessionResponse, PermissionOption,
-    PermissionOptionKind, Plan, PlanEntry, PlanEntryPriority, PlanEntryStatus, PromptRequest,
-    PromptResponse, RequestPermissionOutcome, RequestPermissionRequest, SessionNotification,
-    SessionUpdate, StopReason, ToolCall, ToolCallContent, ToolCallLocation, ToolCallStatus,
-    ToolCallUpdate, ToolCallUpdateFields, ToolKind, UnstructuredCommandInput, WriteTextFileRequest,
+    CancelNotification, ClientCapabilities, ContentBlock, Implementation, InitializeRequest,
+    InitializeResponse, NewSessionRequest, NewSessionResponse, PlanEntryStatus, PromptRequest,
+    PromptResponse, SessionNotification, SessionUpdate, StopReason, UnstructuredCommandInput,
 };
 use agent_client_protocol::{Agent, Error, ErrorCode, Stdio};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
-
-/// Characters of a model reply or a cell's output shown in one update.
-const SHOWN_CHARS: usize = 4_000;
+use updates::{Updates, stream_event};
 
 /// Serves ACP on stdin/stdout until the client closes it.
 pub async fn serve_stdio(roots: Roots, settings: RunSettings) -> anyhow::Result<()> {
@@ -208,51 +205,6 @@ enum Job {
 enum Done {
     Answer(Answer),
     Plan(Box<RefactorPlan>),
-}
-
-/// Sends session updates for one session.
-#[derive(Clone)]
-struct Updates {
-    cx: ConnectionTo<agent_client_protocol::Client>,
-    session: String,
-}
-
-impl Updates {
-    fn send(&self, update: SessionUpdate) {
-        let _ = self
-            .cx
-            .send_notification(SessionNotification::new(self.session.clone(), update));
-    }
-
-    fn message(&self, text: impl Into<String>) {
-        self.send(SessionUpdate::AgentMessageChunk(ContentChunk::new(
-            ContentBlock::from(text.into()),
-        )));
-    }
-
-    fn thought(&self, text: impl Into<String>) {
-        self.send(SessionUpdate::AgentThoughtChunk(ContentChunk::new(
-            ContentBlock::from(text.into()),
-        )));
-    }
-
-    fn plan(&self, entries: &[(&str, PlanEntryStatus)]) {
-        let entries = entries
-            .iter()
-            .map(|(text, status)| {
-                PlanEntry::new(text.to_string(), PlanEntryPriority::Medium, status.clone())
-            })
-            .collect();
-        self.send(SessionUpdate::Plan(Plan::new(entries)));
-    }
-}
-
-fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let head: String = s.chars().take(max).collect();
-    format!("{head}\n[... cut: {} characters in all]", s.chars().count())
 }
 
 impl State {
@@ -528,241 +480,4 @@ impl State {
         ]);
         Ok((ws, done))
     }
-
-    /// Offers a checked plan's edits for review: one `edit` tool call with a diff per file,
-    /// and the client's permission request; allowed, the files are written through the client.
-    async fn offer(
-        &self,
-        session: &str,
-        up: &Updates,
-        ws: &Workspace,
-        plan: RefactorPlan,
-    ) -> Result<StopReason, Error> {
-        let summary = crate::mcp::summary_line(&plan.answer);
-        let mut changes = plan.file_changes(ws);
-        let mut text = plan.plan.trim_end().to_string();
-        if let Some(line) = plan.check_line() {
-            text.push_str(&format!("\n\n{line}"));
-        }
-        let renames: Vec<String> = changes
-            .iter()
-            .filter_map(|c| {
-                c.renamed_to
-                    .as_ref()
-                    .map(|to| format!("`{}` to `{to}`", c.path))
-            })
-            .collect();
-        if !renames.is_empty() {
-            text.push_str(&format!(
-                "\n\nThe plan also moves {}; move {} yourself (an ACP client cannot be asked to).",
-                renames.join(", "),
-                if renames.len() == 1 { "it" } else { "them" }
-            ));
-            // Their text edits stay, under the old name.
-            for c in &mut changes {
-                c.renamed_to = None;
-            }
-        }
-        if changes.is_empty() {
-            up.message(format!(
-                "{text}\n\nNo edit passed the checks: nothing to apply.\n\n---\n{summary}"
-            ));
-            return Ok(StopReason::EndTurn);
-        }
-        let can_write = lock(&self.client).fs.write_text_file;
-        if !can_write {
-            up.message(format!(
-                "{text}\n\nThis client does not let agents write files (fs.writeTextFile); the \
-                 checked edits:\n\n```diff\n{}```\n\n---\n{summary}",
-                plan.diff
-            ));
-            return Ok(StopReason::EndTurn);
-        }
-        up.message(format!("{text}\n\n---\n{summary}"));
-        let snap = ws.snapshot();
-        let disk: Vec<PathBuf> = changes.iter().map(|c| snap.disk_path(&c.path)).collect();
-        let content: Vec<ToolCallContent> = changes
-            .iter()
-            .zip(&disk)
-            .map(|(c, path)| {
-                let mut d = Diff::new(path.clone(), c.new.clone());
-                if let Some(old) = &c.old {
-                    d = d.old_text(old.to_string());
-                }
-                ToolCallContent::Diff(d)
-            })
-            .collect();
-        let locations: Vec<ToolCallLocation> = disk
-            .iter()
-            .map(|p| ToolCallLocation::new(p.clone()))
-            .collect();
-        let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let call_id = format!("refactor-{n}");
-        let title = format!(
-            "Apply the refactor plan ({} file{})",
-            changes.len(),
-            if changes.len() == 1 { "" } else { "s" }
-        );
-        up.send(SessionUpdate::ToolCall(
-            ToolCall::new(call_id.clone(), title.clone())
-                .kind(ToolKind::Edit)
-                .status(ToolCallStatus::Pending)
-                .content(content.clone())
-                .locations(locations.clone()),
-        ));
-        let ask = RequestPermissionRequest::new(
-            session.to_string(),
-            ToolCallUpdate::new(
-                call_id.clone(),
-                ToolCallUpdateFields::new()
-                    .title(title)
-                    .kind(ToolKind::Edit)
-                    .content(content)
-                    .locations(locations),
-            ),
-            vec![
-                PermissionOption::new("apply", "Apply the edits", PermissionOptionKind::AllowOnce),
-                PermissionOption::new("reject", "Reject", PermissionOptionKind::RejectOnce),
-            ],
-        );
-        let answer = up.cx.send_request(ask).block_task().await?;
-        let status = |s: ToolCallStatus| {
-            SessionUpdate::ToolCallUpdate(ToolCallUpdate::new(
-                call_id.clone(),
-                ToolCallUpdateFields::new().status(s),
-            ))
-        };
-        let allowed = match answer.outcome {
-            RequestPermissionOutcome::Selected(s) => &*s.option_id.0 == "apply",
-            RequestPermissionOutcome::Cancelled => {
-                up.send(status(ToolCallStatus::Failed));
-                return Ok(StopReason::Cancelled);
-            }
-            _ => false,
-        };
-        if !allowed {
-            up.send(status(ToolCallStatus::Failed));
-            up.message("\n\nThe edits were not applied.");
-            return Ok(StopReason::EndTurn);
-        }
-        up.send(status(ToolCallStatus::InProgress));
-        let mut written = 0;
-        let mut skipped = Vec::new();
-        for (c, path) in changes.iter().zip(&disk) {
-            // A file changed on disk since the run read it is left alone.
-            let now = std::fs::read_to_string(path).ok();
-            if now.as_deref() != c.old.as_deref().map(String::as_str) {
-                skipped.push(format!("`{}` (changed since the plan was made)", c.path));
-                continue;
-            }
-            up.cx
-                .send_request(WriteTextFileRequest::new(
-                    session.to_string(),
-                    path.clone(),
-                    c.new.clone(),
-                ))
-                .block_task()
-                .await?;
-            written += 1;
-        }
-        up.send(status(if skipped.is_empty() {
-            ToolCallStatus::Completed
-        } else {
-            ToolCallStatus::Failed
-        }));
-        let mut done = format!(
-            "\n\nApplied the edits to {written} file{}.",
-            if written == 1 { "" } else { "s" }
-        );
-        if !skipped.is_empty() {
-            done.push_str(&format!(" Not written: {}.", skipped.join(", ")));
-        }
-        up.message(done);
-        // The next prompt walks again and sees the new text.
-        if let Some(s) = lock(&self.sessions).get_mut(session) {
-            s.workspace = None;
-        }
-        Ok(StopReason::EndTurn)
-    }
-}
-
-/// One engine event as session updates: the model's replies as thoughts, code cells and child
-/// runs as completed tool calls, each turn in the plan.
-fn stream_event(up: &Updates, e: &Event, max: u32) {
-    match e {
-        Event::RootMessage {
-            role: crate::llm::Role::Assistant,
-            content,
-            ..
-        } => up.thought(format!("{}\n", cut(content.trim(), SHOWN_CHARS))),
-        Event::CodeCell {
-            iteration,
-            index,
-            code,
-            stdout,
-            stderr,
-            error,
-            ..
-        } => {
-            let mut out = stdout.clone();
-            out.push_str(stderr);
-            if let Some(err) = error {
-                out.push_str(err);
-            }
-            let text = format!(
-                "```python\n{}\n```\n```text\n{}\n```",
-                code.trim_end(),
-                cut(out.trim_end(), SHOWN_CHARS)
-            );
-            up.send(SessionUpdate::ToolCall(
-                ToolCall::new(
-                    format!("cell-{iteration}-{index}-{}", rand_suffix()),
-                    match iteration {
-                        0 => "Searched the workspace for the question's words".to_string(),
-                        _ => format!(
-                            "Ran code (turn {iteration} of {max}){}",
-                            if error.is_some() { ": it raised" } else { "" }
-                        ),
-                    },
-                )
-                .kind(ToolKind::Search)
-                .status(if error.is_some() {
-                    ToolCallStatus::Failed
-                } else {
-                    ToolCallStatus::Completed
-                })
-                .content(vec![ToolCallContent::from(text)]),
-            ));
-        }
-        Event::ChildRun {
-            iteration,
-            prompt,
-            answer,
-            ..
-        } => up.send(SessionUpdate::ToolCall(
-            ToolCall::new(
-                format!("child-{iteration}-{}", rand_suffix()),
-                format!("Child run: {}", cut(prompt, 80)),
-            )
-            .kind(ToolKind::Think)
-            .status(ToolCallStatus::Completed)
-            .content(vec![ToolCallContent::from(cut(
-                answer.as_deref().unwrap_or("(no answer)"),
-                SHOWN_CHARS,
-            ))]),
-        )),
-        _ => {
-            if let Some(line) = session::progress_message(e, max)
-                && matches!(e, Event::RunStart { .. })
-            {
-                up.thought(format!("{line}\n"));
-            }
-        }
-    }
-}
-
-/// Tool call ids must be unique in a session; runs restart their turn numbers.
-fn rand_suffix() -> u64 {
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
 }
