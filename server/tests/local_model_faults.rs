@@ -260,17 +260,24 @@ fn llama_server_killed_mid_run_is_restarted_and_the_run_goes_on() {
     let (keeper, first) = (setup.pid("keeper_pid"), setup.pid("server_pid"));
     kill9(first);
     let (status, out, err) = run.finish();
+    // Whether turn 2's request was in flight or not sent yet when the server died, the run
+    // goes on (a request in flight is sent again: the real-model test below pins that case).
     assert!(status.success(), "{status}\n{err}");
     assert!(out.contains("alpha answered"), "{out}\n{err}");
-    assert!(
-        err.contains("the local model is serving again"),
-        "the retry is reported:\n{err}"
-    );
     let log = setup.keeper_log();
     assert!(log.contains("starting it again on the same port"), "{log}");
-    let second = setup.pid("server_pid");
+    let second: u32 = log
+        .split("restarted llama-server as pid ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("{log}"));
     assert_ne!(second, first, "a new llama-server");
-    assert_eq!(setup.pid("keeper_pid"), keeper, "the same keeper");
+    assert_eq!(
+        log.matches(&format!("keeper {keeper}:")).count(),
+        log.lines().count(),
+        "one keeper did it all: {log}"
+    );
     setup.wait_stopped(keeper, second);
 }
 
@@ -303,7 +310,8 @@ fn keeper_killed_mid_run_ends_the_run_with_a_clear_error_and_the_next_ask_starts
     ));
     assert!(status.success(), "{status}\n{err}");
     assert!(out.contains("beta answered"), "{out}");
-    assert!(setup.keeper_log().contains("started llama-server"));
+    let log = setup.keeper_log();
+    assert_eq!(log.matches("started llama-server").count(), 2, "{log}");
 }
 
 /// A language server over stdio, as an editor runs it.
@@ -470,17 +478,10 @@ fn the_first_of_two_processes_exits_mid_run_of_the_second() {
     );
     assert!(status.success(), "{status}\n{err}");
     assert!(out.contains("beta answered"), "{out}\n{err}");
-    assert_eq!(
-        setup.pid("keeper_pid"),
-        keeper,
-        "the same keeper served both"
-    );
-    assert_eq!(setup.pid("server_pid"), server, "and the same llama-server");
-    assert!(
-        !setup.keeper_log().contains("exited on its own"),
-        "{}",
-        setup.keeper_log()
-    );
+    // One keeper and one llama-server served both, never stopped nor restarted meanwhile.
+    let log = setup.keeper_log();
+    assert_eq!(log.matches("started llama-server").count(), 1, "{log}");
+    assert!(!log.contains("exited on its own"), "{log}");
     setup.wait_stopped(keeper, server);
 }
 
@@ -532,7 +533,12 @@ fn stale_state_from_crashed_processes_does_not_block_the_next_start() {
     assert!(status.success(), "{status}\n{err}");
     assert!(out.contains("alpha answered"), "{out}");
     // The leftover server, proven ours by its command line, was killed, not joined.
-    let orphan_status = orphan.0.wait().unwrap();
+    let mut orphan_status = None;
+    wait_until("the leftover server to be killed", || {
+        orphan_status = orphan.0.try_wait().unwrap();
+        orphan_status.is_some()
+    });
+    let orphan_status = orphan_status.unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(orphan_status.signal(), Some(9), "{orphan_status}");
     wait_until("the keeper to stop", || setup.state().is_none());
