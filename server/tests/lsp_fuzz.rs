@@ -439,13 +439,7 @@ fn models(server: &ScriptedServer) -> Models {
 }
 
 fn workspace() -> (tempfile::TempDir, PathBuf, tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().canonicalize().unwrap();
-    for (p, t) in FILES {
-        let full = root.join(p);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, t).unwrap();
-    }
+    let (dir, root) = support::write_workspace(FILES);
     let other_dir = tempfile::tempdir().unwrap();
     let other = other_dir.path().canonicalize().unwrap();
     std::fs::write(other.join("o.rs"), "fn other() {}\n").unwrap();
@@ -573,6 +567,30 @@ async fn send(c: &mut Client, expect: &mut Expect, msg: &Value) {
     c.send_body(&body).await;
 }
 
+/// Request `id` for `method` (without params when they are null), and whether it may get a
+/// result (else only an error).
+async fn send_request(
+    c: &mut Client,
+    expect: &mut Expect,
+    id: String,
+    (method, params): (&str, Value),
+    result_ok: bool,
+) {
+    expect.requests.insert(id.clone(), result_ok);
+    let mut msg = json!({"jsonrpc": "2.0", "id": id, "method": method});
+    if !params.is_null() {
+        msg["params"] = params;
+    }
+    send(c, expect, &msg).await;
+}
+
+fn status() -> (&'static str, Value) {
+    (
+        "workspace/executeCommand",
+        json!({"command": "rlm.status", "arguments": []}),
+    )
+}
+
 /// One sequence against a fresh server.
 async fn sequence(seed: u64, tally: &mut Tally) {
     let (_d1, root, _d2, other) = workspace();
@@ -675,13 +693,7 @@ async fn sequence(seed: u64, tally: &mut Tally) {
             _ => {
                 if initialized && !shut_down && i > n / 2 && g.chance(0.3) {
                     let id = g.id();
-                    expect.requests.insert(id.clone(), true);
-                    send(
-                        &mut c,
-                        &mut expect,
-                        &json!({"jsonrpc": "2.0", "id": id, "method": "shutdown"}),
-                    )
-                    .await;
+                    send_request(&mut c, &mut expect, id, ("shutdown", Value::Null), true).await;
                     shut_down = true;
                 } else {
                     // A huge (8 MB) document.
@@ -695,42 +707,18 @@ async fn sequence(seed: u64, tally: &mut Tally) {
         }
         // A sentinel now and then: the server still answers at once.
         if g.chance(0.05) {
-            let id = g.id();
-            expect
-                .requests
-                .insert(id.clone(), initialized && (!shut_down || eager));
-            send(
-                &mut c,
-                &mut expect,
-                &json!({"jsonrpc": "2.0", "id": id, "method": "workspace/executeCommand",
-                           "params": {"command": "rlm.status", "arguments": []}}),
-            )
-            .await;
+            let ok = initialized && (!shut_down || eager);
+            send_request(&mut c, &mut expect, g.id(), status(), ok).await;
         }
     }
     tally.responses += drain(&mut c, &mut expect, seed).await as u64;
     // Still alive: a status answers (or, after shutdown, an error does).
-    let id = g.id();
-    expect
-        .requests
-        .insert(id.clone(), initialized && (!shut_down || eager));
-    send(
-        &mut c,
-        &mut expect,
-        &json!({"jsonrpc": "2.0", "id": id, "method": "workspace/executeCommand",
-                   "params": {"command": "rlm.status", "arguments": []}}),
-    )
-    .await;
+    let ok = initialized && (!shut_down || eager);
+    send_request(&mut c, &mut expect, g.id(), status(), ok).await;
     tally.responses += drain(&mut c, &mut expect, seed).await as u64;
     if initialized && !shut_down {
         let id = g.id();
-        expect.requests.insert(id.clone(), true);
-        send(
-            &mut c,
-            &mut expect,
-            &json!({"jsonrpc": "2.0", "id": id, "method": "shutdown"}),
-        )
-        .await;
+        send_request(&mut c, &mut expect, id, ("shutdown", Value::Null), true).await;
         tally.responses += drain(&mut c, &mut expect, seed).await as u64;
     }
     let t = Instant::now();

@@ -55,13 +55,7 @@ impl TestClient {
         files: &[(&str, &str)],
         tweak: impl FnOnce(&mut ServerOptions),
     ) -> (TestClient, ScriptedServer) {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().canonicalize().unwrap();
-        for (p, t) in files {
-            let full = root.join(p);
-            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-            std::fs::write(full, t).unwrap();
-        }
+        let (dir, root) = support::write_workspace(files);
         let scripted = ScriptedServer::start(steps, SubRule::Echo).await.unwrap();
         let mut opts = ServerOptions {
             worker_exe: Some(env!("CARGO_BIN_EXE_rlm-lsp").into()),

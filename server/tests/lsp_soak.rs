@@ -21,7 +21,10 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::{LspClient, ProcFigures, alive, cmdline, descendants, note, poll};
+use support::{
+    LspClient, ProcFigures, SMALL_WORKSPACE, alive, cell, descendants, note, poll, repl_workers,
+    root_model_replied, write_workspace,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// One test at a time: each counts this process's children and descriptors.
@@ -29,31 +32,9 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const ASKS: usize = 300;
 
-const FILES: &[(&str, &str)] = &[
-    (
-        "a.rs",
-        "fn alpha() -> u32 {\n    42\n}\n\nfn main() {\n    alpha();\n}\n",
-    ),
-    ("b.py", "def beta():\n    return 1\n"),
-];
-
-/// A root reply that runs one cell.
-fn code(body: &str) -> Step {
-    Step::Reply(format!("```repl\n{body}\n```\n"))
-}
-
 /// A cell that sleeps: a run cancelled while it runs kills its worker.
 fn sleeping_cell() -> Step {
-    code("import time\ntime.sleep(120)")
-}
-
-fn workspace() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().canonicalize().unwrap();
-    for (p, t) in FILES {
-        std::fs::write(root.join(p), t).unwrap();
-    }
-    (dir, root)
+    cell("import time\ntime.sleep(120)")
 }
 
 fn uri(root: &Path, rel: &str) -> String {
@@ -92,7 +73,7 @@ fn script() -> Vec<KeyedStep> {
     for i in 0..ASKS {
         steps.push((
             Some(ask_key(i)),
-            code("n = len(context)\nFINAL(f'{n} files')"),
+            cell("n = len(context)\nFINAL(f'{n} files')"),
         ));
         if explains(i) {
             steps.push((
@@ -101,38 +82,13 @@ fn script() -> Vec<KeyedStep> {
             ));
         }
         if refactors(i) {
-            steps.push((Some(refactor_key(i)), code(&format!("FINAL({plan:?})"))));
+            steps.push((Some(refactor_key(i)), cell(&format!("FINAL({plan:?})"))));
         }
         if cancels(i) {
             steps.push((Some(cancel_key(i)), sleeping_cell()));
         }
     }
     steps
-}
-
-/// Reads (answering the server) until `done` holds of the messages kept.
-async fn read_until<R, W>(c: &mut LspClient<R, W>, done: impl Fn(&[Value]) -> bool)
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    while !done(&c.notifications) {
-        let msg = c.read_message().await;
-        c.handle(msg).await;
-    }
-}
-
-/// Whether the root model has replied in run `id` (its cell is about to run or running).
-fn replied(id: &str) -> impl Fn(&[Value]) -> bool + '_ {
-    move |msgs| {
-        msgs.iter().any(|m| {
-            m["method"] == "rlm/progress"
-                && m["params"]["id"] == id
-                && m["params"]["message"]
-                    .as_str()
-                    .is_some_and(|s| s.contains("the root model replied"))
-        })
-    }
 }
 
 /// Starts a run of `command` with `argument` and cancels it once its root model has replied.
@@ -147,7 +103,7 @@ where
             json!({"command": "rlm.ask", "arguments": [argument]}),
         )
         .await;
-    read_until(c, replied(id)).await;
+    c.read_until(|m| root_model_replied(m, id)).await;
     let r = c.command("rlm.cancel", json!({"id": id})).await;
     assert_eq!(r["result"]["cancelled"], true, "{r}");
     let r = c.wait_response(req).await;
@@ -169,7 +125,7 @@ async fn at_rest() -> ProcFigures {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_asks_leave_memory_descriptors_threads_and_processes_as_they_were() {
     let _serial = SERIAL.lock().await;
-    let (_dir, root) = workspace();
+    let (_dir, root) = write_workspace(SMALL_WORKSPACE);
     let answers = tempfile::tempdir().unwrap();
     let scripted = ScriptedServer::start_keyed(script(), SubRule::Echo)
         .await
@@ -308,14 +264,6 @@ async fn start_serve(
     (server, c)
 }
 
-/// The REPL workers below `pid`.
-fn workers(pid: u32) -> Vec<u32> {
-    descendants(pid)
-        .into_iter()
-        .filter(|p| cmdline(*p).iter().any(|a| a == "__repl-worker"))
-        .collect()
-}
-
 /// Starts `rlm-lsp serve`, and a run whose cell sleeps; returns the server, its client and the
 /// worker running the cell.
 async fn serve_with_a_sleeping_cell(
@@ -329,10 +277,22 @@ async fn serve_with_a_sleeping_cell(
         json!({"command": "rlm.ask", "arguments": [{"question": "Wait. (soaksleep)", "id": "s"}]}),
     )
     .await;
-    read_until(&mut c, replied("s")).await;
-    let running = workers(server.id().unwrap());
+    c.read_until(|m| root_model_replied(m, "s")).await;
+    let running = repl_workers(server.id().unwrap());
     assert_eq!(running.len(), 1, "one worker for the run: {running:?}");
     (server, c, running)
+}
+
+/// Waits until the processes `pids` are gone, and says how long after `since` they were.
+async fn gone(pids: &[u32], since: Instant, what: &str) {
+    poll(what, Duration::from_secs(30), || {
+        pids.iter().all(|p| !alive(*p))
+    })
+    .await;
+    note(
+        "lsp_soak",
+        &format!("{what} gone {:.2} s after", since.elapsed().as_secs_f64()),
+    );
 }
 
 /// The directories of the context blob and workers (`rlm-*`) in `tmp`.
@@ -350,14 +310,14 @@ fn temp_dirs(tmp: &Path) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_worker_outlives_rlm_lsp_serve_after_exit_or_kill_9() {
     let _serial = SERIAL.lock().await;
-    let (_dir, root) = workspace();
+    let (_dir, root) = write_workspace(SMALL_WORKSPACE);
     let tmp = tempfile::tempdir().unwrap();
     let tmp = tmp.path();
     let scripted = ScriptedServer::start_keyed(
         vec![
             (Some("soaksleep".into()), sleeping_cell()),
             (Some("soaksleep".into()), sleeping_cell()),
-            (Some("soakquick".into()), code("FINAL('done')")),
+            (Some("soakquick".into()), cell("FINAL('done')")),
         ],
         SubRule::Echo,
     )
@@ -374,19 +334,7 @@ async fn no_worker_outlives_rlm_lsp_serve_after_exit_or_kill_9() {
         .expect("rlm-lsp serve ends after exit, its input still open")
         .unwrap();
     assert!(status.success(), "{status}");
-    poll(
-        "the worker ends with the server",
-        Duration::from_secs(30),
-        || running.iter().all(|p| !alive(*p)),
-    )
-    .await;
-    note(
-        "lsp_soak",
-        &format!(
-            "exit during a run: server and worker gone {:.2} s after exit",
-            ended.elapsed().as_secs_f64()
-        ),
-    );
+    gone(&running, ended, "exit during a run: server and worker").await;
     assert_eq!(temp_dirs(tmp), Vec::<PathBuf>::new());
     drop(c);
 
@@ -395,19 +343,7 @@ async fn no_worker_outlives_rlm_lsp_serve_after_exit_or_kill_9() {
     server.start_kill().unwrap();
     let killed = Instant::now();
     server.wait().await.unwrap();
-    poll(
-        "the worker ends after its server is killed",
-        Duration::from_secs(30),
-        || running.iter().all(|p| !alive(*p)),
-    )
-    .await;
-    note(
-        "lsp_soak",
-        &format!(
-            "kill -9 during a run: worker gone {:.2} s after the kill",
-            killed.elapsed().as_secs_f64()
-        ),
-    );
+    gone(&running, killed, "kill -9 during a run: the worker").await;
     drop(c);
     // What it leaves, the context blob and the worker's directory, the next start removes.
     let left = temp_dirs(tmp);

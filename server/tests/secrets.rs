@@ -16,7 +16,9 @@ use rlm_lsp::llm::scripted::{KeyedStep, ScriptedServer, Step, SubRule};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use support::{LspClient, cmdline, descendants};
+use support::{
+    LspClient, SMALL_WORKSPACE, cell, repl_workers, root_model_replied, write_workspace,
+};
 use tokio::io::AsyncReadExt;
 
 const ROOT_KEY: &str = "sk-rlmtest-ROOT-5f1c0a9e";
@@ -38,18 +40,6 @@ fn secrets() -> Vec<&'static str> {
     ]
 }
 
-const FILES: &[(&str, &str)] = &[
-    (
-        "a.rs",
-        "fn alpha() -> u32 {\n    42\n}\n\nfn main() {\n    alpha();\n}\n",
-    ),
-    ("b.py", "def beta():\n    return 1\n"),
-];
-
-fn code(body: &str) -> Step {
-    Step::Reply(format!("```repl\n{body}\n```\n"))
-}
-
 /// A cell that prints the worker's environment, makes a sub-call and a child run, and answers
 /// with all three.
 const TELL_ALL: &str = "import os\nenv = dict(os.environ)\nprint(env)\n\
@@ -60,20 +50,20 @@ fn root_script() -> Vec<KeyedStep> {
     let plan = "Rename alpha to first.\n```edit a.rs\n<<<<<<< SEARCH\nfn alpha() -> u32 {\n\
                 =======\nfn first() -> u32 {\n>>>>>>> REPLACE\n```\n";
     vec![
-        (Some("secretask".into()), code(TELL_ALL)),
+        (Some("secretask".into()), cell(TELL_ALL)),
         (
             Some("Explain the symbol `alpha`".into()),
             Step::Reply("FINAL(alpha returns 42)".into()),
         ),
         (
             Some("secretrefactor".into()),
-            code(&format!("FINAL({plan:?})")),
+            cell(&format!("FINAL({plan:?})")),
         ),
         (
             Some("secretsleep".into()),
-            code("import os\nprint(dict(os.environ))\nimport time\ntime.sleep(120)"),
+            cell("import os\nprint(dict(os.environ))\nimport time\ntime.sleep(120)"),
         ),
-        (Some("secretcli".into()), code(TELL_ALL)),
+        (Some("secretcli".into()), cell(TELL_ALL)),
     ]
 }
 
@@ -86,7 +76,7 @@ struct Models {
 
 impl Models {
     async fn start() -> Models {
-        let child_steps = (0..4).map(|_| code("FINAL('the child answer')")).collect();
+        let child_steps = (0..4).map(|_| cell("FINAL('the child answer')")).collect();
         Models {
             root: ScriptedServer::start_keyed(root_script(), SubRule::Echo)
                 .await
@@ -235,15 +225,6 @@ fn collect(
     })
 }
 
-fn workspace() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().canonicalize().unwrap();
-    for (p, t) in FILES {
-        std::fs::write(root.join(p), t).unwrap();
-    }
-    (dir, root)
-}
-
 /// The settings through the environment (`RLM_*`) or through `initializationOptions`.
 #[derive(Clone, Copy, Debug)]
 enum Through {
@@ -252,7 +233,7 @@ enum Through {
 }
 
 async fn serve_and_check(through: Through) {
-    let (_dir, root) = workspace();
+    let (_dir, root) = write_workspace(SMALL_WORKSPACE);
     let tmp_dir = tempfile::tempdir().unwrap();
     let tmp = tmp_dir.path();
     let models = Models::start().await;
@@ -323,20 +304,8 @@ async fn serve_and_check(through: Through) {
             json!({"command": "rlm.ask", "arguments": [{"question": "Sleep. (secretsleep)", "id": "sleep"}]}),
         )
         .await;
-    while !c.notifications.iter().any(|m| {
-        m["method"] == "rlm/progress"
-            && m["params"]["id"] == "sleep"
-            && m["params"]["message"]
-                .as_str()
-                .is_some_and(|s| s.contains("the root model replied"))
-    }) {
-        let msg = c.read_message().await;
-        c.handle(msg).await;
-    }
-    let workers: Vec<u32> = descendants(pid)
-        .into_iter()
-        .filter(|p| cmdline(*p).iter().any(|a| a == "__repl-worker"))
-        .collect();
+    c.read_until(|m| root_model_replied(m, "sleep")).await;
+    let workers = repl_workers(pid);
     assert_eq!(workers.len(), 1, "{workers:?}");
     let environ = std::fs::read(format!("/proc/{}/environ", workers[0])).unwrap();
     let environ = String::from_utf8_lossy(&environ).replace('\0', "\n");
@@ -407,7 +376,7 @@ async fn no_key_is_written_anywhere_with_keys_named_in_the_editor_settings() {
 /// `rlm-lsp ask` with a trajectory file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_writes_no_key_in_its_trajectory_output_or_log() {
-    let (_dir, root) = workspace();
+    let (_dir, root) = write_workspace(SMALL_WORKSPACE);
     let tmp_dir = tempfile::tempdir().unwrap();
     let tmp = tmp_dir.path();
     let models = Models::start().await;

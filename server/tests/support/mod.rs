@@ -198,6 +198,63 @@ pub async fn read_frame<R: AsyncBufReadExt + Unpin>(r: &mut R) -> Option<Value> 
     }))
 }
 
+/// Two small files, one with a function called from `main`: enough for asks, hover, explain
+/// (`alpha` at line 6, column 7) and a rename.
+pub const SMALL_WORKSPACE: &[(&str, &str)] = &[
+    (
+        "a.rs",
+        "fn alpha() -> u32 {\n    42\n}\n\nfn main() {\n    alpha();\n}\n",
+    ),
+    ("b.py", "def beta():\n    return 1\n"),
+];
+
+/// A workspace of `files` (path, text) in a new temp directory, and its canonical path.
+pub fn write_workspace(files: &[(&str, &str)]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    for (p, t) in files {
+        let full = root.join(p);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, t).unwrap();
+    }
+    (dir, root)
+}
+
+/// A root model reply that runs one cell.
+pub fn cell(body: &str) -> rlm_lsp::llm::scripted::Step {
+    rlm_lsp::llm::scripted::Step::Reply(format!("```repl\n{body}\n```\n"))
+}
+
+/// Whether the server reported (`rlm/progress`) that the root model replied in run `id`: its
+/// first cell is about to run, or running.
+pub fn root_model_replied(messages: &[Value], id: &str) -> bool {
+    messages.iter().any(|m| {
+        m["method"] == "rlm/progress"
+            && m["params"]["id"] == id
+            && m["params"]["message"]
+                .as_str()
+                .is_some_and(|s| s.contains("the root model replied"))
+    })
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> LspClient<R, W> {
+    /// Reads (answering the server) until `done` holds of the messages kept.
+    pub async fn read_until(&mut self, done: impl Fn(&[Value]) -> bool) {
+        while !done(&self.notifications) {
+            let msg = self.read_message().await;
+            self.handle(msg).await;
+        }
+    }
+}
+
+/// The REPL workers below `pid`.
+pub fn repl_workers(pid: u32) -> Vec<u32> {
+    descendants(pid)
+        .into_iter()
+        .filter(|p| cmdline(*p).iter().any(|a| a == "__repl-worker"))
+        .collect()
+}
+
 /// What `/proc` says of a process: resident memory, descriptors, threads, children.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProcFigures {
