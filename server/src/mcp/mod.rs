@@ -9,25 +9,30 @@
 //! A run reports progress (`notifications/progress`) when the call carries a progress token,
 //! and a `notifications/cancelled` ends it and its REPL worker. The settings are `ask`'s: the
 //! same flags and `RLM_*` variables, so an `ask` here answers as `rlm-lsp ask` does.
+mod params;
+mod results;
 
 use crate::config::RunLimits;
 use crate::engine::Event;
-use crate::session::{
-    self, Answer, Explanation, RefactorPlan, Roots, RunSettings, Runner, Workspace,
-};
+use crate::session::{self, Roots, RunSettings, Runner, Workspace};
+use results::{answer_json, answer_markdown, explanation_result, failed, plan_result, result};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig,
+    CallToolResult, Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt, schemars, tool, tool_handler};
-use serde::Deserialize;
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt, tool, tool_handler};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+pub use params::{
+    AskParams, BudgetParam, DefinitionsParams, ExplainParams, PlanRefactorParams, RootsParam,
+    SearchParams,
+};
+pub use results::summary_line;
 
 /// How long `search` and `definitions` wait for the index to cover every file before they
 /// answer from what is indexed (and say so).
@@ -72,134 +77,8 @@ pub struct McpServer {
     tool_router: ToolRouter<McpServer>,
 }
 
-/// Roots a call may name instead of the server's.
-#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
-pub struct RootsParam {
-    /// Workspace roots to use instead of the server's (the first is the main one); absolute, or
-    /// relative to the server's directory
-    #[serde(default)]
-    pub roots: Option<Vec<String>>,
-    /// Read-only roots to add, such as a dependency's sources or a site-packages
-    #[serde(default)]
-    pub extra_roots: Option<Vec<String>>,
-}
-
-/// Budgets a call may set for its run (over the server's; 0 lifts a limit).
-#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
-pub struct BudgetParam {
-    /// Root-model turns before the run must answer
-    #[serde(default)]
-    pub max_iterations: Option<u32>,
-    /// Sub-calls (llm_query) the run may make
-    #[serde(default)]
-    pub max_sub_calls: Option<u32>,
-    /// Prompt plus completion tokens of every model call
-    #[serde(default)]
-    pub max_tokens: Option<u64>,
-    /// Dollars, for the models the price table prices
-    #[serde(default)]
-    pub max_cost: Option<f64>,
-    /// Seconds the run may take
-    #[serde(default)]
-    pub max_wall_secs: Option<u64>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct AskParams {
-    /// The question about the codebase
-    pub question: String,
-    #[serde(flatten)]
-    pub roots: RootsParam,
-    #[serde(flatten)]
-    pub budget: BudgetParam,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct ExplainParams {
-    /// A workspace path, as search and citations give it (relative to the workspace root)
-    pub path: String,
-    /// 1-based line
-    pub line: u32,
-    /// 1-based column, in characters
-    pub column: u32,
-    #[serde(flatten)]
-    pub roots: RootsParam,
-    #[serde(flatten)]
-    pub budget: BudgetParam,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct PlanRefactorParams {
-    /// The change to make, in words
-    pub instruction: String,
-    /// The file the user is in, if any (a workspace path)
-    #[serde(default)]
-    pub path: Option<String>,
-    /// The 1-based line the user is at, if any
-    #[serde(default)]
-    pub line: Option<u32>,
-    #[serde(flatten)]
-    pub roots: RootsParam,
-    #[serde(flatten)]
-    pub budget: BudgetParam,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct SearchParams {
-    /// Words, names or a phrase to rank code chunks by (BM25 over paths, names and text)
-    pub query: String,
-    /// How many results (default 10, at most 100)
-    #[serde(default)]
-    pub k: Option<usize>,
-    #[serde(flatten)]
-    pub roots: RootsParam,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct DefinitionsParams {
-    /// A name, matched exactly (else ignoring case); `Parent::name` or `Parent.name` also
-    /// filters on the enclosing type
-    pub name: String,
-    /// How many definitions to return (default 50, at most 1000); `total` says how many there are
-    #[serde(default)]
-    pub limit: Option<usize>,
-    #[serde(flatten)]
-    pub roots: RootsParam,
-}
-
 fn invalid(msg: impl Into<String>) -> ErrorData {
     ErrorData::invalid_params(msg.into(), None)
-}
-
-/// A tool result: Markdown for the agent to read, and the same facts as structured JSON.
-fn result(markdown: String, structured: Value) -> CallToolResult {
-    let mut r = CallToolResult::success(vec![ContentBlock::text(markdown)]);
-    r.structured_content = Some(structured);
-    r
-}
-
-/// A failed run, as a tool result the agent can read (not a protocol error).
-fn failed(e: anyhow::Error) -> CallToolResult {
-    CallToolResult::error(vec![ContentBlock::text(format!("rlm-lsp: {e:#}"))])
-}
-
-/// The summary line of a run: turns, sub-calls, tokens per model, wall time, why it stopped.
-pub fn summary_line(a: &Answer) -> String {
-    let r = &a.report;
-    let tokens: u64 = r
-        .usage
-        .iter()
-        .map(|u| u.usage.prompt_tokens + u.usage.completion_tokens)
-        .sum();
-    let verified = a.citations.iter().filter(|c| c.verified).count();
-    format!(
-        "{} turns, {} sub-calls, {tokens} tokens, {:.1} s, stop: {}; {verified} of {} citations verified",
-        r.iterations,
-        r.sub_calls,
-        r.wall.as_secs_f64(),
-        r.stop_reason,
-        a.citations.len()
-    )
 }
 
 impl McpServer {
@@ -371,66 +250,6 @@ async fn index_state(ws: &Arc<Workspace>) -> Value {
         .unwrap_or(false);
     let (files, total) = ws.index_progress();
     json!({"complete": complete, "files_indexed": files, "files": total})
-}
-
-fn answer_json(a: &Answer) -> Value {
-    let mut v = a.to_json();
-    v["summary"] = json!(summary_line(a));
-    v
-}
-
-fn answer_markdown(a: &Answer) -> String {
-    format!("{}\n\n---\n{}", a.markdown(), summary_line(a))
-}
-
-fn explanation_result(e: Explanation) -> CallToolResult {
-    let mut v = answer_json(&e.answer);
-    v["symbol"] = json!(e.symbol);
-    v["definitions"] = json!(e.definitions);
-    result(answer_markdown(&e.answer), v)
-}
-
-fn plan_result(p: RefactorPlan, ws: &Workspace) -> CallToolResult {
-    let mut v = answer_json(&p.answer);
-    let files: Vec<Value> = p
-        .file_changes(ws)
-        .iter()
-        .map(|c| {
-            json!({
-                "path": c.path,
-                "kind": if c.old.is_none() { "create" } else if c.renamed_to.is_some() { "rename" } else { "edit" },
-                "renamed_to": c.renamed_to,
-                "disk_path": ws.snapshot().disk_path(&c.path),
-            })
-        })
-        .collect();
-    v["plan"] = json!(p.plan);
-    v["diff"] = json!(p.diff);
-    v["files"] = json!(files);
-    v["dropped"] = json!(
-        p.checked
-            .dropped
-            .iter()
-            .map(|d| json!({"path": d.path, "reason": d.reason}))
-            .collect::<Vec<_>>()
-    );
-    v["applies"] = json!(!p.is_empty());
-    v["check"] = json!(p.check);
-    let mut md = p.plan.trim_end().to_string();
-    if p.is_empty() {
-        md.push_str("\n\nNo edit passed the checks: nothing to apply.");
-    } else {
-        md.push_str(&format!(
-            "\n\n```diff\n{}```\n\nThe edits were checked against the workspace (they apply, the \
-             files still parse); nothing was written.",
-            p.diff
-        ));
-    }
-    if let Some(line) = p.check_line() {
-        md.push_str(&format!("\n\n{line}"));
-    }
-    md.push_str(&format!("\n\n---\n{}", summary_line(&p.answer)));
-    result(md, v)
 }
 
 #[rmcp::tool_router]
