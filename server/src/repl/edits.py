@@ -1,6 +1,6 @@
 """rlm-lsp REPL edits: model code proposes changes to the workspace; nothing is ever written.
 
-Loaded by the worker as module `_rlm_edits` before the prelude (server/src/repl/worker.rs). Each
+Loaded by the worker as module `_rlm_edits` before the prelude (server/src/repl/worker/). Each
 helper checks what it can at once (the text is there, exactly once) and records an operation
 against the workspace as `context` holds it; the parent collects them with each cell's result
 (`CellDone.edits`) and checks the whole plan (no overlaps, writable roots, the edited files still

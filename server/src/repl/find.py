@@ -1,6 +1,6 @@
 """rlm-lsp REPL: find_function(description), the code that does what words describe.
 
-Loaded by the worker as module `_rlm_find` before the prelude (server/src/repl/worker.rs). When
+Loaded by the worker as module `_rlm_find` before the prelude (server/src/repl/worker/). When
 a function's name and comments do not say what it does, words find nothing: candidates are
 narrowed by structure instead (a signature the sub model guesses for the description, compared
 with every function's; short functions first), joined with what a word search finds, and the sub

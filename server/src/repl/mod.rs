@@ -9,9 +9,9 @@
 //!
 //! - `protocol.rs`: frames and messages.
 //! - `blob.rs`: [`ContextBlob`] (written by the parent) and its reader (in the worker).
-//! - `host.rs`: [`Repl`], the parent side: spawning, timeouts, sub-calls, restarts.
-//! - `worker.rs`: [`worker_main`], the worker side: Python, `context`, captured output.
-//! - `tools.rs`: `grep`/`read`/call sites/match counts (Rust, over the mapped blob) and
+//! - `host/`: [`Repl`], the parent side: spawning, timeouts, sub-calls, restarts.
+//! - `worker/`: [`worker_main`], the worker side: Python, `context`, captured output.
+//! - `tools/`: `grep`/`read`/call sites/match counts (Rust, over the mapped blob) and
 //!   `symbols`/`outline`/`chunks`/`definitions`/enclosing functions/`implementations`/`search`
 //!   (asked of the parent's index, [`IndexQueries`]).
 //! - `index.rs`: [`IndexQueries`], what the parent's index answers, and [`StaticIndex`].

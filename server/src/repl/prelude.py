@@ -1,6 +1,6 @@
 """rlm-lsp REPL prelude: the helpers model code sees, and the cell runner.
 
-Loaded once per worker (server/src/repl/worker.rs) as module `_rlm_prelude`. The Rust module
+Loaded once per worker (server/src/repl/worker/) as module `_rlm_prelude`. The Rust module
 `_rlm` provides `Context` (the read-only workspace mapping), `CapturedOutput` (a cell's bounded
 stdout/stderr), `subcall` (sub-model calls answered by the parent process), `Tools` (grep, read, match
 counts and call sites over the mapped workspace; symbols, outline, definitions, enclosing

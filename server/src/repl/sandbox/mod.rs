@@ -8,7 +8,7 @@
 //!   libraries and [`SandboxConfig::read_paths`]; read-write access to the worker's private
 //!   working directory only; no TCP bind or connect (ABI >= 4); no signals to, nor abstract Unix
 //!   sockets of, processes outside the sandbox (ABI >= 6);
-//! - **seccomp** (`seccomp.rs`): no new sockets (only `AF_UNIX` stream `socketpair`s), no sending
+//! - **seccomp** (`seccomp/`): no new sockets (only `AF_UNIX` stream `socketpair`s), no sending
 //!   to an address (`sendto` with one, `sendmsg`), no `connect`, no new processes (`fork`, `vfork`,
 //!   `clone` without `CLONE_THREAD`, `execve`), no `ptrace` and kin, no mounts, namespaces, `bpf`,
 //!   `io_uring`, kernel keyrings, modules, no raising of rlimits, no scheduling changes

@@ -2,7 +2,7 @@
 //!
 //! No `RLIMIT_NPROC`: it counts every process of the user (an editor, a shell, a build), so a low
 //! value breaks the user's session, a high one stops nothing, and it is not enforced for root.
-//! New processes are refused by seccomp instead (`seccomp.rs`), which also holds for root.
+//! New processes are refused by seccomp instead (`seccomp/`), which also holds for root.
 
 use super::{SandboxConfig, SandboxError, human_bytes};
 use std::io;
