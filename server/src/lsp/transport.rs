@@ -211,7 +211,8 @@ fn check(body: &[u8]) -> Result<Checked, Vec<u8>> {
         // No `$/` method of LSP is a request; tower-lsp-server would swallow the error.
         return reply(id, -32601, &format!("Method not found: {method}"));
     }
-    if method == "exit" && id.is_null() {
+    if method == "exit" {
+        // tower-lsp-server stops reading at `exit`, with an id or without.
         return Ok(Checked::Exit);
     }
     Ok(Checked::Pass)
@@ -274,6 +275,10 @@ mod tests {
         );
         assert_eq!(
             check(br#"{"jsonrpc":"2.0","method":"exit"}"#),
+            Ok(Checked::Exit)
+        );
+        assert_eq!(
+            check(br#"{"jsonrpc":"2.0","id":4,"method":"exit"}"#),
             Ok(Checked::Exit)
         );
     }
