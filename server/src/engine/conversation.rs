@@ -23,6 +23,24 @@ impl Run<'_> {
         self.messages.push(msg);
     }
 
+    /// Adds `note` to the last message sent to the model (recorded as a message of its own).
+    pub(super) fn amend_last_request(&mut self, iteration: u32, note: &str) {
+        match self.messages.last_mut() {
+            Some(last) if last.role == Role::User => {
+                last.content.push_str("\n\n");
+                last.content.push_str(note);
+                self.rec.record(Event::RootMessage {
+                    iteration,
+                    role: Role::User,
+                    content: note.to_string(),
+                    usage: None,
+                    latency_ms: None,
+                });
+            }
+            _ => self.push(iteration, ChatMessage::user(note.to_string())),
+        }
+    }
+
     pub(super) fn push_output(&mut self, iteration: u32, text: String) {
         self.elidable.push(self.messages.len());
         self.push(iteration, ChatMessage::user(text));

@@ -123,9 +123,9 @@ pub fn template_answer(answer: &str) -> String {
 }
 
 /// Shown when a reply held only empty fences (```` ``` ```` then `repl` then ```` ``` ````).
-pub const EMPTY_REPLY: &str = "Your reply had no code in it, only the fence lines. Write the code on the \
-lines between ```repl and ```, or, if the output above already answers the question, reply with one \
-line: FINAL( then the answer itself, then ).";
+pub const EMPTY_REPLY: &str = "(Your last reply was empty: fence lines with no code. If the output \
+above answers the question, start your reply with FINAL( then the answer itself, then ). Otherwise \
+put Python code on the lines between ```repl and ```.)";
 
 pub const UNCLOSED_BLOCK: &str = "Your code block was cut off before its closing ``` and was not run. \
 Write a shorter block.";

@@ -52,8 +52,11 @@ impl Run<'_> {
                     }
                     (_, false) => self.push(iteration, ChatMessage::user(prompt::NO_CODE_YET)),
                     (None, true) if is_empty_reply(&reply) => {
-                        // Never an answer; told once, a second one ends the run with what
-                        // the model last saw.
+                        // Never an answer. A greedy model shown its empty reply writes it
+                        // again: the reply leaves the conversation and the request before it
+                        // gets a note, so the next call differs. A second one ends the run
+                        // with what the model last saw.
+                        self.messages.pop();
                         empty_replies += 1;
                         if empty_replies >= 2 {
                             return self
@@ -65,7 +68,7 @@ impl Run<'_> {
                                 )
                                 .await;
                         }
-                        self.push(iteration, ChatMessage::user(prompt::EMPTY_REPLY));
+                        self.amend_last_request(iteration, prompt::EMPTY_REPLY);
                     }
                     (None, true) => {
                         plain_replies += 1;
