@@ -180,8 +180,9 @@ fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    // The cause is in the message, not also a `source`: `{:#}` would print it twice.
     #[error("the root model call failed: {0}")]
-    Root(#[source] LlmError),
+    Root(LlmError),
     #[error(transparent)]
     Repl(#[from] ReplError),
 }
