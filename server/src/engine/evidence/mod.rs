@@ -257,8 +257,12 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
             None => structural = false,
         },
         (Some("behaviour"), _) => {
-            // Candidates by structure and words, each read by the sub model.
-            code.push_str(&format!("found = find_function({q}, k=6)\nprint(found)\n"));
+            // Candidates by structure and words, each read by the sub model, which is asked
+            // about the behaviour alone ("computes X"), not the whole question.
+            let said = py_str(&behaviour_of(question));
+            code.push_str(&format!(
+                "found = find_function({said}, k=6)\nprint(found)\n"
+            ));
         }
         _ => {
             structural = false;
@@ -274,6 +278,66 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
         word_search(&mut code, question);
     }
     code
+}
+
+/// The behaviour a "which function does X?" question describes: "does X", without the words
+/// that ask for a function or say where, and without the sentences after the question (what
+/// form the answer takes). The question itself when little is left.
+pub fn behaviour_of(question: &str) -> String {
+    const LEADING: &[&str] = &[
+        "which",
+        "what",
+        "where is",
+        "where's",
+        "find",
+        "show me",
+        "locate",
+        "is there",
+        "the",
+        "a",
+        "an",
+        "function",
+        "functions",
+        "method",
+        "methods",
+        "code",
+        "routine",
+        "helper",
+        "procedure",
+        "in this codebase",
+        "in the codebase",
+        "in this workspace",
+        "in the workspace",
+        "in this project",
+        "in the project",
+        "in this repository",
+        "that",
+        "which",
+    ];
+    let asked = match question.find('?') {
+        Some(end) => &question[..end],
+        None => question.split(". ").next().unwrap_or(question),
+    };
+    let mut rest = asked.trim();
+    'strip: loop {
+        let lower = rest.to_lowercase();
+        for lead in LEADING {
+            let boundary = lower
+                .get(lead.len()..)
+                .is_some_and(|after| after.is_empty() || after.starts_with([' ', ',']));
+            if lower.starts_with(lead) && boundary && rest.is_char_boundary(lead.len()) {
+                rest = rest[lead.len()..].trim_start_matches([' ', ',']);
+                continue 'strip;
+            }
+        }
+        break;
+    }
+    let rest = rest.trim_end_matches(['.', ' ']);
+    if rest.split_whitespace().count() >= 3 {
+        rest.to_string()
+    } else {
+        asked.trim().to_string()
+    }
 }
 
 /// Whether a "which has the most" question asks for a file rather than a directory.

@@ -79,14 +79,34 @@ fn the_cell_follows_the_recipe() {
         "##]]
     .assert_eq(&cell("Where is Parser defined?", Some("where_defined")));
     expect![[r##"
-            # The engine's first search for the names and words of the question.
-            found = find_function("Which function computes a CRC of a buffer?", k=6)
-            print(found)
-        "##]]
+        # The engine's first search for the names and words of the question.
+        found = find_function("computes a CRC of a buffer", k=6)
+        print(found)
+    "##]]
     .assert_eq(&cell(
         "Which function computes a CRC of a buffer?",
         Some("behaviour"),
     ));
+}
+
+#[test]
+fn behaviour_questions_are_reduced_to_the_behaviour() {
+    let got: Vec<String> = [
+        "Which function in this codebase computes the greatest common divisor of two unsigned 64-bit integers by Euclid's algorithm (repeated remainders)? Its name does not say what it does. Answer with the function's name and the path of the file that defines it.",
+        "Find the function that turns a hex string into bytes.",
+        "What code is responsible for retrying failed requests?",
+        "Which function? Tell me.",
+        "Where is the code that checks whether a path is hidden",
+    ]
+    .iter()
+    .map(|q| behaviour_of(q))
+    .collect();
+    expect![[r#"
+        computes the greatest common divisor of two unsigned 64-bit integers by Euclid's algorithm (repeated remainders)
+        turns a hex string into bytes
+        is responsible for retrying failed requests
+        Which function
+        checks whether a path is hidden"#]].assert_eq(&got.join("\n"));
 }
 
 #[test]
