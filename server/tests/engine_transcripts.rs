@@ -6,7 +6,7 @@
 //! of the run are compared with `NAME.snap`. `UPDATE_EXPECT=1` rewrites the snapshots; read the
 //! diff before committing it.
 //!
-//! Fixture format: `key: value` lines (`question`, or `refactor` for an instruction planned as
+//! Fixture format: `#` comment lines and `key: value` lines (`question`, or `refactor` for an instruction planned as
 //! a refactor, whose unified diff ends the snapshot; `max_iterations`, `recipes`, `evidence`),
 //! then sections opened by a line `=== file PATH` (the file's text) or `=== reply` (one root
 //! reply, verbatim). Sub-calls are answered by echo.
@@ -50,6 +50,8 @@ fn parse(text: &str) -> Transcript {
             sections.push((header.trim().to_string(), String::new()));
         } else if let Some((_, body)) = sections.last_mut() {
             body.push_str(line);
+        } else if line.starts_with('#') {
+            // A comment: where the replies come from.
         } else if let Some((key, value)) = line.trim().split_once(':') {
             let value = value.trim();
             match key.trim() {

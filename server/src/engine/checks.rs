@@ -69,7 +69,7 @@ impl Run<'_> {
 
     /// The engine's first search proposed edits (a rename's): they become the plan when the
     /// model proposed none, in code or as edit blocks in its answer (which would overlap them).
-    fn adopt_provisional(&mut self, answer: &str) {
+    pub(super) fn adopt_provisional(&mut self, answer: &str) {
         if self.edits.is_empty() && !answer.contains("```edit") {
             self.edits = std::mem::take(&mut self.provisional);
         }

@@ -28,6 +28,9 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
     let mut code_blocks = Vec::new();
     let mut prose = String::new();
     let mut open: Option<(String, bool, usize)> = None; // (body, runnable, fence length)
+    // A bare ``` just opened, and the prose's length before its line: when the next line is
+    // only a language name ("```\nrepl\n...", a small model's slip), the block is code.
+    let mut bare_open: Option<usize> = None;
     // Inside a repl block: the Python triple-quoted string a line left open, if any. A fence
     // line inside one is text (a plan or an llm_query prompt with a fenced snippet), not the
     // end of the cell.
@@ -46,6 +49,7 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
                     let ticks = 3 + rest.chars().take_while(|&c| c == '`').count();
                     let lang = rest.trim_start_matches('`').trim().to_ascii_lowercase();
                     let runnable = CODE_LANGS.contains(&lang.as_str());
+                    bare_open = lang.is_empty().then_some(prose.len());
                     open = Some((String::new(), runnable, ticks));
                     in_string = None;
                     if !runnable {
@@ -59,6 +63,13 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
                 }
             }
             Some((body, runnable, ticks)) => {
+                if let Some(prose_len) = bare_open.take()
+                    && CODE_LANGS.contains(&trimmed.trim_end().to_ascii_lowercase().as_str())
+                {
+                    *runnable = true;
+                    prose.truncate(prose_len);
+                    continue;
+                }
                 let closes = trimmed.starts_with(&"`".repeat(*ticks))
                     && trimmed.trim_end().chars().all(|c| c == '`')
                     && !(*runnable && in_string.is_some());
@@ -524,6 +535,20 @@ mod tests {
                 kept: "```repl\nprint(1)\n```"
             "#]],
         );
+    }
+
+    #[test]
+    fn a_language_name_on_the_line_after_a_bare_fence_makes_it_code() {
+        let p = parse_reply("```\nrepl\nprint(definitions(\"a\"))\n```\n");
+        assert_eq!(
+            p.code_blocks,
+            vec!["print(definitions(\"a\"))\n".to_string()]
+        );
+        assert!(p.final_answer.is_none());
+        // A bare block of text stays text, and a bare block of code is not run.
+        let p = parse_reply("```\nfn main() {}\n```\nFINAL(done)\n");
+        assert!(p.code_blocks.is_empty());
+        assert!(p.final_answer.is_some());
     }
 
     #[test]

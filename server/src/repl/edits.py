@@ -11,6 +11,7 @@ import re
 
 _new = []  # operations recorded by the running cell, sent with its result
 _all = []  # every operation so far, for proposed_edits()
+_seen = set()  # keys of the operations in _all
 _deps = {}  # context, files_matching: set by install()
 
 
@@ -27,8 +28,17 @@ def take_new():
 
 
 def _record(op):
+    # The parent dedupes the plan; proposed_edits() lists an edit proposed twice (the engine's
+    # first search and the model's copy of it) once.
     _new.append(op)
-    _all.append(op)
+    if op["op"] == "clear":
+        _seen.clear()
+        _all.append(op)
+        return
+    key = tuple(sorted((k, str(v)) for k, v in op.items()))
+    if key not in _seen:
+        _seen.add(key)
+        _all.append(op)
 
 
 def _text(path, who):
