@@ -193,7 +193,6 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
     // The first paragraph is the question; what follows is format (a refactor's edit rules).
     let question = question.split("\n\n").next().unwrap_or(question);
     let names = names_in(question);
-    let q = py_str(question);
     let mut code =
         String::from("# The engine's first search for the names and words of the question.\n");
     let first = names.first().map(|n| py_str(n));
