@@ -204,10 +204,11 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
                 "calls = callers({n})\nprint(\"files:\", calls.files)\nprint(calls)\n"
             ));
         }
-        (Some("rename"), Some(old)) if names.len() >= 2 => {
+        (Some("rename"), Some(_)) if rename_pair(question).is_some() => {
             // "Rename X to Y": the edits computed in code, for the model to check or discard
             // (nothing is written; the plan is checked like any other).
-            let new = py_str(&names[1]);
+            let (old, new) = rename_pair(question).unwrap_or_default();
+            let (old, new) = (py_str(&old), py_str(&new));
             code.push_str(&format!(
                 "print(definitions({old}))\nedits = rename_symbol({old}, {new})\nprint(edits)\nprint(proposed_edits())\n"
             ));
@@ -337,6 +338,17 @@ pub fn behaviour_of(question: &str) -> String {
     } else {
         asked.trim().to_string()
     }
+}
+
+/// The old and new names of "rename [the method] X [of T] to Y": the first name before the
+/// " to " that follows "rename", and the first after it.
+fn rename_pair(question: &str) -> Option<(String, String)> {
+    let lower = question.to_lowercase();
+    let from = lower.find("rename")?;
+    let to = from + lower[from..].find(" to ")?;
+    let old = names_in(&question[from + 6..to]).into_iter().next()?;
+    let new = names_in(&question[to + 4..]).into_iter().next()?;
+    (old != new).then_some((old, new))
 }
 
 /// Whether a "which has the most" question asks for a file rather than a directory.

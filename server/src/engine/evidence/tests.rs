@@ -122,6 +122,21 @@ fn a_rename_starts_from_its_edits() {
         "Plan this refactor: rename the function `halt_unwinding` to `halt_unwinding_renamed` everywhere. The user is at rayon-core-1.13.0/src/unwind.rs:13.",
         Some("rename"),
     ));
+    // The type a method belongs to is not the new name.
+    assert_eq!(
+        rename_pair(
+            "Plan this refactor: rename the method `construct_from_boxed` of `Error` to `construct_from_boxed_renamed` everywhere."
+        ),
+        Some((
+            "construct_from_boxed".to_string(),
+            "construct_from_boxed_renamed".to_string()
+        ))
+    );
+    assert_eq!(
+        rename_pair("Rename `Parser` to `Reader`"),
+        Some(("Parser".into(), "Reader".into()))
+    );
+    assert_eq!(rename_pair("How does rename work?"), None);
 }
 
 #[test]
