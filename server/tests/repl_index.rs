@@ -1104,6 +1104,11 @@ pub fn widen(x: u32, y: u32) -> u64 {
     "#]]
     .assert_eq(&out.stdout);
     let prompts = sub.prompts.lock().unwrap().clone();
-    assert!(prompts.last().unwrap().starts_with("Which one of these functions"));
+    assert!(
+        prompts
+            .last()
+            .unwrap()
+            .starts_with("Which one of these functions")
+    );
     repl.shutdown().await;
 }
