@@ -52,6 +52,11 @@ def _params(signature):
     return count + 1 if seen else 0
 
 
+_PATHS = re.compile(
+    r"[`'\"]?[\w./-]*\.(?:rs|py|pyi|js|jsx|ts|tsx|go|java|c|h|cc|cpp|hpp|rb|cs|php|sh)\b[`'\"]?"
+)
+
+
 class Candidate:
     """A function find_function() looked at: the definition and what the sub model said."""
 
@@ -67,7 +72,9 @@ class Candidate:
 
     def __repr__(self):
         d = self.definition
-        verdict = " ".join(self.verdict.split())[:100]
+        # The sub model saw one function, not the workspace: a path it names is invented, and
+        # an answer copied from this line must not cite it.
+        verdict = _PATHS.sub("(a file)", " ".join(self.verdict.split()))[:100]
         return f"{d.path}:{d.start_line}: {d.name}: {verdict}"
 
 
