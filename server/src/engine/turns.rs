@@ -182,6 +182,14 @@ impl Run<'_> {
         let parsed = parse_reply(&reply);
         self.messages
             .push(ChatMessage::assistant(parsed.kept.clone()));
+        // Code asked for at the end is no answer either: what it would have read is in the
+        // last output the model saw.
+        let only_code = parsed.final_answer.is_none()
+            && !parsed.code_blocks.is_empty()
+            && parsed
+                .code_blocks
+                .iter()
+                .all(|b| final_call_text(b).is_none());
         let answer = match parsed.final_answer {
             Some(FinalAnswer::Text(t)) => t,
             Some(FinalAnswer::Var(name)) => repl
@@ -193,7 +201,7 @@ impl Run<'_> {
                 None => reply.trim().to_string(),
             },
         };
-        if is_placeholder(&answer) || is_empty_reply(&answer) {
+        if only_code || is_placeholder(&answer) || is_empty_reply(&answer) {
             // No answer after all: what the model last saw is worth more than the template.
             let seen = match self.last_view.trim() {
                 "" => "Nothing was found.".to_string(),

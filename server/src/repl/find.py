@@ -175,8 +175,13 @@ def find_function(description, k=6):
     by_words = [
         r for r in search(description, k=k) if r.kind in ("function", "method")
     ][: max(2, k // 2)]
+    # Interleaved, so the best of each kind are read (and compared) first: a function whose
+    # code holds the description's words, and one whose signature fits it.
+    order = []
+    for i in range(max(len(by_shape), len(by_words))):
+        order += list(by_words[i : i + 1]) + list(by_shape[i : i + 1])
     seen, cands = set(), []
-    for d in list(by_shape) + list(by_words):
+    for d in order:
         key = (d.path, d.start_line)
         if key not in seen:
             seen.add(key)
