@@ -12,11 +12,13 @@
 
 #![allow(clippy::print_stderr)] // reports what it measured
 
+mod support;
+
 use rlm_lsp::llm::local::{LocalServer, LocalServerConfig};
 use rlm_lsp::llm::{ChatClient, ChatMessage, Endpoint, Role};
 use serde_json::{Value, json};
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -371,30 +373,11 @@ impl Lsp {
     }
 
     fn send(&mut self, msg: &Value) {
-        let body = msg.to_string();
-        write!(self.w, "Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-        self.w.flush().unwrap();
+        support::write_frame_blocking(&mut self.w, msg);
     }
 
     fn read(&mut self) -> Value {
-        let mut len = 0;
-        loop {
-            let mut line = String::new();
-            assert!(
-                self.r.read_line(&mut line).unwrap() > 0,
-                "the server closed stdout"
-            );
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some(v) = line.strip_prefix("Content-Length: ") {
-                len = v.parse().unwrap();
-            }
-        }
-        let mut body = vec![0; len];
-        self.r.read_exact(&mut body).unwrap();
-        serde_json::from_slice(&body).unwrap()
+        support::read_frame_blocking(&mut self.r)
     }
 
     /// Sends a request and reads until its response, answering the server's requests.

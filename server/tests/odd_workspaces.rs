@@ -6,10 +6,12 @@
 
 #![allow(clippy::print_stderr)] // notes what could not be checked here
 
+mod support;
+
 use rlm_lsp::llm::scripted::{ScriptedServer, Step, SubRule};
 use rlm_lsp::workspace::{SkipReason, WalkOptions, walk};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::BufReader;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
@@ -378,30 +380,11 @@ impl Lsp {
     }
 
     fn send(&mut self, msg: &Value) {
-        let body = msg.to_string();
-        write!(self.w, "Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-        self.w.flush().unwrap();
+        support::write_frame_blocking(&mut self.w, msg);
     }
 
     fn read(&mut self) -> Value {
-        let mut len = 0;
-        loop {
-            let mut line = String::new();
-            assert!(
-                self.r.read_line(&mut line).unwrap() > 0,
-                "the server closed stdout"
-            );
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some(v) = line.strip_prefix("Content-Length: ") {
-                len = v.parse().unwrap();
-            }
-        }
-        let mut body = vec![0; len];
-        self.r.read_exact(&mut body).unwrap();
-        serde_json::from_slice(&body).unwrap()
+        support::read_frame_blocking(&mut self.r)
     }
 
     fn request(&mut self, method: &str, params: Value) -> Value {

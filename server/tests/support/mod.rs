@@ -198,6 +198,36 @@ pub async fn read_frame<R: AsyncBufReadExt + Unpin>(r: &mut R) -> Option<Value> 
     }))
 }
 
+/// Writes one frame to a blocking stream (the stdin of a `rlm-lsp serve` child).
+pub fn write_frame_blocking(w: &mut impl std::io::Write, msg: &Value) {
+    let body = msg.to_string();
+    write!(w, "Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    w.flush().unwrap();
+}
+
+/// Reads one frame from a blocking stream (the stdout of a `rlm-lsp serve` child); panics
+/// when the server closed it.
+pub fn read_frame_blocking(r: &mut impl std::io::BufRead) -> Value {
+    let mut len = 0;
+    loop {
+        let mut line = String::new();
+        assert!(
+            r.read_line(&mut line).unwrap() > 0,
+            "the server closed stdout"
+        );
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.strip_prefix("Content-Length: ") {
+            len = v.parse().unwrap();
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
 /// Two small files, one with a function called from `main`: enough for asks, hover, explain
 /// (`alpha` at line 6, column 7) and a rename.
 pub const SMALL_WORKSPACE: &[(&str, &str)] = &[
