@@ -314,6 +314,24 @@ pub fn behaviour_of(question: &str) -> String {
         "that",
         "which",
     ];
+    // "Which function does this describe? \"<a doc comment>\" Facts about it: ...": the quoted
+    // passage and what follows it (but not the answer's format) is the description.
+    if let Some(quoted) = quoted_passage(question) {
+        let after = question
+            .split_once(quoted)
+            .map(|(_, rest)| rest.trim_start_matches(['"', '\u{201d}', ' ']))
+            .unwrap_or("");
+        let facts: Vec<&str> = after
+            .split(". ")
+            .filter(|s| !s.trim_start().starts_with("Answer") && !s.trim().is_empty())
+            .collect();
+        let mut out = quoted.trim().trim_end_matches('.').to_string();
+        if !facts.is_empty() {
+            out.push_str(". ");
+            out.push_str(facts.join(". ").trim_end_matches('.'));
+        }
+        return out;
+    }
     let asked = match question.find('?') {
         Some(end) => &question[..end],
         None => question.split(". ").next().unwrap_or(question),
@@ -338,6 +356,16 @@ pub fn behaviour_of(question: &str) -> String {
     } else {
         asked.trim().to_string()
     }
+}
+
+/// The first passage of at least four words between double quotes (straight or curly).
+fn quoted_passage(question: &str) -> Option<&str> {
+    let start = question.find(['"', '\u{201c}'])?;
+    let open_len = question[start..].chars().next()?.len_utf8();
+    let body = &question[start + open_len..];
+    let end = body.find(['"', '\u{201d}'])?;
+    let passage = &body[..end];
+    (passage.split_whitespace().count() >= 4).then_some(passage)
 }
 
 /// The old and new names of "rename [the method] X [of T] to Y": the first name before the

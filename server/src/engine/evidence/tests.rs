@@ -97,6 +97,7 @@ fn behaviour_questions_are_reduced_to_the_behaviour() {
         "What code is responsible for retrying failed requests?",
         "Which function? Tell me.",
         "Where is the code that checks whether a path is hidden",
+        "Which function in this codebase does this describe? \"Convert to a standard library trait object. This implemented as a cheap pointer.\" Facts about it: it is a method (it takes self); it is public. Answer with the function's name and the path of the file that defines it.",
     ]
     .iter()
     .map(|q| behaviour_of(q))
@@ -106,7 +107,8 @@ fn behaviour_questions_are_reduced_to_the_behaviour() {
         turns a hex string into bytes
         is responsible for retrying failed requests
         Which function
-        checks whether a path is hidden"#]].assert_eq(&got.join("\n"));
+        checks whether a path is hidden
+        Convert to a standard library trait object. This implemented as a cheap pointer. Facts about it: it is a method (it takes self); it is public"#]].assert_eq(&got.join("\n"));
 }
 
 #[test]
