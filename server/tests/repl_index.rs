@@ -1008,7 +1008,8 @@ impl SubCalls for Reader {
                 .iter()
                 .map(|p| {
                     Ok(if p.contains("most likely signature") {
-                        "`fn f(a: u64, b: u64) -> u64`".to_string()
+                        // As the 1.5B model writes it (recorded from a real run).
+                        "```rust\nfn gcd(a: u64, b: u64) -> u64\n```".to_string()
                     } else if p.starts_with("Which one of these functions") {
                         // "N. name" headers; the block holding `%` is the gcd.
                         let n = p
@@ -1109,6 +1110,79 @@ pub fn widen(x: u32, y: u32) -> u64 {
             .last()
             .unwrap()
             .starts_with("Which one of these functions")
+    );
+    repl.shutdown().await;
+}
+
+/// Facts a description states about the function's form ("a method", "takes 2 other
+/// parameters", "returns nothing", "unsafe") are checked on signatures: only candidates that
+/// fit them are read, and the sub model is asked about the behaviour alone.
+#[tokio::test]
+async fn find_function_checks_the_stated_facts_on_signatures() {
+    let lib = "\
+pub fn step_7(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        let t = a % b;
+        a = b;
+        b = t;
+    }
+    a
+}
+
+pub struct Pool;
+
+impl Pool {
+    pub fn reduce(&self, mut a: u64, mut b: u64) -> u64 {
+        while b != 0 {
+            let t = a % b;
+            a = b;
+            b = t;
+        }
+        a
+    }
+
+    pub(crate) unsafe fn push(&self, a: u64, b: u64) {
+        let _ = a % b;
+    }
+}
+";
+    let snapshot = Arc::new(Snapshot {
+        root: "/ws".into(),
+        files: vec![SourceFile {
+            path: "src/lib.rs".into(),
+            text: lib.to_string().into(),
+        }],
+        stats: IndexStats::default(),
+    });
+    let blob = ContextBlob::write(&snapshot).unwrap();
+    let live = rlm_lsp::engine::LiveIndex::spawn(snapshot, Default::default());
+    assert!(live.wait(Duration::from_secs(60)));
+    let mut repl = Repl::start(cfg(), blob).await.unwrap();
+    let sub = Reader {
+        yes_to_all: true,
+        ..Reader::default()
+    };
+    let out = repl
+        .exec(
+            "found = find_function('Computes the greatest common divisor. Facts about it: it is a method (it takes self); it takes 2 other parameters; it returns a value.', k=3)\nprint(found.best.name)\nprint(sorted(c.name for c in found))",
+            &sub,
+            Some(&*live),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.error, None, "{out:?}");
+    expect_test::expect![[r#"
+        reduce
+        ['reduce']
+    "#]]
+    .assert_eq(&out.stdout);
+    let prompts = sub.prompts.lock().unwrap().clone();
+    let asked: Vec<&String> = prompts.iter().filter(|p| p.starts_with("Does this")).collect();
+    assert!(
+        asked
+            .iter()
+            .all(|p| p.starts_with("Does this function Computes the greatest common divisor?")),
+        "{asked:?}"
     );
     repl.shutdown().await;
 }

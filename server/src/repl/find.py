@@ -32,8 +32,13 @@ def _tokens(signature):
     return [w.lower() for w in words if w.lower() not in _NOISE]
 
 
+# Rust's `pub(crate)`, `pub(super)`, `pub(in path)`: parentheses that are not the parameters.
+_VISIBILITY = re.compile(r"\bpub\s*\([^)]*\)")
+
+
 def _params(signature):
     """How many parameters a signature has (commas at the first parenthesis level)."""
+    signature = _VISIBILITY.sub("pub", signature).replace("->", "  ")
     start = signature.find("(")
     if start < 0:
         return 0
@@ -50,6 +55,71 @@ def _params(signature):
         elif depth == 1 and not c.isspace():
             seen = True
     return count + 1 if seen else 0
+
+
+def _signature_line(reply):
+    """The signature in a sub model's reply: the first line that looks like one, past fences
+    and prose (models answer "```rust\nfn gcd(a: u64, b: u64) -> u64\n```")."""
+    lines = [l.strip().strip("`").strip() for l in (reply or "").splitlines()]
+    lines = [l for l in lines if l and not re.fullmatch(r"[A-Za-z+#]*", l)]
+    return next((l for l in lines if "(" in l), lines[0] if lines else "")
+
+
+_COUNTS = {"no": 0, "zero": 0, "one": 1, "a single": 1, "two": 2, "three": 3, "four": 4, "five": 5}
+_SELF = re.compile(r"^\s*(?:&\s*(?:'\w+\s+)?(?:mut\s+)?)?(?:mut\s+)?(?:self|this|cls)\b")
+
+
+def _own_params(signature):
+    """The parameters of a signature after the receiver (`self`, `&mut self`, `this`, `cls`)."""
+    signature = _VISIBILITY.sub("pub", signature)
+    start = signature.find("(")
+    if start < 0:
+        return 0
+    n = _params(signature)
+    return n - 1 if n and _SELF.match(signature[start + 1 :]) else n
+
+
+def _returns(signature):
+    """Whether a signature returns a value: True or False, None when it does not say (an
+    untyped Python, JavaScript or Go function)."""
+    arrow = re.search(r"\)\s*(?:->|:)\s*([^{]+?)\s*(?:\bwhere\b|\{|$)", signature)
+    if arrow:
+        return arrow.group(1).strip().rstrip(":").strip() not in ("()", "None", "void", "Unit", "!")
+    if re.search(r"\bfn\b", signature) or re.match(r"\s*(?:\w+\s+)*void\b", signature):
+        return False
+    return None
+
+
+def _what_and_facts(description):
+    """The behaviour a description gives, and checks of the facts about its form it states:
+    "a free function" / "a method", "takes N (other) parameters", "returns nothing" / "returns
+    a value", "public", "unsafe". Sentences of facts (and everything after "Facts about it:")
+    leave the behaviour."""
+    lower = description.lower()
+    cut = re.split(r"\bfacts about it\s*:", description, flags=re.I)
+    what = cut[0].strip().rstrip(".").strip() or description
+    checks = []
+    if re.search(r"\bfree function\b|\bnot a method\b", lower):
+        checks.append(lambda d: d.kind == "function")
+    elif re.search(r"\bis a method\b|\btakes self\b", lower):
+        checks.append(lambda d: d.kind == "method")
+    m = re.search(
+        r"\btakes (no|zero|one|a single|two|three|four|five|\d+) (?:other )?(?:parameters?|arguments?)",
+        lower,
+    )
+    if m:
+        n = _COUNTS.get(m.group(1))
+        n = int(m.group(1)) if n is None else n
+        checks.append(lambda d, n=n: _own_params(d.signature) == n)
+    if re.search(r"\breturns nothing\b|\breturns no value\b|\bdoes not return\b", lower):
+        checks.append(lambda d: _returns(d.signature) is not True)
+    elif re.search(r"\breturns (?:a|an|the|some) ", lower):
+        checks.append(lambda d: _returns(d.signature) is not False)
+    if re.search(r"\bit is public\b|\ba public\b", lower):
+        checks.append(lambda d: bool(re.match(r"\s*(?:pub\b|public\b|export\b)", d.signature)))
+    if re.search(r"\bunsafe\b", lower):
+        checks.append(lambda d: "unsafe" in d.signature)
+    return what, checks
 
 
 _PATHS = re.compile(
@@ -147,22 +217,27 @@ def find_function(description, k=6):
     """
     description = " ".join(str(description).split())
     symbols, search = _deps["symbols"], _deps["search"]
-    defs = [
+    # Facts about its form ("a free function", "takes 2 parameters", "returns nothing") are
+    # checked on signatures; what it does is left for words and the sub model.
+    what, facts = _what_and_facts(description)
+    every = [
         d
         for kind in ("function", "method")
         for d in symbols(kind=kind, max_results=None)
     ]
+    defs = [d for d in every if all(f(d) for f in facts)] or every
     languages = {}
     for d in defs:
         languages[d.language] = languages.get(d.language, 0) + 1
     language = max(languages, key=languages.get) if languages else "the codebase's language"
     guess = _deps["llm_query"](
-        f"A {language} function does this: {description}\n"
+        f"A {language} function does this: {what}\n"
         "Reply with only the one line of its most likely signature (parameter and return types), "
         "for example `fn f(data: &[u8]) -> u32`. No explanation."
     )
-    guessed = set(_tokens(guess.split("\n")[0] if guess else ""))
-    guessed_params = _params(guess or "")
+    line = _signature_line(guess)
+    guessed = set(_tokens(line))
+    guessed_params = _params(line)
 
     def score(d):
         sig = _tokens(d.signature)
@@ -172,9 +247,8 @@ def find_function(description, k=6):
         return overlap + 0.3 * params - min(lines, 200) / 1000.0
 
     by_shape = sorted(defs, key=score, reverse=True)[:k]
-    by_words = [
-        r for r in search(description, k=k) if r.kind in ("function", "method")
-    ][: max(2, k // 2)]
+    worded = [r for r in search(what, k=4 * k) if r.kind in ("function", "method")]
+    by_words = ([r for r in worded if all(f(r) for f in facts)] or worded)[: max(2, k // 2)]
     # Interleaved, so the best of each kind are read (and compared) first: a function whose
     # code holds the description's words, and one whose signature fits it.
     order = []
@@ -187,7 +261,7 @@ def find_function(description, k=6):
             seen.add(key)
             cands.append(d)
     prompts = [
-        f"Does this function {description}?\n"
+        f"Does this function {what}?\n"
         "Answer yes or no first, then one short reason.\n```\n"
         f"{d.text[:1500]}\n```"
         for d in cands
@@ -196,7 +270,7 @@ def find_function(description, k=6):
     found = Found(Candidate(d, a) for d, a in zip(cands, answers))
     found.sort(key=lambda c: not c.says_yes)
     found.description = description
-    _pick(found, description)
+    _pick(found, what)
     return found
 
 
