@@ -1,5 +1,9 @@
 //! Call sites found by text: the grep pattern of a call of a name, and the lines that only
-//! define or mention it (a keyword definition, a comment), which `calls` leaves out.
+//! define or mention it (a keyword definition, a comment, a string), which `calls` leaves out.
+
+use super::non_code;
+use crate::index::grep::{GrepMatch, Haystack};
+use std::ops::Range;
 
 /// `name` as a whole word.
 fn word(name: &str) -> String {
@@ -50,4 +54,50 @@ pub(super) fn commented(line: &str, name: &str) -> bool {
 #[cfg(test)]
 pub(super) fn defines(line: &str, name: &str) -> bool {
     definition_regex(name).is_some_and(|re| re.is_match(line))
+}
+
+/// Keeps the grep hits of a call that are in code: some call on the line starts outside the
+/// file's comments and strings (known languages), or the line is not a comment (others). One
+/// lexing of each file with a hit.
+pub(super) struct InCode<'n> {
+    name: &'n str,
+    call: Option<regex_automata::meta::Regex>,
+    /// The file last lexed: its index, line starts and non-code spans.
+    file: Option<(usize, Vec<usize>, Vec<Range<usize>>)>,
+}
+
+impl<'n> InCode<'n> {
+    pub(super) fn new(name: &'n str) -> Self {
+        InCode {
+            name,
+            call: regex_automata::meta::Regex::new(&call_pattern(name)).ok(),
+            file: None,
+        }
+    }
+
+    pub(super) fn keeps<H: Haystack + ?Sized>(&mut self, hay: &H, m: &GrepMatch) -> bool {
+        let (Some(syn), Some(call)) = (non_code::syntax_of(hay.path(m.file)), &self.call) else {
+            return !commented(&m.text, self.name);
+        };
+        let text = hay.text(m.file);
+        if self.file.as_ref().is_none_or(|(f, _, _)| *f != m.file) {
+            self.file = Some((m.file, line_starts(text), non_code::non_code(text, syn)));
+        }
+        let Some((_, starts, spans)) = &self.file else {
+            return true;
+        };
+        let Some(&start) = starts.get((m.line as usize).saturating_sub(1)) else {
+            return true;
+        };
+        let end = memchr::memchr(b'\n', &text[start..]).map_or(text.len(), |e| start + e);
+        call.find_iter(&text[start..end])
+            .any(|hit| !non_code::inside(spans, start + hit.start()))
+    }
+}
+
+/// The byte offset of each line's start.
+fn line_starts(text: &[u8]) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(memchr::memchr_iter(b'\n', text).map(|i| i + 1))
+        .collect()
 }

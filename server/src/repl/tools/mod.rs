@@ -5,6 +5,7 @@
 
 mod calls;
 mod chunks;
+mod non_code;
 mod results;
 
 use super::blob::BlobReader;
@@ -17,7 +18,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 use std::sync::Arc;
 
-use calls::{call_pattern, commented, definition_regex};
+use calls::{call_pattern, definition_regex};
 pub(super) use chunks::{Chunks, ChunksIter, PyChunk};
 use results::display_name;
 pub(super) use results::{PyDefinition, PySearchHit};
@@ -232,9 +233,16 @@ impl Tools {
         };
         let blob = &*self.blob;
         let definer = definition_regex(name);
-        let out = py.detach(|| grep::grep(blob, &files, &pattern, &opts));
-        let calls = out.matches.into_iter().filter(|m| {
-            !definer.as_ref().is_some_and(|re| re.is_match(&m.text)) && !commented(&m.text, name)
+        let calls = py.detach(|| {
+            let out = grep::grep(blob, &files, &pattern, &opts);
+            let mut in_code = calls::InCode::new(name);
+            out.matches
+                .into_iter()
+                .filter(|m| {
+                    !definer.as_ref().is_some_and(|re| re.is_match(&m.text))
+                        && in_code.keeps(blob, m)
+                })
+                .collect::<Vec<_>>()
         });
         self.hit_list(py, calls)
     }

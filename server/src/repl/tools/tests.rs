@@ -1,4 +1,4 @@
-use super::calls::defines;
+use super::calls::{InCode, commented, defines};
 use super::results::{describe, search_line};
 use super::*;
 use crate::index::Chunk;
@@ -101,6 +101,42 @@ fn call_sites_and_definition_lines() {
     );
     assert!(!defines("let x = parse(a);", "parse"));
     assert_eq!(call_pattern("a.b"), r"\ba\.b\b(?:\s*::\s*<[^()]*>)?\s*\(");
+}
+
+/// `callers()` keeps a hit only when a call on its line is in code: not in a block comment
+/// opened lines above (a doc test in `/*! ... */`), not in a string; files of unknown
+/// languages are judged line by line.
+#[test]
+fn call_sites_in_comments_and_strings_are_dropped() {
+    let rust = "/*! ```compile_fail\nlet mid = partition(v);\n``` */\nfn quick_sort(v: &mut [u8]) {\n    let mid = partition(v);\n    log(\"partition(v) failed\");\n    let x = \"a\"; let m = partition(&mut v[..x.len()]);\n}\n";
+    let py = "'''\npartition(v)\n'''\nx = partition(v)  # partition(v)\n";
+    let md = "Call `partition(v)` first.\n";
+    let hay: &[(&str, &str)] = &[("a.rs", rust), ("b.py", py), ("c.md", md)];
+    let pattern = Pattern::new(&call_pattern("partition"), false).unwrap();
+    let files = grep::select_files(hay, None);
+    let out = grep::grep(hay, &files, &pattern, &GrepOptions::default());
+    let mut in_code = InCode::new("partition");
+    let shown: Vec<String> = out
+        .matches
+        .iter()
+        .map(|m| {
+            let tag = if in_code.keeps(hay, m) {
+                "call"
+            } else {
+                "drop"
+            };
+            format!("{tag} {}:{} {}", hay[m.file].0, m.line, m.text.trim())
+        })
+        .collect();
+    expect_test::expect![[r#"
+        drop a.rs:2 let mid = partition(v);
+        call a.rs:5 let mid = partition(v);
+        drop a.rs:6 log("partition(v) failed");
+        call a.rs:7 let x = "a"; let m = partition(&mut v[..x.len()]);
+        drop b.py:2 partition(v)
+        call b.py:4 x = partition(v)  # partition(v)
+        call c.md:1 Call `partition(v)` first."#]]
+    .assert_eq(&shown.join("\n"));
 }
 
 #[test]
