@@ -95,7 +95,18 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
             }
         }
     }
-    let unclosed_block = matches!(&open, Some((body, true, _)) if !body.trim().is_empty());
+    let mut final_answer = find_final(&prose);
+    let mut unclosed_block = matches!(&open, Some((body, true, _)) if !body.trim().is_empty());
+    // "```repl\nFINAL(8 files ...)" and nothing after: a model answering in its habitual fence,
+    // not a cell cut off by the token limit.
+    if let Some((body, true, _)) = &open
+        && final_answer.is_none()
+        && code_blocks.is_empty()
+        && let Some(text) = final_call_text(body)
+    {
+        final_answer = Some(FinalAnswer::Text(text));
+        unclosed_block = false;
+    }
 
     if code_blocks.is_empty() {
         kept_len = reply.len();
@@ -103,7 +114,7 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
     ParsedReply {
         code_blocks,
         unclosed_block,
-        final_answer: find_final(&prose),
+        final_answer,
         kept: reply[..kept_len].trim_end().to_string(),
     }
 }
@@ -455,6 +466,25 @@ mod tests {
         assert_eq!(
             triple_quote_state("s = '''a''' + \"\"\"b", None),
             Some("\"\"\"")
+        );
+    }
+
+    #[test]
+    fn an_unclosed_fence_holding_only_a_final_is_a_final() {
+        // Recorded from the 1.5B model, asked for its answer after repeating itself.
+        check(
+            "```repl\nFINAL(8 files contain the word `process` (16 matching lines), e.g. anyhow-1.0.105/build.rs and rayon-core-1.13.0/src/lib.rs.)",
+            expect![[r#"
+                final: Some(Text("8 files contain the word `process` (16 matching lines), e.g. anyhow-1.0.105/build.rs and rayon-core-1.13.0/src/lib.rs."))
+            "#]],
+        );
+        // A cell cut off mid-way is still an unclosed block.
+        check(
+            "```repl\nx = grep('a')\nFINAL(x",
+            expect![[r#"
+                unclosed block
+                final: None
+            "#]],
         );
     }
 
