@@ -841,6 +841,7 @@ print(search("zebra"), len(search("area", k=0)))
         src/shapes.rs (4)
         20 0 files match 'zebra' (0 matching lines):
         --- count_by_dir
+        most: src/ (8)
         src/: 8
         py/: 5
         web/: 3
@@ -848,21 +849,26 @@ print(search("zebra"), len(search("area", k=0)))
         -
         (17 more in files above depth 2, in no directory 2 deep)
         -
-        True src/: 3
+        True most: src/ (3)
+        src/: 3
         ./: 1
         py/: 1
         web/: 1
         -
+        most: src/ (2)
         src/: 2
         py/: 1
-        web/: 1 a/b/: 1
+        web/: 1 most: a/b/ (1)
+        a/b/: 1
         (2 more in files above depth 2, in no directory 2 deep)
         [] (nothing to count)
+        most (tied): py/geometry.py, src/shapes.rs (5)
         py/geometry.py: 5
         src/shapes.rs: 5
         src/main.rs: 3
         web/shapes.ts: 3
         README.md: 1
+        most: a/d.rs (2)
         a/d.rs: 2
         a/b/c.rs: 1
         --- search
@@ -914,6 +920,7 @@ print(count_by_dir("Shape"))
         src/main.rs (2)
         src/shapes.rs (3)
         web/shapes.ts (3)
+        most: src/ (5)
         src/: 5
         web/: 3
         py/: 2
@@ -1177,7 +1184,10 @@ impl Pool {
     "#]]
     .assert_eq(&out.stdout);
     let prompts = sub.prompts.lock().unwrap().clone();
-    let asked: Vec<&String> = prompts.iter().filter(|p| p.starts_with("Does this")).collect();
+    let asked: Vec<&String> = prompts
+        .iter()
+        .filter(|p| p.starts_with("Does this"))
+        .collect();
     assert!(
         asked
             .iter()

@@ -47,6 +47,11 @@ impl Run<'_> {
         });
     }
 
+    /// What a FINAL holds, as the chosen recipe says it.
+    pub(super) fn answer_holds(&self) -> &'static str {
+        self.recipes.first().map_or(recipes::ANSWER, |r| r.answer)
+    }
+
     /// The question as repeated to the model each turn: its first paragraph (what follows is
     /// format, such as a refactor's edit rules, shown once).
     pub(super) fn asked(&self) -> &str {

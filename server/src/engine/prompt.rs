@@ -138,14 +138,14 @@ pub const ROOT_STOP: &[&str] = &["\nOutput:"];
 
 /// Repeating the question after each output is what makes a small model notice that the answer
 /// is on screen (measured with the 1.5B local model: without it, it kept searching).
-pub fn turn_steer(question: &str, remaining: u32) -> String {
+pub fn turn_steer(question: &str, remaining: u32, holds: &str) -> String {
     match remaining {
         0 => String::new(),
         1 => format!(
-            "The question is: {question}\nThis is your last turn: reply with FINAL(...) holding the answer and the path:line where you saw it."
+            "The question is: {question}\nThis is your last turn: reply with FINAL(...) holding {holds}."
         ),
         _ => format!(
-            "The question is: {question}\nIf the output above answers it, reply now with FINAL(...) holding the answer and the path:line where you saw it. Otherwise write the next ```repl block ({remaining} turns left)."
+            "The question is: {question}\nIf the output above answers it, reply now with FINAL(...) holding {holds}. Otherwise write the next ```repl block ({remaining} turns left)."
         ),
     }
 }

@@ -19,7 +19,12 @@ pub struct Recipe {
     pub text: &'static str,
     /// The next step to suggest when the model re-runs a cell instead of moving on.
     pub next: &'static str,
+    /// What a FINAL for this shape holds, as the turns' reminders say it.
+    pub answer: &'static str,
 }
+
+/// What a FINAL holds when the recipe does not say.
+pub const ANSWER: &str = "the answer and the path:line where you saw it";
 
 const SOURCES: &[(&str, &str)] = &[
     (
@@ -103,11 +108,16 @@ fn parse(name: &'static str, source: &'static str) -> Recipe {
         .find_map(|l| l.strip_prefix("next:"))
         .unwrap_or_else(|| panic!("recipe {name}: no next: line"))
         .trim();
+    let answer = head
+        .lines()
+        .find_map(|l| l.strip_prefix("answer:"))
+        .map_or(ANSWER, str::trim);
     Recipe {
         name,
         phrases,
         text: text.trim(),
         next,
+        answer,
     }
 }
 

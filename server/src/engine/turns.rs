@@ -156,7 +156,7 @@ impl Run<'_> {
             if parsed.kept.len() < reply.trim_end().len() {
                 text.push_str(&format!("\n{}", prompt::AFTER_CODE_IGNORED));
             }
-            let steer = prompt::turn_steer(self.asked(), max - iteration);
+            let steer = prompt::turn_steer(self.asked(), max - iteration, self.answer_holds());
             if !steer.is_empty() {
                 text.push_str(&format!("\n\n{steer}"));
             }

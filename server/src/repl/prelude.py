@@ -639,6 +639,11 @@ class _DirCounts(list):
     def __repr__(self):
         try:
             rows = [f"{d}: {n}" for d, n in self[:30]]
+            if self:
+                # The answer to "which has the most", on a line of its own.
+                top = [d for d, n in self if n == self[0][1]]
+                lead = "most (tied)" if len(top) > 1 else "most"
+                rows.insert(0, f"{lead}: {', '.join(top[:5])} ({self[0][1]})")
             if len(self) > 30:
                 rows.append(f"... and {len(self) - 30} more {self.noun}")
             if self.above:

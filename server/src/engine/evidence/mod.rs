@@ -53,7 +53,7 @@ impl Run<'_> {
         // A model that copies this cell is told it already ran, with its output.
         self.seen.record(&code, 0, view.clone(), &out);
         self.last_view = view.clone();
-        Ok(Some(shown(&code, &view)))
+        Ok(Some(shown(&code, &view, self.answer_holds())))
     }
 }
 
@@ -688,12 +688,12 @@ fn key_words(question: &str) -> Vec<String> {
 }
 
 /// The evidence as the first message shows it.
-pub fn shown(code: &str, output: &str) -> String {
+pub fn shown(code: &str, output: &str, holds: &str) -> String {
     format!(
         "The engine already ran this first search in the REPL (its variables are there):\n\
          ```repl\n{code}```\nOutput:\n{output}\n\
-         If this output answers the question, reply now with FINAL(...) holding the answer and \
-         the path:line where you saw it. Otherwise write the next ```repl block."
+         If this output answers the question, reply now with FINAL(...) holding {holds}. \
+         Otherwise write the next ```repl block."
     )
 }
 
