@@ -214,14 +214,18 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
             ));
         }
         (Some("implementations"), Some(n)) => {
-            // "Which types implement both A and B?": the answer line first, then the lists.
+            // "Which types implement both A and B?": the answer line, then the impls of those
+            // types only (each list whole is a longer answer to copy by mistake; both stay in
+            // `impls` and `impls2`).
             let both = question.to_lowercase().contains("both");
             match names.get(1).filter(|_| both).map(|n| py_str(n)) {
                 Some(other) => code.push_str(&format!(
                     "impls = implementations({n})\nimpls2 = implementations({other})\n\
                      both = sorted(set(impls.types) & set(impls2.types))\n\
                      print(len(both), \"types implement both\", {n}, \"and\", {other} + \":\", \", \".join(both) or \"none\")\n\
-                     print(impls)\nprint(impls2)\n"
+                     for i in list(impls) + list(impls2):\n    \
+                     if i.type_name in both:\n        \
+                     print(f\"{{i.path}}:{{i.start_line}}: {{i.signature}}\")\n"
                 )),
                 None => code.push_str(&format!("impls = implementations({n})\nprint(impls)\n")),
             }

@@ -193,8 +193,9 @@ fn counting_questions_get_their_filters() {
         impls2 = implementations("Drop")
         both = sorted(set(impls.types) & set(impls2.types))
         print(len(both), "types implement both", "Debug", "and", "Drop" + ":", ", ".join(both) or "none")
-        print(impls)
-        print(impls2)
+        for i in list(impls) + list(impls2):
+            if i.type_name in both:
+                print(f"{i.path}:{i.start_line}: {i.signature}")
     "##]]
     .assert_eq(&cell(
         "Which types implement both the trait `Debug` and the trait `Drop`?",
