@@ -92,7 +92,13 @@ fn block(out: &mut String, title: &str, text: &str) {
 
 fn render(events: &[Event], root: &Path, citations: String) -> String {
     let mut out = String::new();
+    // Sub-calls of one batch finish in any order: each run of them is shown sorted.
+    let mut batch: Vec<String> = Vec::new();
     for e in events {
+        if !matches!(e, Event::SubCall { .. }) {
+            batch.sort();
+            out.extend(batch.drain(..));
+        }
         match e {
             Event::RootMessage {
                 iteration,
@@ -142,7 +148,9 @@ fn render(events: &[Event], root: &Path, citations: String) -> String {
                 let head: String = prompt.chars().take(120).collect();
                 let answer = response.as_deref().or(error.as_deref()).unwrap_or("");
                 let answer: String = answer.chars().take(120).collect();
-                block(&mut out, "sub-call", &format!("{head}\n=> {answer}"));
+                let mut shown = String::new();
+                block(&mut shown, "sub-call", &format!("{head}\n=> {answer}"));
+                batch.push(shown);
             }
             Event::ChildRun {
                 prompt,
@@ -178,6 +186,8 @@ fn render(events: &[Event], root: &Path, citations: String) -> String {
             _ => {}
         }
     }
+    batch.sort();
+    out.extend(batch.drain(..));
     block(&mut out, "citations", &citations);
     // Temporary directories differ from run to run.
     out.replace(&root.display().to_string(), "$WORKSPACE")

@@ -1,5 +1,6 @@
 //! Answers are checked before they are given: a FINAL that cites the made-up names of the
-//! examples, or paths the workspace does not have, is sent back once with what was wrong; the
+//! examples, paths the workspace does not have, or a name in a file that does not hold it
+//! ("`gcd` in src/lib.rs:210"), is sent back once with what was wrong; the
 //! caller's [`FinalCheck`](super::FinalCheck) (a refactor plan's edits and build) may send it
 //! back a few more times.
 
@@ -93,11 +94,20 @@ impl Run<'_> {
             .into_iter()
             .filter(|p| !examples.contains(p))
             .collect();
-        if examples.is_empty() && unknown.is_empty() {
+        // A plan names what its edits create: the files do not hold the new names yet.
+        let plan = self.engine.final_check.is_some()
+            || !self.edits.is_empty()
+            || !self.provisional.is_empty();
+        let misplaced = if plan {
+            Vec::new()
+        } else {
+            citations::misplaced_names(answer, snap)
+        };
+        if examples.is_empty() && unknown.is_empty() && misplaced.is_empty() {
             return None;
         }
         self.citations_checked = true;
-        Some(prompt::bad_citations(&examples, &unknown))
+        Some(prompt::bad_citations(&examples, &unknown, &misplaced))
     }
 }
 

@@ -160,6 +160,58 @@ pub fn check(answer: &str, snap: &Snapshot) -> Vec<Citation> {
         .collect()
 }
 
+/// Names the answer places in a file of the workspace ("`gcd` in src/lib.rs:210", "`gcd`
+/// (src/lib.rs:210)", "`gcd` at `src/lib.rs`") that the file does not hold as a whole word: a
+/// small model joins a real path to a name it made up. `(name, path)` pairs.
+pub fn misplaced_names(answer: &str, snap: &Snapshot) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut rest = answer;
+    while let Some(open) = rest.find('`') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('`') else { break };
+        let span = after[..close].trim().trim_end_matches("()");
+        rest = &after[close + 1..];
+        let name = span.rsplit("::").next().unwrap_or(span);
+        let name = name.rsplit('.').next().unwrap_or(name);
+        let identifier = !name.is_empty()
+            && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !identifier {
+            continue;
+        }
+        let tail = rest.trim_start();
+        let Some(tail) = ["defined in ", "in ", "at ", "from ", "("]
+            .iter()
+            .find_map(|p| tail.strip_prefix(p))
+        else {
+            continue;
+        };
+        let tail = tail.trim_start().trim_start_matches('`');
+        let end = tail
+            .bytes()
+            .position(|b| !is_path_byte(b))
+            .unwrap_or(tail.len());
+        let path = tail[..end].trim_end_matches('.');
+        let Some(file) = snap.get(path) else { continue };
+        if !holds_word(&file.text, name) && !out.iter().any(|(n, p)| n == name && p == path) {
+            out.push((name.to_string(), path.to_string()));
+        }
+    }
+    out
+}
+
+/// Whether `text` holds `word` with no letter, digit or `_` on either side.
+fn holds_word(text: &str, word: &str) -> bool {
+    let bytes = text.as_bytes();
+    let part = |i: usize| {
+        bytes
+            .get(i)
+            .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    memchr::memmem::find_iter(bytes, word.as_bytes())
+        .any(|i| (i == 0 || !part(i - 1)) && !part(i + word.len()))
+}
+
 /// Paths the answer names (with or without a line) that match no file of the workspace, not
 /// even as the end of a longer path (`lib.rs` for `src/lib.rs` is fine). A bare path counts when
 /// it has a directory and a file extension (`src/net.rs`), so prose is not taken for paths.
@@ -287,5 +339,41 @@ mod tests {
             ),
             ["src/net.rs", "src/server.rs"]
         );
+    }
+
+    /// A name the answer places in a real file that does not hold it: a made-up function joined
+    /// to a real path (recorded from the 1.5B model: "`gcd` in rayon-core-1.13.0/src/lib.rs:210").
+    #[test]
+    fn names_placed_in_files_that_do_not_hold_them() {
+        use crate::workspace::{IndexStats, SourceFile};
+        let file = |path: &str, text: &str| SourceFile {
+            path: path.to_string(),
+            text: std::sync::Arc::new(text.into()),
+        };
+        let snap = Snapshot {
+            root: "/w".into(),
+            files: vec![
+                file("src/fmt.rs", "pub fn pass_35(a: u64) -> u64 { a }\n"),
+                file("src/lib.rs", "pub mod fmt;\nfn gcd_of() {}\n"),
+            ],
+            stats: IndexStats::default(),
+        };
+        let found = |answer: &str| {
+            misplaced_names(answer, &snap)
+                .into_iter()
+                .map(|(n, p)| format!("{n} {p}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            found("`gcd` in src/lib.rs:210 computes the greatest common divisor."),
+            ["gcd src/lib.rs"]
+        );
+        assert!(found("`pass_35` in src/fmt.rs:1").is_empty());
+        assert!(found("`fmt::pass_35()` (`src/fmt.rs:1`)").is_empty());
+        assert_eq!(found("`pass_35` at `src/lib.rs`."), ["pass_35 src/lib.rs"]);
+        // No path after the name, or a path the workspace lacks (another check's), or prose.
+        assert!(found("`gcd` computes it; see src/lib.rs").is_empty());
+        assert!(found("`gcd` in src/gcd.rs:3").is_empty());
+        assert!(found("`u64` values in the `src/lib.rs` module").is_empty());
     }
 }

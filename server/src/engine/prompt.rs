@@ -160,8 +160,12 @@ pub fn repeated_code(turn: u32, earlier_view: &str, next: &str) -> String {
 }
 
 /// Shown once when a FINAL cites what this workspace does not have: the made-up names of the
-/// examples, or paths that are not in it.
-pub fn bad_citations(examples: &[String], unknown_paths: &[String]) -> String {
+/// examples, paths that are not in it, or names placed in a file that does not hold them.
+pub fn bad_citations(
+    examples: &[String],
+    unknown_paths: &[String],
+    misplaced: &[(String, String)],
+) -> String {
     let mut s = String::from("Your answer was not accepted. ");
     if !examples.is_empty() {
         s.push_str(&format!(
@@ -188,6 +192,9 @@ pub fn bad_citations(examples: &[String], unknown_paths: &[String]) -> String {
                 "are"
             }
         ));
+    }
+    for (name, path) in misplaced {
+        s.push_str(&format!("`{name}` does not occur in {path}. "));
     }
     s.push_str(
         "Cite only names and paths from the outputs above, or run code to find them; then reply with FINAL(...).",
