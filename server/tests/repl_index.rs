@@ -1151,6 +1151,18 @@ impl Pool {
     pub(crate) unsafe fn push(&self, a: u64, b: u64) {
         let _ = a % b;
     }
+
+    pub fn is_idle(&self) -> bool {
+        true
+    }
+
+    fn is_busy(&self) -> bool {
+        false
+    }
+
+    pub fn size(&self) -> usize {
+        0
+    }
 }
 ";
     let snapshot = Arc::new(Snapshot {
@@ -1194,5 +1206,16 @@ impl Pool {
             .all(|p| p.starts_with("Does this function Computes the greatest common divisor?")),
         "{asked:?}"
     );
+    // "Returns true or false", "public": a `pub` method returning `bool`.
+    let out = repl
+        .exec(
+            "found = find_function('Whether the pool has nothing to do. Facts about it: it is a method (it takes self); it is public; it takes no other parameters; it returns true or false.', k=3)\nprint(sorted(c.name for c in found))",
+            &sub,
+            Some(&*live),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.error, None, "{out:?}");
+    assert_eq!(out.stdout, "['is_idle']\n");
     repl.shutdown().await;
 }

@@ -90,6 +90,23 @@ def _returns(signature):
     return None
 
 
+def _public(signature):
+    """Whether a signature is public as its language says it: Rust's `pub` (not `pub(crate)`),
+    no `private` or `protected` elsewhere, no leading `_` in Python."""
+    if re.search(r"\bfn\b", signature):
+        return bool(re.match(r"\s*pub\s+(?!\()", signature))
+    if re.search(r"\b(?:private|protected)\b", signature):
+        return False
+    return not re.match(r"\s*(?:async\s+)?def\s+_", signature)
+
+
+def _returns_bool(signature):
+    """Whether a signature returns a boolean; None when it does not say its return type."""
+    if re.search(r"(?:->|\)\s*:)\s*(?:bool|boolean|Boolean)\b|\b(?:bool|boolean)\s+\w+\s*\(", signature):
+        return True
+    return None if _returns(signature) is None else False
+
+
 def _what_and_facts(description):
     """The behaviour a description gives, and checks of the facts about its form it states:
     "a free function" / "a method", "takes N (other) parameters", "returns nothing" / "returns
@@ -113,10 +130,12 @@ def _what_and_facts(description):
         checks.append(lambda d, n=n: _own_params(d.signature) == n)
     if re.search(r"\breturns nothing\b|\breturns no value\b|\bdoes not return\b", lower):
         checks.append(lambda d: _returns(d.signature) is not True)
+    elif re.search(r"\breturns (?:true or false|a bool(?:ean)?)\b", lower):
+        checks.append(lambda d: _returns_bool(d.signature) is not False)
     elif re.search(r"\breturns (?:a|an|the|some) ", lower):
         checks.append(lambda d: _returns(d.signature) is not False)
     if re.search(r"\bit is public\b|\ba public\b", lower):
-        checks.append(lambda d: bool(re.match(r"\s*(?:pub\b|public\b|export\b)", d.signature)))
+        checks.append(lambda d: _public(d.signature))
     if re.search(r"\bunsafe\b", lower):
         checks.append(lambda d: "unsafe" in d.signature)
     return what, checks
