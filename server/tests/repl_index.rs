@@ -1219,3 +1219,76 @@ impl Pool {
     assert_eq!(out.stdout, "['is_idle']\n");
     repl.shutdown().await;
 }
+
+/// `rename_symbol` renames code: not prose in comments, strings or a LICENSE, and in Rust not
+/// the fields that share a method's name (`x.terminate` unread as a call, `terminate: latch`);
+/// mentions written as code in comments are renamed. Modelled on rayon-core's
+/// `Registry::terminate`, whose rename over-edited the `terminate` latch field.
+#[tokio::test]
+async fn rename_symbol_renames_code_not_prose_or_fields() {
+    let registry = "\
+pub struct ThreadInfo {
+    terminate: Latch,
+}
+
+impl Registry {
+    /// Decrements the count; see [`Registry::terminate`] and `terminate()`.
+    pub fn terminate(&self) {
+        // If we return early, make sure to terminate the threads.
+        for info in &self.infos {
+            info.terminate.set();
+        }
+        log(\"terminate called\");
+    }
+
+    fn new() -> ThreadInfo {
+        ThreadInfo { terminate: Latch::new() }
+    }
+}
+
+fn stop(r: &Registry) {
+    r.terminate();
+    Registry::terminate(r);
+    let f = Registry::terminate;
+}
+";
+    let snapshot = Arc::new(Snapshot {
+        root: "/ws".into(),
+        files: vec![
+            SourceFile {
+                path: "LICENSE".into(),
+                text: "the licenses shall terminate\n".to_string().into(),
+            },
+            SourceFile {
+                path: "src/registry.rs".into(),
+                text: registry.to_string().into(),
+            },
+        ],
+        stats: IndexStats::default(),
+    });
+    let blob = ContextBlob::write(&snapshot).unwrap();
+    let live = rlm_lsp::engine::LiveIndex::spawn(snapshot, Default::default());
+    assert!(live.wait(Duration::from_secs(60)));
+    let mut repl = Repl::start(cfg(), blob).await.unwrap();
+    let out = repl
+        .exec(
+            "print(rename_symbol('terminate', 'shut_down'))\nprint(proposed_edits())",
+            &Reader::default(),
+            Some(&*live),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.error, None, "{out:?}");
+    expect_test::expect![[r#"
+        6 edits in 1 file: src/registry.rs (6)
+        6 proposed edits:
+        src/registry.rs:6: 'terminate' -> 'shut_down'
+        src/registry.rs:6: 'terminate' -> 'shut_down'
+        src/registry.rs:7: 'terminate' -> 'shut_down'
+        src/registry.rs:21: 'terminate' -> 'shut_down'
+        src/registry.rs:22: 'terminate' -> 'shut_down'
+        src/registry.rs:23: 'terminate' -> 'shut_down'
+    "#]]
+    .assert_eq(&out.stdout);
+    repl.shutdown().await;
+}

@@ -12,12 +12,14 @@ import re
 _new = []  # operations recorded by the running cell, sent with its result
 _all = []  # every operation so far, for proposed_edits()
 _seen = set()  # keys of the operations in _all
-_deps = {}  # context, files_matching: set by install()
+_deps = {}  # context, files_matching, non_code, definitions: set by install()
 
 
-def install(context, files_matching):
+def install(context, files_matching, non_code=None, definitions=None):
     _deps["context"] = context
     _deps["files_matching"] = files_matching
+    _deps["non_code"] = non_code
+    _deps["definitions"] = definitions
 
 
 def take_new():
@@ -123,15 +125,84 @@ def edit_regex(pattern, replacement, paths=None):
     return done
 
 
+def _spans(path):
+    """The comments and strings of `path` as byte ranges, or None (an unknown language)."""
+    non_code = _deps.get("non_code")
+    try:
+        return non_code(path) if non_code else None
+    except Exception:
+        return None
+
+
+def _inside(spans, offset):
+    lo, hi = 0, len(spans)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if spans[mid][1] <= offset:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < len(spans) and spans[lo][0] <= offset
+
+
+def _callable_only(old):
+    """Whether every definition of `old` the index has is a function or method (so a field or a
+    key of the same name is another thing)."""
+    definitions = _deps.get("definitions")
+    try:
+        kinds = {d.kind for d in definitions(old)} if definitions else set()
+    except Exception:
+        return False
+    return bool(kinds) and kinds <= {"function", "method"}
+
+
+# After a name: a field access or a field/key (`.name` not called, `name:` but not `name::`).
+_FIELD_AFTER = re.compile(r"\s*:(?!:)")
+_CALL_AFTER = re.compile(r"\s*(?:\(|::\s*<)")
+
+
+def _in_code_span(text, i):
+    """Whether position `i` of a comment is inside a `code span` (an odd number of backticks
+    before it on its line)."""
+    line_start = text.rfind("\n", 0, i) + 1
+    return text.count("`", line_start, i) % 2 == 1
+
+
 def rename_symbol(old, new, paths=None):
-    """Propose renaming the identifier `old` to `new` wherever it occurs as a whole word
-    (definition, uses, imports, and mentions in comments and docs) in `paths` (default: every
-    file). Returns the edits per file; check them with proposed_edits(). Nothing is written.
+    """Propose renaming the identifier `old` to `new` wherever it occurs as a whole word in the
+    code of `paths` (default: every file): the definition, uses and imports, and mentions in
+    comments written as code (`old`, [`Type::old`]). Prose, strings, and files that are not
+    source code (a LICENSE, a README) are left alone (edit_regex() changes those too). In Rust,
+    when `old` is only a function or method, fields of the same name are left alone too
+    (`x.old` not called, `old: value`). Returns the edits per file; check them with
+    proposed_edits(). Nothing is written.
     Example: rename_symbol("parse_config", "load_config")
     """
     if not (isinstance(old, str) and old.isidentifier() and isinstance(new, str) and new.isidentifier()):
         raise ValueError(f"rename_symbol(old, new) takes two identifiers, not {old!r} and {new!r}")
-    return edit_regex(r"\b" + re.escape(old) + r"\b", new.replace("\\", "\\\\"), paths)
+    pattern = r"\b" + re.escape(old) + r"\b"
+    rx = re.compile(pattern)
+    callable_only = _callable_only(old)
+    done = EditSummary()
+    for path in _paths(pattern, paths):
+        spans = _spans(path)
+        if spans is None:
+            continue  # not source code the lexer knows: prose, manifests, licenses
+        text = _deps["context"][path]
+        rust = path.endswith(".rs")
+        for m in rx.finditer(text):
+            start = _byte(text, m.start())
+            if _inside(spans, start):
+                # In a comment (or a string): only a mention written as code.
+                if not _in_code_span(text, m.start()):
+                    continue
+            elif callable_only and rust:
+                dot = text[max(0, m.start() - 40) : m.start()].rstrip().endswith(".")
+                if (dot and not _CALL_AFTER.match(text, m.end())) or _FIELD_AFTER.match(text, m.end()):
+                    continue
+            _record({"op": "replace", "path": path, "start": start, "end": start + len(old.encode("utf-8")), "text": new})
+            done[path] = done.get(path, 0) + 1
+    return done
 
 
 def create_file(path, text):

@@ -819,7 +819,7 @@ def setup(context, tools, chunks, out, err):
         count_by_file=count_by_file,
         search=search,
     )
-    _rlm_edits.install(context, files_matching)
+    _rlm_edits.install(context, files_matching, _tools.non_code, definitions)
     _HELPERS.update(_rlm_edits.HELPERS)
     _rlm_find.install(llm_query, llm_query_batched, search, symbols)
     _HELPERS.update(_rlm_find.HELPERS)

@@ -328,6 +328,18 @@ impl Tools {
         }
     }
 
+    /// The byte ranges of `path` that are comments or string literals, in order; `None` for a
+    /// file whose language the lexer does not know (see `non_code.rs`).
+    fn non_code(&self, path: &str) -> PyResult<Option<Vec<(usize, usize)>>> {
+        let i = self.file(path)?;
+        Ok(non_code::syntax_of(path).map(|syn| {
+            non_code::non_code(self.blob.text_bytes(i), syn)
+                .into_iter()
+                .map(|r| (r.start, r.end))
+                .collect()
+        }))
+    }
+
     /// Numbered lines `start_line..=end_line` of `path`, e.g. `"  12| text"`.
     #[pyo3(signature = (path, start_line = None, end_line = None))]
     fn read(&self, path: &str, start_line: Option<i64>, end_line: Option<i64>) -> PyResult<String> {
