@@ -1164,6 +1164,14 @@ impl Pool {
         0
     }
 }
+
+pub fn is_ready(pool: &Pool) -> bool {
+    pool.is_idle()
+}
+
+fn is_stuck(pool: &Pool) -> bool {
+    !pool.is_idle()
+}
 ";
     let snapshot = Arc::new(Snapshot {
         root: "/ws".into(),
@@ -1206,17 +1214,18 @@ impl Pool {
             .all(|p| p.starts_with("Does this function Computes the greatest common divisor?")),
         "{asked:?}"
     );
-    // "Returns true or false", "public": a `pub` method returning `bool`.
+    // "Returns true or false", "public": a `pub` function returning `bool`, among the word
+    // search's results (chunks, matched to their definitions).
     let out = repl
         .exec(
-            "found = find_function('Whether the pool has nothing to do. Facts about it: it is a method (it takes self); it is public; it takes no other parameters; it returns true or false.', k=3)\nprint(sorted(c.name for c in found))",
+            "found = find_function('Whether the pool is ready or stuck. Facts about it: it is a free function; it is public; it takes one parameter; it returns true or false.', k=3)\nprint(sorted(c.name for c in found))\nprint(sorted(r.name for r in search('Whether the pool is ready or stuck', k=2)))",
             &sub,
             Some(&*live),
         )
         .await
         .unwrap();
     assert_eq!(out.error, None, "{out:?}");
-    assert_eq!(out.stdout, "['is_idle']\n");
+    assert_eq!(out.stdout, "['is_ready']\n['is_ready', 'is_stuck']\n");
     repl.shutdown().await;
 }
 

@@ -266,8 +266,19 @@ def find_function(description, k=6):
         return overlap + 0.3 * params - min(lines, 200) / 1000.0
 
     by_shape = sorted(defs, key=score, reverse=True)[:k]
-    worded = [r for r in search(what, k=4 * k) if r.kind in ("function", "method")]
-    by_words = ([r for r in worded if all(f(r) for f in facts)] or worded)[: max(2, k // 2)]
+    # Search results are chunks: the definitions they hold (with a signature) stand for them.
+    by_place = {}
+    for d in every:
+        by_place.setdefault((d.path, d.name), []).append(d)
+    worded = []
+    for r in search(what, k=4 * k):
+        if r.kind not in ("function", "method"):
+            continue
+        same = by_place.get((r.path, r.name), [])
+        d = next((d for d in same if r.start_line <= d.start_line <= r.end_line), None)
+        if d is not None and d not in worded:
+            worded.append(d)
+    by_words = ([d for d in worded if all(f(d) for f in facts)] or worded)[: max(2, k // 2)]
     # Interleaved, so the best of each kind are read (and compared) first: a function whose
     # code holds the description's words, and one whose signature fits it.
     order = []
