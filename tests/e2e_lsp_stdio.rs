@@ -59,8 +59,8 @@ fn serve_over_stdio_answers_with_the_local_model() {
         cmd.env_remove(var);
     }
     let mut child = cmd
-        // `--stdio` as vscode-languageclient and others pass it.
-        .args(["serve", "--stdio"])
+        // `--stdio` as vscode-languageclient and others pass it; settings as flags.
+        .args(["serve", "--stdio", "--max-iterations", "12"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -81,6 +81,13 @@ fn serve_over_stdio_answers_with_the_local_model() {
         &mut w,
         &json!({"jsonrpc": "2.0", "method": "initialized", "params": {}}),
     );
+    send(
+        &mut w,
+        &json!({"jsonrpc": "2.0", "id": 4, "method": "workspace/executeCommand", "params": {
+            "command": "rlm.status", "arguments": []}}),
+    );
+    let status = response(&mut r, &mut w, 4);
+    assert_eq!(status["result"]["config"]["maxIterations"], 12, "{status}");
     send(
         &mut w,
         &json!({"jsonrpc": "2.0", "id": 2, "method": "workspace/executeCommand", "params": {

@@ -39,7 +39,7 @@ enum Command {
     /// Walk a workspace and print what would be indexed and what is skipped, with reasons.
     Index(IndexArgs),
     /// Run the language server on stdin/stdout (logs go to stderr; see docs/protocol.md).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run an MCP server on stdin/stdout for coding agents: tools ask, explain, plan_refactor,
     /// search and definitions (see docs/agents.md).
     Mcp(Box<AgentArgs>),
@@ -63,6 +63,9 @@ struct ServeArgs {
     /// is the only transport.
     #[arg(long)]
     stdio: bool,
+    /// What the client's settings start from (and what a `null` setting puts back).
+    #[command(flatten)]
+    settings: rlm_lsp::lsp::Settings,
 }
 
 #[derive(clap::Args)]
@@ -238,11 +241,17 @@ fn main() {
             .build()
             .context("starting the async runtime")
             .and_then(|rt| rt.block_on(edit_commands::explain(*a))),
-        Command::Serve(ServeArgs { stdio: _ }) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")
-            .map(|rt| rt.block_on(rlm_lsp::lsp::serve_stdio(Default::default()))),
+        Command::Serve(a) => {
+            let opts = rlm_lsp::lsp::ServerOptions {
+                settings: Some(a.settings),
+                ..Default::default()
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")
+                .map(|rt| rt.block_on(rlm_lsp::lsp::serve_stdio(opts)))
+        }
         Command::Mcp(a) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -1055,6 +1055,32 @@ async fn many_runs_and_a_malformed_message_never_block_the_server() {
     assert!(parse_error, "no parse error response: {:?}", c.responses);
 }
 
+/// `rlm-lsp serve --max-iterations 9 --max-sub-calls 4`: the command line's settings are what
+/// the client's options start from, and what a `null` puts back.
+#[tokio::test]
+async fn command_line_settings_are_the_base_of_the_clients() {
+    let mut base = rlm_lsp::lsp::Settings::default();
+    base.run.limits.max_iterations = 9;
+    base.run.limits.max_sub_calls = 4;
+    let (mut c, _server) = TestClient::start_with(
+        vec![code("FINAL('one')"), code("FINAL('two')")],
+        FILES,
+        |o| o.settings = Some(base),
+    )
+    .await;
+    // initialize gave maxIterations 5: the client's option wins, the rest is the command line's.
+    let s = c.status().await;
+    assert_eq!(s["config"]["maxIterations"], 5, "{s}");
+    assert_eq!(s["config"]["maxSubCalls"], 4, "{s}");
+    c.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"rlm": {"maxIterations": null}}}),
+    )
+    .await;
+    let r = c.ask("first?").await;
+    assert_eq!(r["result"]["trajectory"][0]["max_iterations"], 9, "{r}");
+}
+
 #[tokio::test]
 async fn configuration_changes_apply_to_the_next_run_and_bad_ones_are_refused() {
     let (mut c, _server) =

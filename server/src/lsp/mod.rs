@@ -55,6 +55,9 @@ pub struct ServerOptions {
     pub max_runs: Option<usize>,
     /// Where answer documents go [default: `answers/` in the user's rlm-lsp cache directory].
     pub answers_dir: Option<PathBuf>,
+    /// The settings the client's options and `null`s start from [default: the `RLM_*`
+    /// environment]: `rlm-lsp serve --max-iterations 8 ...` gives them.
+    pub settings: Option<Settings>,
 }
 
 /// Serves LSP on stdin/stdout until the client exits.
@@ -163,9 +166,12 @@ impl Backend {
     }
 
     async fn initialize_once(&self, params: InitializeParams) -> jsonrpc::Result<InitializeResult> {
-        let (env, env_warning) = Settings::from_env();
+        let (env, env_warning) = match &self.opts.settings {
+            Some(s) => (s.clone(), None),
+            None => Settings::from_env(),
+        };
         let options = params.initialization_options.clone().unwrap_or(Value::Null);
-        let (settings, warning) = match env.overlay(&options) {
+        let (settings, warning) = match env.overlay(&options, &env) {
             Ok(s) => (s, env_warning),
             Err(e) => (
                 env,

@@ -1,7 +1,7 @@
 //! The language server's settings: [`RunSettings`] (by the camelCase names of the `RLM_*`
 //! variables) and what only the server has. `initializationOptions` and configuration changes
-//! are laid over the environment's; nothing here names a setting but the few with rules beyond
-//! their type.
+//! are laid over the command line's (`rlm-lsp serve --max-iterations 8`), which default to the
+//! environment's; nothing here names a setting but the few with rules beyond their type.
 
 use crate::config::RunSettings;
 use serde::{Deserialize, Serialize};
@@ -50,7 +50,7 @@ impl Settings {
     /// them, key by key; `null` puts a setting back to what the environment (or the default)
     /// says. Unknown names and values of the wrong type are errors naming the key: the caller
     /// keeps the settings it had.
-    pub fn overlay(&self, options: &Value) -> Result<Settings, String> {
+    pub fn overlay(&self, options: &Value, base: &Settings) -> Result<Settings, String> {
         let Some(given) = options.as_object() else {
             return if options.is_null() {
                 Ok(self.clone())
@@ -59,7 +59,7 @@ impl Settings {
             };
         };
         let mut merged = by_name(self)?;
-        let env = by_name(&Settings::from_env().0)?;
+        let env = by_name(base)?;
         let mut next = self.clone();
         for (key, value) in given {
             // Every setting serializes, so the names it has are the settings there are.
@@ -168,20 +168,34 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// What `null` puts back: the environment (no command-line settings in these tests).
+    fn environment() -> Settings {
+        Settings::from_env().0
+    }
+
     #[test]
     fn overlay_takes_camel_case_names_and_rejects_unknown_ones() {
         let base = Settings::default();
         let s = base
-            .overlay(&json!({"baseUrl": "http://u:p@h/v1", "model": "m", "maxIterations": 3}))
+            .overlay(
+                &json!({"baseUrl": "http://u:p@h/v1", "model": "m", "maxIterations": 3}),
+                &environment(),
+            )
             .unwrap();
         assert_eq!(s.run.models.model.as_deref(), Some("m"));
         assert_eq!(s.run.limits.max_iterations, 3);
         assert_eq!(s.redacted()["baseUrl"], "http://***@h/v1");
-        assert!(base.overlay(&json!({"nope": 1})).is_err());
-        assert!(base.overlay(&json!({"maxIterations": "x"})).is_err());
+        assert!(base.overlay(&json!({"nope": 1}), &environment()).is_err());
+        assert!(
+            base.overlay(&json!({"maxIterations": "x"}), &environment())
+                .is_err()
+        );
         // null puts a setting back (here: the default, as no RLM_MAX_ITERATIONS is set).
         let reset = s
-            .overlay(&json!({"maxIterations": null, "model": null}))
+            .overlay(
+                &json!({"maxIterations": null, "model": null}),
+                &environment(),
+            )
             .unwrap();
         assert_eq!(
             reset.run.limits.max_iterations,
@@ -190,8 +204,14 @@ mod tests {
         assert_eq!(reset.run.models.model, None);
         let dir = tempfile::tempdir().unwrap();
         let roots = json!({"extraRoots": [dir.path()]});
-        assert_eq!(base.overlay(&roots).unwrap().extra_roots, [dir.path()]);
-        let err = |v: Value| base.overlay(&json!({ "extraRoots": v })).unwrap_err();
+        assert_eq!(
+            base.overlay(&roots, &environment()).unwrap().extra_roots,
+            [dir.path()]
+        );
+        let err = |v: Value| {
+            base.overlay(&json!({ "extraRoots": v }), &environment())
+                .unwrap_err()
+        };
         assert_eq!(
             err(json!(["rel/dir"])),
             "extraRoots: rel/dir is not an absolute path"
@@ -210,12 +230,15 @@ mod tests {
     fn per_endpoint_key_names_and_the_http_opt_in() {
         let base = Settings::default();
         let s = base
-            .overlay(&json!({
-                "apiKeyEnv": "ROOT_KEY",
-                "subApiKeyEnv": "SUB_KEY",
-                "childApiKeyEnv": "CHILD_KEY",
-                "allowInsecureHttp": true,
-            }))
+            .overlay(
+                &json!({
+                    "apiKeyEnv": "ROOT_KEY",
+                    "subApiKeyEnv": "SUB_KEY",
+                    "childApiKeyEnv": "CHILD_KEY",
+                    "allowInsecureHttp": true,
+                }),
+                &environment(),
+            )
             .unwrap();
         assert_eq!(s.run.models.sub_api_key_env.as_deref(), Some("SUB_KEY"));
         assert_eq!(s.run.models.child_api_key_env.as_deref(), Some("CHILD_KEY"));
@@ -226,10 +249,19 @@ mod tests {
         assert_eq!(shown["subApiKeyEnv"], "SUB_KEY");
         assert_eq!(shown["childApiKeyEnv"], "CHILD_KEY");
         assert_eq!(shown["allowInsecureHttp"], true);
-        assert!(base.overlay(&json!({"allowInsecureHttp": "yes"})).is_err());
-        assert!(base.overlay(&json!({"subApiKeyEnv": 1})).is_err());
+        assert!(
+            base.overlay(&json!({"allowInsecureHttp": "yes"}), &environment())
+                .is_err()
+        );
+        assert!(
+            base.overlay(&json!({"subApiKeyEnv": 1}), &environment())
+                .is_err()
+        );
         let reset = s
-            .overlay(&json!({"subApiKeyEnv": null, "allowInsecureHttp": null}))
+            .overlay(
+                &json!({"subApiKeyEnv": null, "allowInsecureHttp": null}),
+                &environment(),
+            )
             .unwrap();
         assert_eq!(reset.run.models.sub_api_key_env, None);
         let env = Settings::from_env().0.run.models;
@@ -244,13 +276,19 @@ mod tests {
         let env = Settings::from_env().0;
         let base = Settings::default();
         let s = base
-            .overlay(&json!({"maxSubCalls": 7, "checkRepairs": 5, "responseCache": "off"}))
+            .overlay(
+                &json!({"maxSubCalls": 7, "checkRepairs": 5, "responseCache": "off"}),
+                &environment(),
+            )
             .unwrap();
         assert_eq!(s.run.limits.max_sub_calls, 7);
         assert_eq!(s.run.check.check_repairs, 5);
         assert_eq!(s.run.models.response_cache, crate::config::CacheMode::Off);
         let reset = s
-            .overlay(&json!({"maxSubCalls": null, "responseCache": null}))
+            .overlay(
+                &json!({"maxSubCalls": null, "responseCache": null}),
+                &environment(),
+            )
             .unwrap();
         assert_eq!(reset.run.limits.max_sub_calls, env.run.limits.max_sub_calls);
         assert_eq!(
@@ -258,22 +296,31 @@ mod tests {
             env.run.models.response_cache
         );
         // A wrong value names its key, and the caller keeps what it had.
-        let err = base.overlay(&json!({"maxCost": "lots"})).unwrap_err();
+        let err = base
+            .overlay(&json!({"maxCost": "lots"}), &environment())
+            .unwrap_err();
         assert!(err.starts_with("maxCost: "), "{err}");
         assert_eq!(
-            base.overlay(&json!({"nope": 1})).unwrap_err(),
+            base.overlay(&json!({"nope": 1}), &environment())
+                .unwrap_err(),
             "unknown setting \"nope\""
         );
-        assert!(base.overlay(&json!({"maxIterations": -1})).is_err());
-        assert!(base.overlay(&json!({"backend": "carrier pigeon"})).is_err());
-        assert!(base.overlay(&json!([1])).is_err());
+        assert!(
+            base.overlay(&json!({"maxIterations": -1}), &environment())
+                .is_err()
+        );
+        assert!(
+            base.overlay(&json!({"backend": "carrier pigeon"}), &environment())
+                .is_err()
+        );
+        assert!(base.overlay(&json!([1]), &environment()).is_err());
         // Every setting the server shows is one it takes.
         let shown = base.redacted();
         let keys = shown.as_object().unwrap();
         assert!(keys.len() >= 30, "{keys:?}");
         let mut given = by_name(&base).unwrap();
         given.retain(|_, v| !v.is_null()); // null would be the environment's
-        let same = base.overlay(&Value::Object(given)).unwrap();
+        let same = base.overlay(&Value::Object(given), &environment()).unwrap();
         assert_eq!(same.run, base.run);
     }
 

@@ -107,6 +107,14 @@ impl Backend {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+            .unwrap_or_else(|| self.base_settings())
+    }
+
+    /// What the client's settings start from: the command line's, else the environment's.
+    pub(super) fn base_settings(&self) -> Settings {
+        self.opts
+            .settings
+            .clone()
             .unwrap_or_else(|| Settings::from_env().0)
     }
 

@@ -147,7 +147,7 @@ impl Backend {
             return;
         }
         let current = self.settings();
-        match current.overlay(&value) {
+        match current.overlay(&value, &self.base_settings()) {
             Ok(next) => {
                 let roots_changed = next.extra_roots != current.extra_roots;
                 *self
