@@ -15,6 +15,9 @@ impl Run<'_> {
         if let Some(complaint) = self.check_citations(answer) {
             return Some(complaint);
         }
+        if let Some(complaint) = self.ranking.take().and_then(|r| r.complaint(answer)) {
+            return Some(complaint);
+        }
         let check = self
             .engine
             .final_check

@@ -254,6 +254,9 @@ struct Run<'a> {
     provisional: Vec<EditOp>,
     /// Final answers sent back by the engine's `FinalCheck`.
     repairs: u32,
+    /// What the first search ranked first for a "which has the most" question, until the
+    /// model runs a cell of its own or an answer was checked against it.
+    ranking: Option<evidence::Ranking>,
 }
 
 /// What a run reads: the workspace, its context blob for the REPL, and its code index.
@@ -380,6 +383,7 @@ impl Engine {
             edits: Vec::new(),
             provisional: Vec::new(),
             repairs: 0,
+            ranking: None,
         };
         run.push(
             0,

@@ -99,6 +99,9 @@ impl Run<'_> {
                     continue;
                 }
                 all_repeats = false;
+                // Its own cell may count differently: the first search's ranking no longer
+                // judges the answer.
+                self.ranking = None;
                 sub.set_iteration(iteration);
                 let out = repl.exec(code, sub, self.index.as_deref()).await?;
                 self.record_cell(iteration, index, code, &out);

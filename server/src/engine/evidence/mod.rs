@@ -7,6 +7,10 @@
 //! question gets `callers(name)`, a "which types implement" question `implementations(name)`,
 //! and every question the best-matching pieces of code (`search`).
 
+mod ranking;
+
+pub use ranking::{Ranking, ranking};
+
 use super::{EngineError, Run, recipes, subcalls::SubCaller};
 use crate::repl::Repl;
 
@@ -49,6 +53,9 @@ impl Run<'_> {
             .filter(|op| !matches!(op, crate::repl::EditOp::Clear))
             .cloned()
             .collect();
+        if recipe == Some("most_by_dir") {
+            self.ranking = ranking(&out.stdout);
+        }
         let view = self.describe_cell(&out, false, 0);
         // A model that copies this cell is told it already ran, with its output.
         self.seen.record(&code, 0, view.clone(), &out);
