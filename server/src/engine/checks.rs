@@ -110,6 +110,22 @@ impl Run<'_> {
             return None;
         }
         self.citations_checked = true;
+        // What the cited line really is in, from the index: the name the answer meant.
+        let places: Vec<(String, u32)> = misplaced
+            .iter()
+            .filter_map(|m| Some((m.path.clone(), m.line?)))
+            .collect();
+        let mut found = match (&self.index, places.is_empty()) {
+            (Some(index), false) => index.enclosing(&places).into_iter(),
+            _ => Vec::new().into_iter(),
+        };
+        let misplaced: Vec<_> = misplaced
+            .into_iter()
+            .map(|m| {
+                let there = m.line.and_then(|_| found.next().flatten()).map(|d| d.name);
+                (m, there)
+            })
+            .collect();
         Some(prompt::bad_citations(&examples, &unknown, &misplaced))
     }
 }

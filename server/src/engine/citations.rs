@@ -162,9 +162,9 @@ pub fn check(answer: &str, snap: &Snapshot) -> Vec<Citation> {
 
 /// Names the answer places in a file of the workspace ("`gcd` in src/lib.rs:210", "`gcd`
 /// (src/lib.rs:210)", "`gcd` at `src/lib.rs`") that the file does not hold as a whole word: a
-/// small model joins a real path to a name it made up. `(name, path)` pairs.
-pub fn misplaced_names(answer: &str, snap: &Snapshot) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
+/// small model joins a real path to a name it made up.
+pub fn misplaced_names(answer: &str, snap: &Snapshot) -> Vec<Misplaced> {
+    let mut out: Vec<Misplaced> = Vec::new();
     let mut rest = answer;
     while let Some(open) = rest.find('`') {
         let after = &rest[open + 1..];
@@ -192,12 +192,34 @@ pub fn misplaced_names(answer: &str, snap: &Snapshot) -> Vec<(String, String)> {
             .position(|b| !is_path_byte(b))
             .unwrap_or(tail.len());
         let path = tail[..end].trim_end_matches('.');
+        // `path:line`: the digits after the colon.
+        let line = tail[end..]
+            .strip_prefix(':')
+            .map(|l| {
+                l.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            })
+            .and_then(|l| l.parse().ok());
         let Some(file) = snap.get(path) else { continue };
-        if !holds_word(&file.text, name) && !out.iter().any(|(n, p)| n == name && p == path) {
-            out.push((name.to_string(), path.to_string()));
+        if !holds_word(&file.text, name) && !out.iter().any(|m| m.name == name && m.path == path) {
+            out.push(Misplaced {
+                name: name.to_string(),
+                path: path.to_string(),
+                line,
+            });
         }
     }
     out
+}
+
+/// A name an answer places in a file that does not hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Misplaced {
+    pub name: String,
+    pub path: String,
+    /// The line the answer cites with the path, if any.
+    pub line: Option<u32>,
 }
 
 /// Whether `text` holds `word` with no letter, digit or `_` on either side.
@@ -361,12 +383,19 @@ mod tests {
         let found = |answer: &str| {
             misplaced_names(answer, &snap)
                 .into_iter()
-                .map(|(n, p)| format!("{n} {p}"))
+                .map(|m| {
+                    format!(
+                        "{} {}{}",
+                        m.name,
+                        m.path,
+                        m.line.map_or(String::new(), |l| format!(":{l}"))
+                    )
+                })
                 .collect::<Vec<_>>()
         };
         assert_eq!(
             found("`gcd` in src/lib.rs:210 computes the greatest common divisor."),
-            ["gcd src/lib.rs"]
+            ["gcd src/lib.rs:210"]
         );
         assert!(found("`pass_35` in src/fmt.rs:1").is_empty());
         assert!(found("`fmt::pass_35()` (`src/fmt.rs:1`)").is_empty());

@@ -164,7 +164,7 @@ pub fn repeated_code(turn: u32, earlier_view: &str, next: &str) -> String {
 pub fn bad_citations(
     examples: &[String],
     unknown_paths: &[String],
-    misplaced: &[(String, String)],
+    misplaced: &[(super::citations::Misplaced, Option<String>)],
 ) -> String {
     let mut s = String::from("Your answer was not accepted. ");
     if !examples.is_empty() {
@@ -193,8 +193,12 @@ pub fn bad_citations(
             }
         ));
     }
-    for (name, path) in misplaced {
-        s.push_str(&format!("`{name}` does not occur in {path}. "));
+    for (m, there) in misplaced {
+        s.push_str(&format!("`{}` does not occur in {}", m.name, m.path));
+        match (m.line, there) {
+            (Some(line), Some(def)) => s.push_str(&format!("; line {line} there is in `{def}`. ")),
+            _ => s.push_str(". "),
+        }
     }
     s.push_str(
         "Cite only names and paths from the outputs above, or run code to find them; then reply with FINAL(...).",
