@@ -997,13 +997,13 @@ async fn cells_report_what_they_read_and_the_namespace() {
     repl.shutdown().await;
 }
 
-/// Answers as a sub model would: a signature guess for the guessing prompt, and "yes" for the
-/// code that holds `%` (the planted gcd), "no" for the rest. Records the prompts.
+/// Answers as a sub model would: a signature guess for the guessing prompt, a sentence on what
+/// a function does (by what its code holds), and "yes" for the code that holds `%` (the planted
+/// gcd), "no" for the rest. Records the prompts.
 #[derive(Default)]
 struct Reader {
     prompts: Mutex<Vec<String>>,
-    /// Says yes to every candidate (as small models do), and picks the one with `%` when
-    /// asked to choose.
+    /// Says yes to every candidate, as small models do.
     yes_to_all: bool,
 }
 
@@ -1017,14 +1017,17 @@ impl SubCalls for Reader {
                     Ok(if p.contains("most likely signature") {
                         // As the 1.5B model writes it (recorded from a real run).
                         "```rust\nfn gcd(a: u64, b: u64) -> u64\n```".to_string()
-                    } else if p.starts_with("Which one of these functions") {
-                        // "N. name" headers; the block holding `%` is the gcd.
-                        let n = p
-                            .split("\n\n")
-                            .filter(|b| b.chars().next().is_some_and(|c| c.is_ascii_digit()))
-                            .position(|b| b.contains(" % "))
-                            .map_or(0, |i| i + 1);
-                        format!("{n}")
+                    } else if p.starts_with("In one sentence, what does this function do?") {
+                        if p.contains(" % ") {
+                            "It computes the greatest common divisor of two numbers by Euclid's algorithm."
+                        } else if p.contains("parse") {
+                            "It reads a port number from a string, 8080 when it is not one."
+                        } else if p.contains("<<") {
+                            "It packs two 32-bit integers into one 64-bit integer."
+                        } else {
+                            "It returns a flag of the pool."
+                        }
+                        .to_string()
                     } else if self.yes_to_all || p.contains(" % ") {
                         "Yes, it repeats remainders until one is zero.".to_string()
                     } else {
@@ -1081,16 +1084,15 @@ pub fn widen(x: u32, y: u32) -> u64 {
         .unwrap();
     assert_eq!(out.error, None, "{out:?}");
     expect_test::expect![[r#"
-        1 of 2 candidates do it: step_7
-        src/lib.rs:1: step_7: Yes, it repeats remainders until one is zero.
-        src/lib.rs:14: widen: No. It does something else.
+        best: step_7 at src/lib.rs:1 (the sub model says it does it; 2 candidates, ranked by how well what they do matches the description)
+        src/lib.rs:1: step_7 [yes]: It computes the greatest common divisor of two numbers by Euclid's algorithm.
+        src/lib.rs:14: widen [no]: It packs two 32-bit integers into one 64-bit integer.
         step_7
     "#]]
     .assert_eq(&out.stdout);
     let first = sub.prompts.lock().unwrap()[0].clone();
     assert!(first.contains("A rust function does this"), "{first}");
-    // A sub model that says yes to everything: one more call, with the candidates side by
-    // side, picks the one that does it.
+    // A sub model that says yes to everything: what it says each one does decides.
     let sub = Reader {
         yes_to_all: true,
         ..Reader::default()
@@ -1105,19 +1107,21 @@ pub fn widen(x: u32, y: u32) -> u64 {
         .unwrap();
     assert_eq!(out.error, None, "{out:?}");
     expect_test::expect![[r#"
-        best: step_7 at src/lib.rs:1 (picked by the sub model among the 2 of 2 candidates it said yes to: step_7, widen)
-        src/lib.rs:1: step_7: Yes, it repeats remainders until one is zero.
-        src/lib.rs:14: widen: Yes, it repeats remainders until one is zero.
+        best: step_7 at src/lib.rs:1 (the sub model says it does it; 2 candidates, ranked by how well what they do matches the description)
+        src/lib.rs:1: step_7 [yes]: It computes the greatest common divisor of two numbers by Euclid's algorithm.
+        src/lib.rs:14: widen [yes]: It packs two 32-bit integers into one 64-bit integer.
         step_7
     "#]]
     .assert_eq(&out.stdout);
+    // The descriptions are asked for without the description searched for (a small model
+    // shown it says yes), and only the closest candidates are asked yes or no.
     let prompts = sub.prompts.lock().unwrap().clone();
-    assert!(
-        prompts
-            .last()
-            .unwrap()
-            .starts_with("Which one of these functions")
-    );
+    let described: Vec<&String> = prompts
+        .iter()
+        .filter(|p| p.starts_with("In one sentence"))
+        .collect();
+    assert_eq!(described.len(), 2, "{prompts:?}");
+    assert!(described.iter().all(|p| !p.contains("divisor")));
     repl.shutdown().await;
 }
 

@@ -3,8 +3,10 @@
 Loaded by the worker as module `_rlm_find` before the prelude (server/src/repl/worker/). When
 a function's name and comments do not say what it does, words find nothing: candidates are
 narrowed by structure instead (a signature the sub model guesses for the description, compared
-with every function's; short functions first), joined with what a word search finds, and the sub
-model reads each candidate and says whether it does it (one batch of sub-calls).
+with every function's; short functions first), joined with what a word search finds. The sub
+model reads each candidate and says what it does, without seeing the description (a small model
+shown it says yes to anything); the candidates are ranked by how many of the description's words
+that and their code share, and the sub model checks the closest few: yes or no.
 """
 
 import re
@@ -147,14 +149,18 @@ _PATHS = re.compile(
 
 
 class Candidate:
-    """A function find_function() looked at: the definition and what the sub model said."""
+    """A function find_function() looked at: the definition, what the sub model said it does,
+    how many of the description's words that (and its code) share, and, for the closest few,
+    whether the sub model says it does what was described."""
 
-    __slots__ = ("definition", "verdict", "says_yes")
+    __slots__ = ("definition", "said", "match", "verdict", "says_yes")
 
-    def __init__(self, definition, verdict):
+    def __init__(self, definition, said, match):
         self.definition = definition
-        self.verdict = verdict.strip()
-        self.says_yes = self.verdict.lower().lstrip("*`'\" ").startswith("yes")
+        self.said = " ".join((said or "").split())
+        self.match = match
+        self.verdict = ""
+        self.says_yes = False
 
     def __getattr__(self, name):
         return getattr(self.definition, name)
@@ -163,74 +169,86 @@ class Candidate:
         d = self.definition
         # The sub model saw one function, not the workspace: a path it names is invented, and
         # an answer copied from this line must not cite it.
-        verdict = _PATHS.sub("(a file)", " ".join(self.verdict.split()))[:100]
-        return f"{d.path}:{d.start_line}: {d.name}: {verdict}"
+        said = _PATHS.sub("(a file)", self.said)[:110]
+        mark = " [yes]" if self.says_yes else (" [no]" if self.verdict else "")
+        return f"{d.path}:{d.start_line}: {d.name}{mark}: {said}"
 
 
 class Found(list):
-    """find_function() results: the candidates the sub model said yes to first (its pick among
-    them, when several said yes, before the others)."""
+    """find_function() results, best first: those the sub model said yes to, then the rest, each
+    group in order of how well what it does matches the description's words."""
 
     description = ""
-    chosen = None
 
     @property
     def best(self):
-        """The candidate the sub model picked, else the first it said yes to, or None."""
-        if self.chosen is not None:
-            return self.chosen
-        return next((c for c in self if c.says_yes), None)
+        """The first candidate the sub model said yes to, else the closest match, or None."""
+        return next((c for c in self if c.says_yes), self[0] if self else None)
 
     def __repr__(self):
         if not self:
             return f"[] (no function to look at for {self.description!r})"
+        b = self.best
         yes = [c for c in self if c.says_yes]
-        if self.chosen is not None:
-            c = self.chosen
+        if yes:
             head = (
-                f"best: {c.name} at {c.path}:{c.start_line} (picked by the sub model among the "
-                f"{len(yes)} of {len(self)} candidates it said yes to: {', '.join(y.name for y in yes)})"
+                f"best: {b.name} at {b.path}:{b.start_line} (the sub model says it does it; "
+                f"{len(self)} candidates, ranked by how well what they do matches the description)"
             )
-        elif yes:
-            head = f"{len(yes)} of {len(self)} candidates do it: {', '.join(c.name for c in yes)}"
         else:
-            head = f"none of {len(self)} candidates does it, by the sub model's reading"
+            head = (
+                f"closest: {b.name} at {b.path}:{b.start_line} (the sub model said yes to none of "
+                f"{len(self)} candidates; ranked by how well what they do matches the description)"
+            )
         return "\n".join([head] + [repr(c) for c in self])
 
 
-# At most this many candidates the sub model said yes to are compared in one prompt.
-_MAX_COMPARED = 6
+# Words that say nothing about what a function does.
+_STOP = frozenset(
+    "a an the of by and or it its for each to in on from with this that is are does do what which "
+    "function method returns return given new one two into as at be if not no whether than then "
+    "all any every other there their them they when where how".split()
+)
 
 
-def _pick(found, description):
-    """When the sub model said yes to several candidates (small models say yes easily), one
-    more sub-call shows them side by side and asks which one does it."""
-    yes = [c for c in found if c.says_yes][:_MAX_COMPARED]
-    if len(yes) < 2:
-        return
-    listing = "\n\n".join(
-        f"{i}. {c.name}\n```\n{c.text[:700]}\n```" for i, c in enumerate(yes, 1)
-    )
-    reply = _deps["llm_query"](
-        f"Which one of these functions {description}?\n\n{listing}\n\n"
-        f"Reply with its number only (1 to {len(yes)})."
-    )
-    m = re.search(r"\d+", reply or "")
-    if m and 1 <= int(m.group()) <= len(yes):
-        chosen = yes[int(m.group()) - 1]
-        found.remove(chosen)
-        found.insert(0, chosen)
-        found.chosen = chosen
+def _stem(word):
+    for suffix in ("ing", "ies", "es", "ed", "ly", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            word = word[: -len(suffix)]
+            break
+    return word[:5]
+
+
+def _words(text):
+    """The stems of the content words of a text, identifiers split (`is_ascii_digit`,
+    `parseInt`)."""
+    text = re.sub(r"([a-z])([A-Z])", r"\1 \2", text or "")
+    return {_stem(w) for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOP and len(w) > 1}
+
+
+def _match(wanted, *texts):
+    """The share of `wanted` (stems) found in the texts."""
+    if not wanted:
+        return 0.0
+    have = set().union(*(_words(t) for t in texts))
+    return len(wanted & have) / len(wanted)
+
+
+# How many of the closest candidates the sub model is asked about, yes or no.
+_CHECKED = 3
 
 
 def find_function(description, k=6):
     """The functions that do what `description` says, when their names and comments may not
     say it. Candidates: functions whose signature is closest to one the sub model guesses for
-    the description (short ones first), and the best word matches (search); the sub model then
-    reads each (k+1 sub-calls, in one batch) and says whether it does it; when it says yes to
-    several, one more sub-call shows those side by side and asks which one does it. Returns
-    them, its pick first, then the other yes, each with .verdict, .says_yes and the
-    definition's .name .path .start_line .text; .best is the pick (or the only yes). Example:
+    the description (short ones first), and the best word matches (search), narrowed by the
+    facts the description states about their form (a method, N parameters, returns nothing,
+    public, unsafe). The sub model says in one sentence what each does (one batch of sub-calls);
+    they are ranked by how many of the description's words that sentence and the code share,
+    and the closest three are checked: does it do what was described, yes or no (one more
+    batch). Returns them best first, each with .said, .match, .verdict, .says_yes and the
+    definition's .name .path .start_line .text; .best is the first yes, else the closest.
+    Example:
         found = find_function("computes a checksum of a byte slice")
         print(found)
     """
@@ -266,21 +284,24 @@ def find_function(description, k=6):
         return overlap + 0.3 * params - min(lines, 200) / 1000.0
 
     by_shape = sorted(defs, key=score, reverse=True)[:k]
-    # Search results are chunks: the definitions they hold (with a signature) stand for them.
-    by_place = {}
+    wanted = _words(what)
+    by_path = {}
     for d in every:
-        by_place.setdefault((d.path, d.name), []).append(d)
+        by_path.setdefault(d.path, []).append(d)
+    # Search results are chunks: a function's chunk stands for its definition; an impl's or a
+    # class's for its methods that share the most words with the description.
     worded = []
     for r in search(what, k=4 * k):
-        if r.kind not in ("function", "method"):
-            continue
-        same = by_place.get((r.path, r.name), [])
-        d = next((d for d in same if r.start_line <= d.start_line <= r.end_line), None)
-        if d is not None and d not in worded:
-            worded.append(d)
+        inside = [d for d in by_path.get(r.path, []) if r.start_line <= d.start_line <= r.end_line]
+        if r.kind in ("function", "method"):
+            group = [d for d in inside if d.name == r.name][:1]
+        else:
+            fits = [d for d in inside if all(f(d) for f in facts)] or inside
+            group = sorted(fits, key=lambda d: -_match(wanted, d.name, d.text[:1500]))[:2]
+        worded += [d for d in group if d not in worded]
     by_words = ([d for d in worded if all(f(d) for f in facts)] or worded)[: max(2, k // 2)]
-    # Interleaved, so the best of each kind are read (and compared) first: a function whose
-    # code holds the description's words, and one whose signature fits it.
+    # Interleaved, so the best of each kind are read: a function whose code holds the
+    # description's words, and one whose signature fits it.
     order = []
     for i in range(max(len(by_shape), len(by_words))):
         order += list(by_words[i : i + 1]) + list(by_shape[i : i + 1])
@@ -290,17 +311,31 @@ def find_function(description, k=6):
         if key not in seen:
             seen.add(key)
             cands.append(d)
-    prompts = [
-        f"Does this function {what}?\n"
-        "Answer yes or no first, then one short reason.\n```\n"
-        f"{d.text[:1500]}\n```"
-        for d in cands
-    ]
-    answers = _deps["llm_query_batched"](prompts) if prompts else []
-    found = Found(Candidate(d, a) for d, a in zip(cands, answers))
-    found.sort(key=lambda c: not c.says_yes)
+    # What each does, in the sub model's words, asked without the description (a small model
+    # shown it repeats it back as a yes).
+    said = _deps["llm_query_batched"](
+        [
+            "In one sentence, what does this function do?\n```\n" + d.text[:1500] + "\n```"
+            for d in cands
+        ]
+    ) if cands else []
+    found = Found(
+        Candidate(d, a, _match(wanted, a, d.name, d.text[:1500])) for d, a in zip(cands, said)
+    )
     found.description = description
-    _pick(found, what)
+    found.sort(key=lambda c: -c.match)
+    checked = found[:_CHECKED]
+    verdicts = _deps["llm_query_batched"](
+        [
+            f"Does this function {what}?\nAnswer yes or no first, then one short reason.\n```\n"
+            f"{c.text[:1500]}\n```"
+            for c in checked
+        ]
+    ) if checked else []
+    for c, v in zip(checked, verdicts):
+        c.verdict = " ".join((v or "").split())
+        c.says_yes = c.verdict.lower().lstrip("*`'\" ").startswith("yes")
+    found.sort(key=lambda c: (not c.says_yes, -c.match))
     return found
 
 
