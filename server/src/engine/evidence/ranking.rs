@@ -1,6 +1,7 @@
 //! What a "which has the most" first search ranked first, to check the answer against: a small
 //! model shown `most: a/x.rs (55)` above `b/y.rs: 10` sometimes answers with a line below the
-//! top. Such an answer goes back once while the model has run no cell of its own.
+//! top, or a path from elsewhere (the workspace summary). Such an answer goes back once while the
+//! model has run no cell of its own.
 
 /// The first search's ranking (`count_by_dir` / `count_by_file` output).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +34,9 @@ pub fn ranking(stdout: &str) -> Option<Ranking> {
 }
 
 impl Ranking {
-    /// What is wrong with `answer`: it names entries the ranking puts below the top, and none
-    /// of the top ones. A directory is named with or without its trailing `/`.
+    /// What is wrong with `answer`: it names none of the top entries, but entries the ranking
+    /// puts below the top or paths it does not list. A directory is named with or without its
+    /// trailing `/`.
     pub fn complaint(&self, answer: &str) -> Option<String> {
         let names = |entry: &str| {
             let e = entry.trim_end_matches('/');
@@ -43,22 +45,31 @@ impl Ranking {
         if self.top.iter().any(|t| names(t)) {
             return None;
         }
-        let named: Vec<String> = self
+        let mut named: Vec<String> = self
             .others
             .iter()
             .filter(|(p, _)| names(p))
             .map(|(p, n)| format!("{p} ({n})"))
             .collect();
         if named.is_empty() {
+            // A path the count does not list at all (copied from the workspace summary).
+            named = answer
+                .split(|c: char| c.is_whitespace() || matches!(c, '`' | '(' | ')' | ',' | '"'))
+                .map(|t| t.trim_end_matches(['.', ':']))
+                .filter(|t| t.contains('/') && !t.starts_with("http"))
+                .map(|t| format!("{t} (not in the count)"))
+                .collect();
+        }
+        if named.is_empty() {
             return None;
         }
         Some(format!(
-            "Your answer was not accepted: it names {}, but the count above puts {} first ({}). \
-             Reply with FINAL(...) naming the one with the most, unless the question asks for \
+            "Your answer was not accepted: the count above puts {} first ({}), not {}. Reply \
+             with FINAL(...) naming the one with the most, unless the question asks for \
              something else.",
-            named.join(", "),
             self.top.join(" and "),
-            self.count
+            self.count,
+            named.join(", "),
         ))
     }
 }
@@ -80,13 +91,20 @@ mod tests {
         assert_eq!(r.others.len(), 2);
         expect_test::expect![[r#"
             Some(
-                "Your answer was not accepted: it names rayon-core-1.13.0/src/scope/mod.rs (10), but the count above puts anyhow-1.0.105/src/error.rs first (55). Reply with FINAL(...) naming the one with the most, unless the question asks for something else.",
+                "Your answer was not accepted: the count above puts anyhow-1.0.105/src/error.rs first (55), not rayon-core-1.13.0/src/scope/mod.rs (10). Reply with FINAL(...) naming the one with the most, unless the question asks for something else.",
             )
         "#]]
         .assert_debug_eq(&r.complaint("rayon-core-1.13.0/src/scope/mod.rs"));
         assert_eq!(r.complaint("anyhow-1.0.105/src/error.rs has 55"), None);
-        // Naming nothing of the list is another check's business.
-        assert_eq!(r.complaint("src/other.rs"), None);
+        // A path the count does not list (recorded at 614cbe6: a path of the workspace
+        // summary's largest files), or no path at all.
+        expect_test::expect![[r#"
+            Some(
+                "Your answer was not accepted: the count above puts anyhow-1.0.105/src/error.rs first (55), not regex-syntax-0.8.12/src/ast/parse.rs (not in the count). Reply with FINAL(...) naming the one with the most, unless the question asks for something else.",
+            )
+        "#]]
+        .assert_debug_eq(&r.complaint("regex-syntax-0.8.12/src/ast/parse.rs"));
+        assert_eq!(r.complaint("I cannot tell."), None);
     }
 
     #[test]

@@ -86,11 +86,58 @@ pub(super) fn signature(text: &str, def_start: usize, name_start: usize) -> Stri
     let start = before.rfind('\n').map_or(lo, |i| lo + i + 1);
     let after = &text[name_start..hi];
     let end = after.find('\n').map_or(hi, |i| name_start + i);
-    let line = text[start..end].trim();
-    match line.char_indices().nth(TEXT_CAP) {
+    // A parameter list broken over lines (rustfmt, black, prettier) runs to the line that
+    // closes it, where the return type is: `pub fn f(\n    a: u8,\n) -> Result<u8> {`.
+    let (end, cap) = match header_end(text, name_start, end, hi) {
+        Some(e) => (e, 2 * TEXT_CAP),
+        None => (end, TEXT_CAP),
+    };
+    let line = collapse(text[start..end].trim());
+    match line.char_indices().nth(cap) {
         Some((i, _)) => line[..i].trim_end().to_owned(),
-        None => line.to_owned(),
+        None => line,
     }
+}
+
+/// When the parentheses opened on the name's line (after the name) close on a later line: the
+/// end of that line, within `hi`.
+fn header_end(text: &str, name_start: usize, line_end: usize, hi: usize) -> Option<usize> {
+    let mut depth = 0i32;
+    for c in text[name_start..line_end].chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+    }
+    if depth <= 0 {
+        return None;
+    }
+    for (i, c) in text[line_end..hi].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        if depth == 0 {
+            let from = line_end + i;
+            return Some(text[from..hi].find('\n').map_or(hi, |e| from + e));
+        }
+    }
+    None
+}
+
+/// Lines joined with single spaces, without the space a broken list leaves inside its
+/// parentheses (`f( a: u8, )` is `f(a: u8)`).
+fn collapse(header: &str) -> String {
+    if !header.contains('\n') {
+        return header.to_owned();
+    }
+    let joined = header.split_whitespace().collect::<Vec<_>>().join(" ");
+    joined
+        .replace("( ", "(")
+        .replace(", )", ")")
+        .replace(" )", ")")
 }
 
 #[cfg(test)]
@@ -124,5 +171,23 @@ mod tests {
         assert_eq!(sig.chars().count(), TEXT_CAP);
         assert_eq!(signature("@dec\ndef f():\n  pass\n", 0, 9), "def f():");
         assert_eq!(signature("é", 0, 1), "é");
+    }
+
+    #[test]
+    fn broken_parameter_lists_keep_their_return_type() {
+        let rust = "    pub fn parse_with(\n        &self,\n        pattern: &str,\n    ) -> Result<Hir, Error> {\n        todo!()\n    }\n";
+        assert_eq!(
+            signature(rust, 4, 11),
+            "pub fn parse_with(&self, pattern: &str) -> Result<Hir, Error> {"
+        );
+        let py = "def run(\n    a,\n    b=1,\n) -> int:\n    return a\n";
+        assert_eq!(signature(py, 0, 4), "def run(a, b=1) -> int:");
+        // Balanced on its line: the line alone, as before.
+        assert_eq!(
+            signature("fn f(a: u8) -> u8 {\n    a\n}\n", 0, 3),
+            "fn f(a: u8) -> u8 {"
+        );
+        // Never closed within reach: the line alone.
+        assert_eq!(signature("fn f(a: u8,\n", 0, 3), "fn f(a: u8,");
     }
 }
