@@ -211,6 +211,21 @@ fn scopes(lang: Language) -> &'static [&'static str] {
             "foreign_mod_item",
             "function_item",
             "block",
+            // Items in the blocks of control flow (syn's tests define a struct in each
+            // `if let` of a Debug impl): statements and their blocks, not other expressions.
+            "expression_statement",
+            "let_declaration",
+            "if_expression",
+            "else_clause",
+            "match_expression",
+            "match_block",
+            "match_arm",
+            "loop_expression",
+            "while_expression",
+            "for_expression",
+            "unsafe_block",
+            "async_block",
+            "closure_expression",
         ],
         Language::Python => &[
             "module",
