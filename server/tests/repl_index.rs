@@ -694,11 +694,11 @@ const SHAPE_FILES: &[(&str, &str)] = &[
     ("web/shapes.ts", SHAPES_TS),
 ];
 
-/// The shapes workspace: its blob and its (complete) tree-sitter index.
-fn shapes() -> (Arc<ContextBlob>, Arc<rlm_lsp::engine::LiveIndex>) {
+/// A workspace of `(path, text)` files: its blob and its (complete) tree-sitter index.
+fn indexed(files: &[(&str, &str)]) -> (Arc<ContextBlob>, Arc<rlm_lsp::engine::LiveIndex>) {
     let snapshot = Arc::new(Snapshot {
         root: "/ws".into(),
-        files: SHAPE_FILES
+        files: files
             .iter()
             .map(|(p, t)| SourceFile {
                 path: p.to_string(),
@@ -711,6 +711,11 @@ fn shapes() -> (Arc<ContextBlob>, Arc<rlm_lsp::engine::LiveIndex>) {
     let index = rlm_lsp::engine::LiveIndex::spawn(snapshot, Default::default());
     assert!(index.wait(Duration::from_secs(60)));
     (blob, index)
+}
+
+/// The shapes workspace, indexed.
+fn shapes() -> (Arc<ContextBlob>, Arc<rlm_lsp::engine::LiveIndex>) {
+    indexed(SHAPE_FILES)
 }
 
 #[tokio::test]
@@ -1061,17 +1066,7 @@ pub fn widen(x: u32, y: u32) -> u64 {
     (x as u64) << 32 | y as u64
 }
 ";
-    let snapshot = Arc::new(Snapshot {
-        root: "/ws".into(),
-        files: vec![SourceFile {
-            path: "src/lib.rs".into(),
-            text: lib.to_string().into(),
-        }],
-        stats: IndexStats::default(),
-    });
-    let blob = ContextBlob::write(&snapshot).unwrap();
-    let live = rlm_lsp::engine::LiveIndex::spawn(snapshot, Default::default());
-    assert!(live.wait(Duration::from_secs(60)));
+    let (blob, live) = indexed(&[("src/lib.rs", lib)]);
     let mut repl = Repl::start(cfg(), blob).await.unwrap();
     let sub = Reader::default();
     let out = repl
@@ -1177,17 +1172,7 @@ fn is_stuck(pool: &Pool) -> bool {
     !pool.is_idle()
 }
 ";
-    let snapshot = Arc::new(Snapshot {
-        root: "/ws".into(),
-        files: vec![SourceFile {
-            path: "src/lib.rs".into(),
-            text: lib.to_string().into(),
-        }],
-        stats: IndexStats::default(),
-    });
-    let blob = ContextBlob::write(&snapshot).unwrap();
-    let live = rlm_lsp::engine::LiveIndex::spawn(snapshot, Default::default());
-    assert!(live.wait(Duration::from_secs(60)));
+    let (blob, live) = indexed(&[("src/lib.rs", lib)]);
     let mut repl = Repl::start(cfg(), blob).await.unwrap();
     let sub = Reader {
         yes_to_all: true,
@@ -1265,23 +1250,10 @@ fn stop(r: &Registry) {
     let f = Registry::terminate;
 }
 ";
-    let snapshot = Arc::new(Snapshot {
-        root: "/ws".into(),
-        files: vec![
-            SourceFile {
-                path: "LICENSE".into(),
-                text: "the licenses shall terminate\n".to_string().into(),
-            },
-            SourceFile {
-                path: "src/registry.rs".into(),
-                text: registry.to_string().into(),
-            },
-        ],
-        stats: IndexStats::default(),
-    });
-    let blob = ContextBlob::write(&snapshot).unwrap();
-    let live = rlm_lsp::engine::LiveIndex::spawn(snapshot, Default::default());
-    assert!(live.wait(Duration::from_secs(60)));
+    let (blob, live) = indexed(&[
+        ("LICENSE", "the licenses shall terminate\n"),
+        ("src/registry.rs", registry),
+    ]);
     let mut repl = Repl::start(cfg(), blob).await.unwrap();
     let out = repl
         .exec(
