@@ -226,6 +226,9 @@ fn scopes(lang: Language) -> &'static [&'static str] {
             "unsafe_block",
             "async_block",
             "closure_expression",
+            // `const _: () = { impl Display for MyError { ... } };`, as derives and probes write.
+            "const_item",
+            "static_item",
         ],
         Language::Python => &[
             "module",
