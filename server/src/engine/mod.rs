@@ -406,6 +406,7 @@ impl Engine {
                 max,
                 summary.as_deref(),
                 evidence.as_deref(),
+                run.ranking.is_some(),
             )),
         );
 

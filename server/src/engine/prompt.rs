@@ -31,12 +31,17 @@ pub fn system_prompt(sub_model_chars: usize, examples: &[&Recipe]) -> String {
 
 /// The first user message: the question and what the workspace looks like, never its text,
 /// then the engine's first search and its output (`evidence`) when it ran one.
+/// The first user message: the question, a summary of the workspace, and the engine's first
+/// search. `ranked`: that search ranked files or directories, and the summary's own lists of
+/// them (largest files, files per directory) are left out: a small model answered "which file
+/// has the most X" with the first of the largest files.
 pub fn first_message(
     snapshot: &Snapshot,
     question: &str,
     max_iterations: u32,
     index_summary: Option<&str>,
     evidence: Option<&str>,
+    ranked: bool,
 ) -> String {
     let files = snapshot.files.len();
     let chars: u64 = snapshot
@@ -86,20 +91,26 @@ pub fn first_message(
         .map(|f| format!("{} ({} chars)", f.path, group_digits(f.text.len() as u64)))
         .collect::<Vec<_>>()
         .join(", ");
+    let lists = if ranked {
+        String::new()
+    } else {
+        format!(
+            "Files by top-level directory: {}\nLargest files: {largest}\n",
+            top(by_dir)
+        )
+    };
     format!(
         "Question: {question}\n\n\
          The workspace is in the REPL as `context`: {files} files, {} characters (about {} tokens), \
          far more than you can read at once.\n\
          Languages: {}\n\
          Files by type: {}\n\
-         Files by top-level directory: {}\n\
-         Largest files: {largest}\n{}\n\
+         {lists}{}\n\
          You have {max_iterations} turns. {}",
         group_digits(chars),
         group_digits(chars / CHARS_PER_TOKEN as u64),
         top(by_lang),
         top(by_ext),
-        top(by_dir),
         index_summary.map(|s| format!("{s}\n")).unwrap_or_default(),
         match evidence {
             Some(e) => e.to_string(),
@@ -269,6 +280,7 @@ mod tests {
             20,
             Some("Definitions: 2 (function 2)"),
             None,
+            false,
         );
         assert!(!msg.contains("fn main"));
         expect![[r#"
