@@ -27,11 +27,28 @@ def install(llm_query, llm_query_batched, search, symbols):
     )
 
 
+# Families of types, so that a guessed `u32` meets a real `u64`: each type word also counts as
+# its family.
+_FAMILIES = (
+    ("#int", re.compile(r"[ui](?:8|16|32|64|128|size)|int|uint|long|short|integer|number|bigint")),
+    ("#float", re.compile(r"f32|f64|float|double|decimal")),
+    ("#str", re.compile(r"str|string|char")),
+    ("#bytes", re.compile(r"u8|bytes|bytearray|byte")),
+)
+
+
 def _tokens(signature):
-    """The type and parameter words of a signature, lowercased: `fn f(a: &[u8]) -> u32` gives
-    u8, u32 (and the names a, f)."""
+    """The type and parameter words of a signature, lowercased, with their families: `fn f(a:
+    &[u8]) -> u32` gives u8, #int, #bytes, u32 (and the names a, f)."""
     words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*|\[\]|\*", signature)
-    return [w.lower() for w in words if w.lower() not in _NOISE]
+    out = []
+    for w in words:
+        w = w.lower()
+        if w in _NOISE:
+            continue
+        out.append(w)
+        out += [family for family, rx in _FAMILIES if rx.fullmatch(w)]
+    return out
 
 
 # Rust's `pub(crate)`, `pub(super)`, `pub(in path)`: parentheses that are not the parameters.
@@ -69,6 +86,13 @@ def _signature_line(reply):
 
 _COUNTS = {"no": 0, "zero": 0, "one": 1, "a single": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 _SELF = re.compile(r"^\s*(?:&\s*(?:'\w+\s+)?(?:mut\s+)?)?(?:mut\s+)?(?:self|this|cls)\b")
+
+
+def _has_receiver(signature):
+    """Whether a signature's first parameter is the receiver (`self`, `&mut self`, `this`)."""
+    signature = _VISIBILITY.sub("pub", signature)
+    start = signature.find("(")
+    return start >= 0 and bool(_SELF.match(signature[start + 1 :]))
 
 
 def _own_params(signature):
@@ -274,14 +298,17 @@ def find_function(description, k=6):
     )
     line = _signature_line(guess)
     guessed = set(_tokens(line))
-    guessed_params = _params(line)
+    guessed_params = _own_params(line)
+    guessed_self = _has_receiver(line)
 
     def score(d):
         sig = _tokens(d.signature)
         overlap = len(guessed & set(sig)) / (len(guessed) or 1)
-        params = 1.0 if guessed_params and _params(d.signature) == guessed_params else 0.0
+        # The same number of parameters besides the receiver, and a receiver on both or neither.
+        params = 1.0 if line and _own_params(d.signature) == guessed_params else 0.0
+        receiver = 1.0 if line and _has_receiver(d.signature) == guessed_self else 0.0
         lines = d.end_line - d.start_line + 1
-        return overlap + 0.3 * params - min(lines, 200) / 1000.0
+        return overlap + 0.3 * params + 0.2 * receiver - min(lines, 200) / 1000.0
 
     by_shape = sorted(defs, key=score, reverse=True)[:k]
     wanted = _words(what)
