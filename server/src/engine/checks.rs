@@ -51,6 +51,21 @@ impl Run<'_> {
         });
     }
 
+    /// Whether the run plans edits (a refactor, or edits proposed) rather than answers.
+    pub(super) fn is_plan(&self) -> bool {
+        self.engine.final_check.is_some() || !self.edits.is_empty() || !self.provisional.is_empty()
+    }
+
+    /// An answer as it is given: a path it nearly names (`regex_syntax-0.8.12/...` for
+    /// `regex-syntax-0.8.12/...`), still there after the model was told once, is mended.
+    pub(super) fn mended(&self, answer: String) -> String {
+        if self.is_plan() {
+            answer
+        } else {
+            citations::mend_paths(&answer, self.snapshot)
+        }
+    }
+
     /// What a FINAL holds, as the chosen recipe says it.
     pub(super) fn answer_holds(&self) -> &'static str {
         self.recipes.first().map_or(recipes::ANSWER, |r| r.answer)
@@ -98,10 +113,7 @@ impl Run<'_> {
             .filter(|p| !examples.contains(p))
             .collect();
         // A plan names what its edits create: the files do not hold the new names yet.
-        let plan = self.engine.final_check.is_some()
-            || !self.edits.is_empty()
-            || !self.provisional.is_empty();
-        let misplaced = if plan {
+        let misplaced = if self.is_plan() {
             Vec::new()
         } else {
             citations::misplaced_names(answer, snap)
@@ -110,6 +122,13 @@ impl Run<'_> {
             return None;
         }
         self.citations_checked = true;
+        let unknown: Vec<(String, Option<String>)> = unknown
+            .into_iter()
+            .map(|p| {
+                let near = citations::nearest_path(&p, snap);
+                (p, near)
+            })
+            .collect();
         // What the cited line really is in, from the index: the name the answer meant.
         let places: Vec<(String, u32)> = misplaced
             .iter()

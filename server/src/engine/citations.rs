@@ -160,6 +160,50 @@ pub fn check(answer: &str, snap: &Snapshot) -> Vec<Citation> {
         .collect()
 }
 
+/// The one file of the workspace a near-miss path means: the same but for `_` and `-` or case
+/// (`regex_syntax-0.8.12/src/ast/visitor.rs`), else the only file ending with its last two
+/// components so spelled.
+pub fn nearest_path(path: &str, snap: &Snapshot) -> Option<String> {
+    let norm = |p: &str| p.trim_start_matches("./").to_lowercase().replace('_', "-");
+    let want = norm(path);
+    let same: Vec<&str> = snap
+        .files
+        .iter()
+        .map(|f| f.path.as_str())
+        .filter(|p| norm(p) == want)
+        .collect();
+    if let [one] = same.as_slice() {
+        return Some(one.to_string());
+    }
+    let tail: Vec<&str> = want.rsplit('/').take(2).collect();
+    if tail.len() < 2 {
+        return None;
+    }
+    let suffix = format!("/{}/{}", tail[1], tail[0]);
+    let ends: Vec<&str> = snap
+        .files
+        .iter()
+        .map(|f| f.path.as_str())
+        .filter(|p| norm(&format!("/{p}")).ends_with(&suffix))
+        .collect();
+    match ends.as_slice() {
+        [one] => Some(one.to_string()),
+        _ => None,
+    }
+}
+
+/// `answer` with each path the workspace lacks replaced by the one file it nearly names (see
+/// [`nearest_path`]); other paths are left as they are (and marked unverified where shown).
+pub fn mend_paths(answer: &str, snap: &Snapshot) -> String {
+    let mut out = answer.to_string();
+    for p in unknown_paths(answer, snap) {
+        if let Some(real) = nearest_path(&p, snap) {
+            out = out.replace(&p, &real);
+        }
+    }
+    out
+}
+
 /// Names the answer places in a file of the workspace ("`gcd` in src/lib.rs:210", "`gcd`
 /// (src/lib.rs:210)", "`gcd` at `src/lib.rs`") that the file does not hold as a whole word: a
 /// small model joins a real path to a name it made up.
@@ -361,6 +405,42 @@ mod tests {
             ),
             ["src/net.rs", "src/server.rs"]
         );
+    }
+
+    #[test]
+    fn near_miss_paths_are_mended() {
+        use crate::workspace::{IndexStats, SourceFile};
+        let snap = Snapshot {
+            root: "/w".into(),
+            files: [
+                "regex-syntax-0.8.12/src/ast/visitor.rs",
+                "a/src/lib.rs",
+                "b/src/lib.rs",
+            ]
+            .iter()
+            .map(|p| SourceFile {
+                path: p.to_string(),
+                text: std::sync::Arc::new("x\n".into()),
+            })
+            .collect(),
+            stats: IndexStats::default(),
+        };
+        // Recorded from the 1.5B model at f4d4b25 (aggregate-1m-0), given again after it was
+        // sent back once.
+        assert_eq!(
+            mend_paths(
+                "74 match, e.g. regex_syntax-0.8.12/src/ast/visitor.rs:118: pub fn visit",
+                &snap
+            ),
+            "74 match, e.g. regex-syntax-0.8.12/src/ast/visitor.rs:118: pub fn visit"
+        );
+        assert_eq!(
+            nearest_path("x/ast/visitor.rs", &snap).as_deref(),
+            Some("regex-syntax-0.8.12/src/ast/visitor.rs")
+        );
+        // Two files end with src/lib.rs: no guess.
+        assert_eq!(nearest_path("c/src/lib.rs", &snap), None);
+        assert_eq!(mend_paths("see src/net.rs:12", &snap), "see src/net.rs:12");
     }
 
     /// A name the answer places in a real file that does not hold it: a made-up function joined

@@ -414,6 +414,7 @@ impl Engine {
         let outcome = run.iterate(&mut repl, &sub, max, evidence.is_some()).await;
         repl.shutdown().await;
         let (answer, stop_reason, iterations) = outcome?;
+        let answer = run.mended(answer);
         // However the run ended (a plain answer is not checked), the engine's own edits stand
         // when the model made none.
         run.adopt_provisional(&answer);

@@ -174,7 +174,7 @@ pub fn repeated_code(turn: u32, earlier_view: &str, next: &str) -> String {
 /// examples, paths that are not in it, or names placed in a file that does not hold them.
 pub fn bad_citations(
     examples: &[String],
-    unknown_paths: &[String],
+    unknown_paths: &[(String, Option<String>)],
     misplaced: &[(super::citations::Misplaced, Option<String>)],
 ) -> String {
     let mut s = String::from("Your answer was not accepted. ");
@@ -194,7 +194,10 @@ pub fn bad_citations(
             "{} {} not in this workspace. ",
             unknown_paths
                 .iter()
-                .map(|e| format!("`{e}`"))
+                .map(|(e, near)| match near {
+                    Some(n) => format!("`{e}` (did you mean `{n}`?)"),
+                    None => format!("`{e}`"),
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
             if unknown_paths.len() == 1 {
