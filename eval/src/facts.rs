@@ -168,6 +168,13 @@ fn function(node: Node, src: &[u8], path: &str) -> Option<FnFact> {
         for p in ps.named_children(&mut cursor) {
             match p.kind() {
                 "self_parameter" => has_self = true,
+                // `self: Arc<Self>` is a receiver too, parsed as a typed parameter.
+                "parameter"
+                    if p.child_by_field_name("pattern")
+                        .is_some_and(|pat| text_of(pat, src) == "self") =>
+                {
+                    has_self = true
+                }
                 "parameter" | "variadic_parameter" => {
                     params += 1;
                     if let Some(t) = p.child_by_field_name("type") {
@@ -469,6 +476,17 @@ impl Foo<u8> { pub async unsafe fn make(x: &str, y: Vec<u8>) -> io::Result<Self>
 // helper(3) in a comment is not a call
 fn s() -> &'static str { "helper(4)" }
 "#;
+
+    /// `self: Arc<Self>` is a receiver, as `&self` is (tokio's `try_acquire_owned` was
+    /// described as "an associated function without self" that "takes one other parameter").
+    #[test]
+    fn a_typed_self_is_a_receiver() {
+        let src = "impl S {\n    pub fn owned(self: Arc<Self>) -> u8 { 0 }\n}\n";
+        let f = analyze("src/lib.rs", src);
+        let owned = f.fns.iter().find(|x| x.name == "owned").unwrap();
+        assert!(owned.has_self);
+        assert_eq!(owned.params, 0);
+    }
 
     #[test]
     fn functions_with_signatures_and_docs() {
