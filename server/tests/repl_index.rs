@@ -1164,6 +1164,8 @@ impl Pool {
     }
 }
 
+/// Whether the pool can take work.
+#[inline]
 pub fn is_ready(pool: &Pool) -> bool {
     pool.is_idle()
 }
@@ -1215,6 +1217,13 @@ fn is_stuck(pool: &Pool) -> bool {
         .unwrap();
     assert_eq!(out.error, None, "{out:?}");
     assert_eq!(out.stdout, "['is_ready']\n['is_ready', 'is_stuck']\n");
+    // The sub model reads a candidate with its doc comment and attributes.
+    let prompts = sub.prompts.lock().unwrap().clone();
+    assert!(
+        prompts.iter().any(|p| p.starts_with("In one sentence")
+            && p.contains("/// Whether the pool can take work.\n#[inline]\npub fn is_ready")),
+        "{prompts:?}"
+    );
     repl.shutdown().await;
 }
 

@@ -21,10 +21,36 @@ _NOISE = frozenset(
 )
 
 
-def install(llm_query, llm_query_batched, search, symbols):
+def install(llm_query, llm_query_batched, search, symbols, context=None):
     _deps.update(
-        llm_query=llm_query, llm_query_batched=llm_query_batched, search=search, symbols=symbols
+        llm_query=llm_query,
+        llm_query_batched=llm_query_batched,
+        search=search,
+        symbols=symbols,
+        context=context,
     )
+
+
+# A line of a doc comment, a comment or an attribute just above a definition.
+_ABOVE = re.compile(r"\s*(?:///|//!|//|/\*|\*|#\[|#!\[|@\w|#(?!include|define|if|endif))")
+
+
+def _with_doc(d, cap=1500):
+    """The definition's text with the comments and attributes right above it (its doc comment,
+    which the index keeps apart from the item), at most `cap` characters."""
+    text = d.text
+    context = _deps.get("context")
+    try:
+        lines = context[d.path].split("\n") if context is not None else []
+    except Exception:
+        lines = []
+    above = []
+    i = d.start_line - 2
+    while i >= 0 and len(above) < 30 and lines[i].strip() and _ABOVE.match(lines[i]):
+        above.append(lines[i])
+        i -= 1
+    doc = "\n".join(reversed(above))
+    return ((doc + "\n" if doc else "") + text)[:cap]
 
 
 # Families of types, so that a guessed `u32` meets a real `u64`: each type word also counts as
@@ -324,7 +350,7 @@ def find_function(description, k=6):
             group = [d for d in inside if d.name == r.name][:1]
         else:
             fits = [d for d in inside if all(f(d) for f in facts)] or inside
-            group = sorted(fits, key=lambda d: -_match(wanted, d.name, d.text[:1500]))[:2]
+            group = sorted(fits, key=lambda d: -_match(wanted, d.name, _with_doc(d)))[:2]
         worded += [d for d in group if d not in worded]
     by_words = ([d for d in worded if all(f(d) for f in facts)] or worded)[: max(2, k // 2)]
     # Interleaved, so the best of each kind are read: a function whose code holds the
@@ -340,14 +366,12 @@ def find_function(description, k=6):
             cands.append(d)
     # What each does, in the sub model's words, asked without the description (a small model
     # shown it repeats it back as a yes).
+    texts = [_with_doc(d) for d in cands]
     said = _deps["llm_query_batched"](
-        [
-            "In one sentence, what does this function do?\n```\n" + d.text[:1500] + "\n```"
-            for d in cands
-        ]
+        ["In one sentence, what does this function do?\n```\n" + t + "\n```" for t in texts]
     ) if cands else []
     found = Found(
-        Candidate(d, a, _match(wanted, a, d.name, d.text[:1500])) for d, a in zip(cands, said)
+        Candidate(d, a, _match(wanted, a, d.name, t)) for d, a, t in zip(cands, said, texts)
     )
     found.description = description
     found.sort(key=lambda c: -c.match)
@@ -355,7 +379,7 @@ def find_function(description, k=6):
     verdicts = _deps["llm_query_batched"](
         [
             f"Does this function {what}?\nAnswer yes or no first, then one short reason.\n```\n"
-            f"{c.text[:1500]}\n```"
+            f"{_with_doc(c.definition)}\n```"
             for c in checked
         ]
     ) if checked else []

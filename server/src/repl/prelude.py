@@ -821,7 +821,7 @@ def setup(context, tools, chunks, out, err):
     )
     _rlm_edits.install(context, files_matching, _tools.non_code, definitions)
     _HELPERS.update(_rlm_edits.HELPERS)
-    _rlm_find.install(llm_query, llm_query_batched, search, symbols)
+    _rlm_find.install(llm_query, llm_query_batched, search, symbols, context)
     _HELPERS.update(_rlm_find.HELPERS)
     _ns.update(_HELPERS)
     if not getattr(sys, "argv", None):
