@@ -38,7 +38,18 @@ _ABOVE = re.compile(r"\s*(?:///|//!|//|/\*|\*|#\[|#!\[|@\w|#(?!include|define|if
 def _with_doc(d, cap=1500):
     """The definition's text with the comments and attributes right above it (its doc comment,
     which the index keeps apart from the item), at most `cap` characters."""
-    text = d.text
+    doc = _doc_of(d)
+    return ((doc + "\n" if doc else "") + d.text)[:cap]
+
+
+_DOCSTRING = re.compile(r"\A[^\n]*:\s*\n\s*(\"\"\"|\'\'\')(.*?)\1", re.S)
+
+
+def _doc_of(d):
+    """The comment and attribute lines right above a definition, or a Python docstring."""
+    m = _DOCSTRING.match(d.text or "")
+    if m:
+        return m.group(2)
     context = _deps.get("context")
     try:
         lines = context[d.path].split("\n") if context is not None else []
@@ -49,8 +60,7 @@ def _with_doc(d, cap=1500):
     while i >= 0 and len(above) < 30 and lines[i].strip() and _ABOVE.match(lines[i]):
         above.append(lines[i])
         i -= 1
-    doc = "\n".join(reversed(above))
-    return ((doc + "\n" if doc else "") + text)[:cap]
+    return "\n".join(reversed(above))
 
 
 # Families of types, so that a guessed `u32` meets a real `u64`: each type word also counts as
@@ -370,8 +380,10 @@ def find_function(description, k=6):
     said = _deps["llm_query_batched"](
         ["In one sentence, what does this function do?\n```\n" + t + "\n```" for t in texts]
     ) if cands else []
+    # Matched on prose (the sentence, the doc comment) and the name, not the body: a long
+    # function's code holds many of any description's words.
     found = Found(
-        Candidate(d, a, _match(wanted, a, d.name, t)) for d, a, t in zip(cands, said, texts)
+        Candidate(d, a, _match(wanted, a, d.name, _doc_of(d))) for d, a in zip(cands, said)
     )
     found.description = description
     found.sort(key=lambda c: -c.match)
