@@ -22,7 +22,8 @@ mod turns;
 pub use budget::{Budget, BudgetKind, ModelUsage, Spent};
 pub use live_index::LiveIndex;
 pub use parse::{
-    FinalAnswer, ParsedReply, final_call_text, is_empty_reply, is_placeholder, parse_reply,
+    FinalAnswer, ParsedReply, final_call_text, is_empty_reply, is_placeholder, leading_final,
+    parse_reply,
 };
 pub use plan_check::PlanCheck;
 pub use trajectory::Event;

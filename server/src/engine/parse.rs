@@ -207,6 +207,19 @@ pub fn find_final(prose: &str) -> Option<FinalAnswer> {
     None
 }
 
+/// A block that is not Python (it failed to parse, or the model was told not to write code)
+/// whose first line is one whole `FINAL(...)` call, with the evidence pasted under it: the text
+/// inside. `final_call_text` with the lines after the call.
+pub fn leading_final(block: &str) -> Option<String> {
+    let first = block.trim().lines().next()?;
+    let rest = first
+        .strip_prefix("FINAL(")
+        .or_else(|| first.strip_prefix("FINAL_VAR("))?;
+    // The call must close on its first line.
+    (balanced_prefix(rest).len() < rest.trim_end().len()).then_some(())?;
+    final_call_text(first)
+}
+
 /// A code block that is nothing but `FINAL(...)`: the text inside, unquoted. Small models write
 /// `FINAL(The answer is ...)` as code; Python rejects the unquoted prose, but the intent is plain.
 pub fn final_call_text(block: &str) -> Option<String> {
@@ -467,6 +480,20 @@ mod tests {
             triple_quote_state("s = '''a''' + \"\"\"b", None),
             Some("\"\"\"")
         );
+    }
+
+    #[test]
+    fn a_final_line_over_pasted_evidence_is_the_answer() {
+        // Recorded from the 1.5B model at 4f20ece, asked for its answer after repeating itself.
+        let block = "FINAL(74 of 4601 definitions match)\nregex-syntax-0.8.12/src/ast/visitor.rs:118: fn visit<V: Visitor>(ast: &Ast, visitor: V) -> Result<V::Output, V::Err> {\n";
+        assert_eq!(
+            leading_final(block).as_deref(),
+            Some("74 of 4601 definitions match")
+        );
+        assert_eq!(final_call_text(block), None);
+        // A first line that does not close its call is not one.
+        assert_eq!(leading_final("FINAL(a,\nb)\nx = 1"), None);
+        assert_eq!(leading_final("x = 1\nFINAL(x)"), None);
     }
 
     #[test]

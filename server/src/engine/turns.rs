@@ -4,7 +4,7 @@
 use super::subcalls::SubCaller;
 use super::{
     EngineError, FinalAnswer, Run, StopReason, final_call_text, is_empty_reply, is_placeholder,
-    parse_reply, prompt,
+    leading_final, parse_reply, prompt,
 };
 use crate::llm::ChatMessage;
 use crate::repl::Repl;
@@ -112,7 +112,7 @@ impl Run<'_> {
                     out.error
                         .as_deref()
                         .is_some_and(|e| e.contains("SyntaxError"))
-                        .then(|| final_call_text(code))
+                        .then(|| final_call_text(code).or_else(|| leading_final(code)))
                         .flatten()
                 });
                 let mut view = self.describe_cell(&out, numbered, index);
@@ -187,19 +187,18 @@ impl Run<'_> {
             .push(ChatMessage::assistant(parsed.kept.clone()));
         // Code asked for at the end is no answer either: what it would have read is in the
         // last output the model saw.
+        // Told not to write code, a block opening with a whole FINAL(...) line is its answer.
+        let in_code = |b: &String| final_call_text(b).or_else(|| leading_final(b));
         let only_code = parsed.final_answer.is_none()
             && !parsed.code_blocks.is_empty()
-            && parsed
-                .code_blocks
-                .iter()
-                .all(|b| final_call_text(b).is_none());
+            && parsed.code_blocks.iter().all(|b| in_code(b).is_none());
         let answer = match parsed.final_answer {
             Some(FinalAnswer::Text(t)) => t,
             Some(FinalAnswer::Var(name)) => repl
                 .get_var(&name)
                 .await?
                 .unwrap_or_else(|| reply.trim().to_string()),
-            None => match parsed.code_blocks.first().and_then(|b| final_call_text(b)) {
+            None => match parsed.code_blocks.first().and_then(in_code) {
                 Some(t) => t,
                 None => reply.trim().to_string(),
             },
