@@ -380,10 +380,11 @@ def find_function(description, k=6):
     said = _deps["llm_query_batched"](
         ["In one sentence, what does this function do?\n```\n" + t + "\n```" for t in texts]
     ) if cands else []
-    # Matched on prose (the sentence, the doc comment) and the name, not the body: a long
-    # function's code holds many of any description's words.
+    # Matched on prose (the sentence, the doc comment) and the name, and a quarter on the body:
+    # a long function's code holds many of any description's words.
     found = Found(
-        Candidate(d, a, _match(wanted, a, d.name, _doc_of(d))) for d, a in zip(cands, said)
+        Candidate(d, a, _match(wanted, a, d.name, _doc_of(d)) + 0.25 * _match(wanted, t))
+        for d, a, t in zip(cands, said, texts)
     )
     found.description = description
     found.sort(key=lambda c: -c.match)

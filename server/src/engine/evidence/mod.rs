@@ -267,6 +267,11 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
             Some(filter) => code.push_str(&filter),
             None => structural = false,
         },
+        // "Which function contains the note that ...": text inside a function, found by words;
+        // the word search prints each line with the function it is in.
+        (Some("behaviour"), _) if asks_what_holds_text(question) => {
+            word_search(&mut code, question, true);
+        }
         (Some("behaviour"), _) => {
             // Candidates by structure and words, each read by the sub model, which is asked
             // about the behaviour alone ("computes X"), not the whole question.
@@ -286,7 +291,7 @@ pub fn cell(question: &str, recipe: Option<&str>) -> String {
         }
     }
     if !structural {
-        word_search(&mut code, question);
+        word_search(&mut code, question, false);
     }
     code
 }
@@ -409,6 +414,36 @@ fn asks_for_a_file(question: &str) -> bool {
         })
 }
 
+/// Whether a "which function" question asks where some text is (a note, a comment, a message)
+/// rather than what the function does.
+fn asks_what_holds_text(question: &str) -> bool {
+    let lower = question.to_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).collect();
+    let holds = words.iter().any(|w| {
+        matches!(
+            *w,
+            "contains" | "contain" | "containing" | "holds" | "mentions" | "mentioning"
+        )
+    });
+    let text = words.iter().any(|w| {
+        matches!(
+            *w,
+            "note"
+                | "comment"
+                | "comments"
+                | "string"
+                | "message"
+                | "text"
+                | "todo"
+                | "fixme"
+                | "literal"
+                | "log"
+                | "line"
+        )
+    });
+    holds && text
+}
+
 /// Whether a question is about calls ("how many files call X", "... invoke X").
 fn asks_about_calls(question: &str) -> bool {
     question
@@ -423,8 +458,10 @@ fn asks_about_calls(question: &str) -> bool {
 }
 
 /// A word search for the question: the lines of the best pieces that hold most of its words
-/// (often the answer itself), each with the definition it is in, then the pieces.
-fn word_search(code: &mut String, question: &str) {
+/// (often the answer itself), each with the definition it is in, then the pieces. With
+/// `holder_first` each line starts with that definition (the answer to "which function
+/// contains ...").
+fn word_search(code: &mut String, question: &str, holder_first: bool) {
     code.push_str(&format!("found = search({}, k=5)\n", py_str(question)));
     let words = key_words(question);
     if !words.is_empty() {
@@ -445,7 +482,14 @@ fn word_search(code: &mut String, question: &str) {
         code.push_str("best = -min(lines)[0] if lines else 0\n");
         code.push_str("for h, path, n, where, l in sorted(lines)[:6]:\n");
         code.push_str("    if -h >= max(1, best - 1):\n");
-        code.push_str("        print(f\"{path}:{n}{where}: {l}\")\n");
+        if holder_first {
+            // `where` is " (in KIND NAME)".
+            code.push_str(
+                "        print(f\"{where[5:-1] if where else 'top level'} at {path}:{n}: {l}\")\n",
+            );
+        } else {
+            code.push_str("        print(f\"{path}:{n}{where}: {l}\")\n");
+        }
     }
     code.push_str("print(found)\n");
 }

@@ -87,6 +87,16 @@ fn the_cell_follows_the_recipe() {
         "Which function computes a CRC of a buffer?",
         Some("behaviour"),
     ));
+    // Where some text is, not what a function does: the word search, which names the function
+    // each line is in (the haystack test's question).
+    let text = cell(
+        "Which function contains the note that states the magic number? Name the function.",
+        Some("behaviour"),
+    );
+    assert!(
+        text.contains("found = search(") && !text.contains("find_function"),
+        "{text}"
+    );
 }
 
 #[test]
