@@ -304,9 +304,9 @@ def find_function(description, k=6):
     the description (short ones first), and the best word matches (search), narrowed by the
     facts the description states about their form (a method, N parameters, returns nothing,
     public, unsafe). The sub model says in one sentence what each does (one batch of sub-calls);
-    they are ranked by how many of the description's words that sentence and the code share,
-    and the closest three are checked: does it do what was described, yes or no (one more
-    batch). Returns them best first, each with .said, .match, .verdict, .says_yes and the
+    they are ranked by how many of the description's words that sentence, the doc comment and
+    the name hold (and, a quarter as much, the body), and the closest three are checked: does it
+    do what was described, yes or no (one more batch). Returns them best first, each with .said, .match, .verdict, .says_yes and the
     definition's .name .path .start_line .text; .best is the first yes, else the closest.
     Example:
         found = find_function("computes a checksum of a byte slice")
