@@ -383,20 +383,29 @@ mod tests {
         );
     }
 
-    #[test]
-    fn unknown_paths_are_the_ones_no_file_has() {
+    /// A snapshot of `(path, text)` files.
+    fn snapshot(files: &[(&str, &str)]) -> Snapshot {
         use crate::workspace::{IndexStats, SourceFile};
-        let snap = Snapshot {
+        Snapshot {
             root: "/w".into(),
-            files: ["src/lib.rs", "src/net/tcp.rs", "README.md"]
+            files: files
                 .iter()
-                .map(|p| SourceFile {
+                .map(|(p, t)| SourceFile {
                     path: p.to_string(),
-                    text: std::sync::Arc::new("x\n".into()),
+                    text: std::sync::Arc::new(t.to_string()),
                 })
                 .collect(),
             stats: IndexStats::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn unknown_paths_are_the_ones_no_file_has() {
+        let snap = snapshot(&[
+            ("src/lib.rs", "x\n"),
+            ("src/net/tcp.rs", "x\n"),
+            ("README.md", "x\n"),
+        ]);
         assert_eq!(
             unknown_paths(
                 "It is in src/net.rs:12 and lib.rs:1, tcp.rs, net/tcp.rs:3, README.md and \
@@ -409,22 +418,11 @@ mod tests {
 
     #[test]
     fn near_miss_paths_are_mended() {
-        use crate::workspace::{IndexStats, SourceFile};
-        let snap = Snapshot {
-            root: "/w".into(),
-            files: [
-                "regex-syntax-0.8.12/src/ast/visitor.rs",
-                "a/src/lib.rs",
-                "b/src/lib.rs",
-            ]
-            .iter()
-            .map(|p| SourceFile {
-                path: p.to_string(),
-                text: std::sync::Arc::new("x\n".into()),
-            })
-            .collect(),
-            stats: IndexStats::default(),
-        };
+        let snap = snapshot(&[
+            ("regex-syntax-0.8.12/src/ast/visitor.rs", "x\n"),
+            ("a/src/lib.rs", "x\n"),
+            ("b/src/lib.rs", "x\n"),
+        ]);
         // Recorded from the 1.5B model at f4d4b25 (aggregate-1m-0), given again after it was
         // sent back once.
         assert_eq!(
@@ -447,19 +445,10 @@ mod tests {
     /// to a real path (recorded from the 1.5B model: "`gcd` in rayon-core-1.13.0/src/lib.rs:210").
     #[test]
     fn names_placed_in_files_that_do_not_hold_them() {
-        use crate::workspace::{IndexStats, SourceFile};
-        let file = |path: &str, text: &str| SourceFile {
-            path: path.to_string(),
-            text: std::sync::Arc::new(text.into()),
-        };
-        let snap = Snapshot {
-            root: "/w".into(),
-            files: vec![
-                file("src/fmt.rs", "pub fn pass_35(a: u64) -> u64 { a }\n"),
-                file("src/lib.rs", "pub mod fmt;\nfn gcd_of() {}\n"),
-            ],
-            stats: IndexStats::default(),
-        };
+        let snap = snapshot(&[
+            ("src/fmt.rs", "pub fn pass_35(a: u64) -> u64 { a }\n"),
+            ("src/lib.rs", "pub mod fmt;\nfn gcd_of() {}\n"),
+        ]);
         let found = |answer: &str| {
             misplaced_names(answer, &snap)
                 .into_iter()
