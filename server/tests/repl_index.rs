@@ -182,7 +182,17 @@ async fn run(repl: &mut Repl, index: Option<&dyn IndexQueries>, code: &str) -> C
 
 /// Runs `code` and returns its stdout, failing on any error.
 async fn ok(repl: &mut Repl, index: Option<&dyn IndexQueries>, code: &str) -> String {
-    let out = run(repl, index, code).await;
+    ok_with(repl, &NoSub, index, code).await
+}
+
+/// `ok` with sub-calls answered by `sub`.
+async fn ok_with(
+    repl: &mut Repl,
+    sub: &dyn SubCalls,
+    index: Option<&dyn IndexQueries>,
+    code: &str,
+) -> String {
+    let out = repl.exec(code, sub, index).await.unwrap();
     assert_eq!(out.error, None, "cell failed: {code}\n{out:?}");
     assert!(!out.timed_out && out.worker_died.is_none(), "{out:?}");
     out.stdout
@@ -1069,22 +1079,14 @@ pub fn widen(x: u32, y: u32) -> u64 {
     let (blob, live) = indexed(&[("src/lib.rs", lib)]);
     let mut repl = Repl::start(cfg(), blob).await.unwrap();
     let sub = Reader::default();
-    let out = repl
-        .exec(
-            "found = find_function('computes the greatest common divisor of two integers', k=2)\nprint(found)\nprint(found.best.name)",
-            &sub,
-            Some(&*live),
-        )
-        .await
-        .unwrap();
-    assert_eq!(out.error, None, "{out:?}");
+    let stdout = ok_with(&mut repl, &sub, Some(&*live), "found = find_function('computes the greatest common divisor of two integers', k=2)\nprint(found)\nprint(found.best.name)").await;
     expect_test::expect![[r#"
         best: step_7 at src/lib.rs:1 (the sub model says it does it; 2 candidates, ranked by how well what they do matches the description)
         src/lib.rs:1: step_7 [yes]: It computes the greatest common divisor of two numbers by Euclid's algorithm.
         src/lib.rs:14: widen [no]: It packs two 32-bit integers into one 64-bit integer.
         step_7
     "#]]
-    .assert_eq(&out.stdout);
+    .assert_eq(&stdout);
     let first = sub.prompts.lock().unwrap()[0].clone();
     assert!(first.contains("A rust function does this"), "{first}");
     // A sub model that says yes to everything: what it says each one does decides.
@@ -1092,22 +1094,14 @@ pub fn widen(x: u32, y: u32) -> u64 {
         yes_to_all: true,
         ..Reader::default()
     };
-    let out = repl
-        .exec(
-            "found = find_function('computes the greatest common divisor of two integers', k=2)\nprint(found)\nprint(found.best.name)",
-            &sub,
-            Some(&*live),
-        )
-        .await
-        .unwrap();
-    assert_eq!(out.error, None, "{out:?}");
+    let stdout = ok_with(&mut repl, &sub, Some(&*live), "found = find_function('computes the greatest common divisor of two integers', k=2)\nprint(found)\nprint(found.best.name)").await;
     expect_test::expect![[r#"
         best: step_7 at src/lib.rs:1 (the sub model says it does it; 2 candidates, ranked by how well what they do matches the description)
         src/lib.rs:1: step_7 [yes]: It computes the greatest common divisor of two numbers by Euclid's algorithm.
         src/lib.rs:14: widen [yes]: It packs two 32-bit integers into one 64-bit integer.
         step_7
     "#]]
-    .assert_eq(&out.stdout);
+    .assert_eq(&stdout);
     // The descriptions are asked for without the description searched for (a small model
     // shown it says yes), and only the closest candidates are asked yes or no.
     let prompts = sub.prompts.lock().unwrap().clone();
@@ -1180,20 +1174,12 @@ fn is_stuck(pool: &Pool) -> bool {
         yes_to_all: true,
         ..Reader::default()
     };
-    let out = repl
-        .exec(
-            "found = find_function('Computes the greatest common divisor. Facts about it: it is a method (it takes self); it takes 2 other parameters; it returns a value.', k=3)\nprint(found.best.name)\nprint(sorted(c.name for c in found))",
-            &sub,
-            Some(&*live),
-        )
-        .await
-        .unwrap();
-    assert_eq!(out.error, None, "{out:?}");
+    let stdout = ok_with(&mut repl, &sub, Some(&*live), "found = find_function('Computes the greatest common divisor. Facts about it: it is a method (it takes self); it takes 2 other parameters; it returns a value.', k=3)\nprint(found.best.name)\nprint(sorted(c.name for c in found))").await;
     expect_test::expect![[r#"
         reduce
         ['reduce']
     "#]]
-    .assert_eq(&out.stdout);
+    .assert_eq(&stdout);
     let prompts = sub.prompts.lock().unwrap().clone();
     let asked: Vec<&String> = prompts
         .iter()
@@ -1207,16 +1193,8 @@ fn is_stuck(pool: &Pool) -> bool {
     );
     // "Returns true or false", "public": a `pub` function returning `bool`, among the word
     // search's results (chunks, matched to their definitions).
-    let out = repl
-        .exec(
-            "found = find_function('Whether the pool is ready or stuck. Facts about it: it is a free function; it is public; it takes one parameter; it returns true or false.', k=3)\nprint(sorted(c.name for c in found))\nprint(sorted(r.name for r in search('Whether the pool is ready or stuck', k=2)))",
-            &sub,
-            Some(&*live),
-        )
-        .await
-        .unwrap();
-    assert_eq!(out.error, None, "{out:?}");
-    assert_eq!(out.stdout, "['is_ready']\n['is_ready', 'is_stuck']\n");
+    let stdout = ok_with(&mut repl, &sub, Some(&*live), "found = find_function('Whether the pool is ready or stuck. Facts about it: it is a free function; it is public; it takes one parameter; it returns true or false.', k=3)\nprint(sorted(c.name for c in found))\nprint(sorted(r.name for r in search('Whether the pool is ready or stuck', k=2)))").await;
+    assert_eq!(stdout, "['is_ready']\n['is_ready', 'is_stuck']\n");
     // The sub model reads a candidate with its doc comment and attributes.
     let prompts = sub.prompts.lock().unwrap().clone();
     assert!(
@@ -1264,15 +1242,13 @@ fn stop(r: &Registry) {
         ("src/registry.rs", registry),
     ]);
     let mut repl = Repl::start(cfg(), blob).await.unwrap();
-    let out = repl
-        .exec(
-            "print(rename_symbol('terminate', 'shut_down'))\nprint(proposed_edits())",
-            &Reader::default(),
-            Some(&*live),
-        )
-        .await
-        .unwrap();
-    assert_eq!(out.error, None, "{out:?}");
+    let stdout = ok_with(
+        &mut repl,
+        &Reader::default(),
+        Some(&*live),
+        "print(rename_symbol('terminate', 'shut_down'))\nprint(proposed_edits())",
+    )
+    .await;
     expect_test::expect![[r#"
         6 edits in 1 file: src/registry.rs (6)
         6 proposed edits:
@@ -1283,6 +1259,6 @@ fn stop(r: &Registry) {
         src/registry.rs:22: 'terminate' -> 'shut_down'
         src/registry.rs:23: 'terminate' -> 'shut_down'
     "#]]
-    .assert_eq(&out.stdout);
+    .assert_eq(&stdout);
     repl.shutdown().await;
 }
